@@ -1,0 +1,16 @@
+"""What the hardware is: networks of programmable conductances, rendered as SPICE."""
+
+from circuits.netlist import TIGHT_OPTIONS, edge_names, render_netlist
+from circuits.network import Circuit, CrossbarSpec, DiodeModel, EdgeGroup, circuit_from_graph, crossbar
+
+__all__ = [
+    "Circuit",
+    "CrossbarSpec",
+    "DiodeModel",
+    "EdgeGroup",
+    "TIGHT_OPTIONS",
+    "circuit_from_graph",
+    "crossbar",
+    "edge_names",
+    "render_netlist",
+]

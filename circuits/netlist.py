@@ -1,0 +1,134 @@
+"""Render a :class:`~circuits.network.Circuit` as readable SPICE text.
+
+Element names follow the nodes they touch so that a netlist can be read and
+changed by hand or by ``alter``:
+
+* ``V<node>``: the source holding an input or fixed node (``Vin_3``, ``Vbias_p``);
+* ``R<k>_<row>_<col>``: the memristor at row, column of crossbar group k
+  (``R<k>_<e>`` for groups that are plain edge lists);
+* ``D<j>_<anode>_<cathode>``: hidden-node diodes;
+* ``Vtgt_<out>`` and ``Gnudge_<out>``: the nudge.  The nudge of strength beta
+  (siemens) is a voltage-controlled current source ``beta (V(out) - V(tgt))``
+  from the output node to its target source, i.e. a conductance beta that may
+  be negative (the -beta phase of the centred estimator).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from circuits.network import GROUND, Circuit
+
+#: Tolerances under which ngspice agrees with Kirchhoff's law to well below
+#: 1e-12 A on diode networks; ngspice's defaults (RELTOL 1e-3, VNTOL 1e-6 V)
+#: leave about 1e-7 V of slack on forward-biased diodes.
+TIGHT_OPTIONS = {"reltol": 1e-9, "abstol": 1e-15, "vntol": 1e-12, "gmin": 1e-12}
+
+
+def source_name(node: str) -> str:
+    return f"V{node}"
+
+
+def target_node(output: str) -> str:
+    return f"tgt_{output}"
+
+
+def nudge_name(output: str) -> str:
+    return f"Gnudge_{output}"
+
+
+def edge_names(circuit: Circuit) -> list[str]:
+    """Element name of every programmable conductance, in edge order."""
+    names: list[str] = []
+    for k, group in enumerate(circuit.groups, start=1):
+        count = group.stop - group.start
+        if len(group.shape) == 2:
+            rows, cols = np.unravel_index(np.arange(count), group.shape)
+            names += [f"R{k}_{r}_{c}" for r, c in zip(rows.tolist(), cols.tolist())]
+        else:
+            names += [f"R{k}_{e}" for e in range(count)]
+    return names
+
+
+def _fmt(x: float) -> str:
+    # The shortest text that reads back as the same double: ngspice sees the
+    # float we hold, and a person reads 0.2, not 0.20000000000000001.
+    return repr(float(x))
+
+
+def render_netlist(
+    circuit: Circuit,
+    g_s: np.ndarray,
+    inputs_v: np.ndarray | None = None,
+    targets_v: np.ndarray | None = None,
+    beta_s: float = 0.0,
+    analysis: str = ".op",
+    options: dict[str, float] | None = None,
+) -> str:
+    """SPICE text of ``circuit`` with conductances ``g_s`` (siemens).
+
+    Parameters
+    ----------
+    inputs_v : volts on the input sources (default 0 V).
+    targets_v : volts on the nudge target sources (default 0 V).
+    beta_s : nudge strength, siemens (0: free phase).
+    analysis : the analysis card, e.g. ``.op``.
+    options : ``.options`` values; default :data:`TIGHT_OPTIONS`.
+    """
+    g_s = np.asarray(g_s, dtype=float)
+    if g_s.shape != (circuit.n_edges,):
+        raise ValueError(f"g_s has shape {g_s.shape}; circuit has {circuit.n_edges} edges")
+    if not np.all(np.isfinite(g_s)) or np.any(g_s <= 0):
+        raise ValueError("conductances must be finite and positive (siemens)")
+    n_in, n_out = len(circuit.input_nodes), len(circuit.output_nodes)
+    inputs_v = np.zeros(n_in) if inputs_v is None else np.asarray(inputs_v, dtype=float)
+    targets_v = np.zeros(n_out) if targets_v is None else np.asarray(targets_v, dtype=float)
+    names = circuit.node_names
+    node = lambda i: GROUND if i < 0 else names[i]  # noqa: E731
+
+    lines = [f"* {circuit.title}"]
+    lines += [f"* {c}" for c in circuit.comments]
+    lines += [
+        "* units: volts, siemens, amperes; each memristor is a resistor R = 1/G",
+        f"* {circuit.n_edges} programmable conductances, {len(circuit.free_nodes)} free nodes",
+        "",
+        "* input sources (driven by the data)",
+    ]
+    lines += [f"{source_name(n)} {n} 0 dc {_fmt(v)}" for n, v in zip(circuit.input_nodes, inputs_v)]
+    if circuit.fixed_nodes:
+        lines.append("* fixed sources (bias lines, diode bias)")
+        lines += [
+            f"{source_name(n)} {n} 0 dc {_fmt(v)}"
+            for n, v in zip(circuit.fixed_nodes, circuit.fixed_volts)
+        ]
+    element = edge_names(circuit)
+    resistance = 1.0 / g_s
+    for group in circuit.groups:
+        lines.append(f"* crossbar {group.name}: {' x '.join(map(str, group.shape))} memristors")
+        a, b = circuit.edges[group.slice].T
+        lines += [
+            f"{element[e]} {names[i]} {names[j]} {_fmt(r)}"
+            for e, i, j, r in zip(
+                range(group.start, group.stop), a.tolist(), b.tolist(), resistance[group.slice].tolist()
+            )
+        ]
+    if len(circuit.diodes):
+        lines.append("* hidden nonlinearity: diodes (anode cathode model)")
+        lines += [
+            f"D{k}_{node(a)}_{node(c)} {node(a)} {node(c)} {circuit.diode_model.name}"
+            for k, (a, c) in enumerate(circuit.diodes.tolist())
+        ]
+        lines.append(circuit.diode_model.card())
+    if circuit.output_load_s > 0:
+        lines.append(f"* output loads: {circuit.output_load_s:g} S to ground")
+        lines += [f"Rload_{n} {n} 0 {_fmt(1.0 / circuit.output_load_s)}" for n in circuit.output_nodes]
+    lines.append(f"* nudge: conductance beta = {beta_s:g} S from each output to its target source")
+    for n, y in zip(circuit.output_nodes, targets_v):
+        t = target_node(n)
+        lines.append(f"{source_name(t)} {t} 0 dc {_fmt(y)}")
+        lines.append(f"{nudge_name(n)} {n} {t} {n} {t} {_fmt(beta_s)}")
+    opts = TIGHT_OPTIONS if options is None else options
+    if opts:
+        lines.append(".options " + " ".join(f"{k}={v:g}" for k, v in opts.items()))
+    lines += [analysis, ".end", ""]
+    return "\n".join(lines)

@@ -1,0 +1,311 @@
+"""Circuit descriptions: plain data that both engines and the netlist writer read.
+
+A :class:`Circuit` says what the hardware *is*: which nodes are driven by the
+data (input sources), which are held at constant voltages (bias lines, diode
+bias), which are free (hidden and output), which pairs of nodes carry a
+programmable conductance (the memristors), where the diodes sit, and which
+fixed loads hang on the outputs.  It holds no conductance values: those are the
+state the controller changes, passed next to the circuit as a vector
+``g[edge]`` in siemens.
+
+Node voltages everywhere in eqspice are indexed by ``circuit.node_names``:
+input nodes first, then fixed (bias) nodes, then free nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+GROUND = "0"
+
+
+@dataclass(frozen=True)
+class DiodeModel:
+    """SPICE junction diode (``D`` element) used as the hidden nonlinearity.
+
+    Parameters
+    ----------
+    is_a : float
+        Saturation current IS, amperes.
+    n : float
+        Emission coefficient N (ideality factor), dimensionless.
+    name : str
+        Name of the ``.model`` card.
+
+    Notes
+    -----
+    The DC current is ngspice's: ``I = IS (exp(V / (N Vt)) - 1) + GMIN V`` in
+    forward bias and above ``-3 N Vt``, with ``Vt = k T / q`` at 27 degC, and
+    GMIN (``.options gmin``, 1e-12 S by default) across every junction.
+    """
+
+    is_a: float = 1e-14
+    n: float = 1.0
+    name: str = "dhidden"
+
+    def card(self) -> str:
+        return f".model {self.name} D(IS={self.is_a!r} N={self.n!r})"
+
+
+@dataclass(frozen=True)
+class EdgeGroup:
+    """A named block of edges, e.g. one crossbar layer of shape (rows, cols)."""
+
+    name: str
+    start: int
+    stop: int
+    shape: tuple[int, ...]
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A resistive network with programmable conductances.
+
+    Attributes
+    ----------
+    input_nodes : names of nodes held by data-driven voltage sources.
+    fixed_nodes : names of nodes held by constant sources, with ``fixed_volts``.
+    free_nodes : names of the nodes the circuit settles (hidden and output).
+    output_nodes : the free nodes that are read out and nudged.
+    edges : int array (n_edges, 2) of indices into ``node_names``; each edge is
+        one programmable conductance (a memristor).
+    groups : named blocks of edges (crossbar layers), in edge order.
+    diodes : int array (n_diodes, 2) of (anode, cathode) indices into
+        ``node_names``; -1 stands for ground.
+    diode_model : the ``.model`` card every diode uses.
+    output_load_s : fixed conductance from each output node to ground, siemens
+        (0 for no load).
+    input_gain : (n_inputs, n_features) map from data features to input source
+        volts, e.g. +x and -x lines for differential inputs.
+    readout : (n_classes, n_outputs) map from output voltages to class scores.
+    target_gain : (n_outputs, n_classes) map from class targets (volts) to the
+        target voltage of each output node.
+    """
+
+    title: str
+    input_nodes: tuple[str, ...]
+    fixed_nodes: tuple[str, ...]
+    fixed_volts: tuple[float, ...]
+    free_nodes: tuple[str, ...]
+    output_nodes: tuple[str, ...]
+    edges: np.ndarray
+    groups: tuple[EdgeGroup, ...]
+    diodes: np.ndarray
+    diode_model: DiodeModel
+    output_load_s: float
+    input_gain: np.ndarray
+    readout: np.ndarray
+    target_gain: np.ndarray
+    comments: tuple[str, ...] = field(default=())
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self.input_nodes + self.fixed_nodes + self.free_nodes
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+    @property
+    def free_slice(self) -> slice:
+        start = len(self.input_nodes) + len(self.fixed_nodes)
+        return slice(start, start + len(self.free_nodes))
+
+    @property
+    def output_index(self) -> np.ndarray:
+        """Indices of the output nodes in ``node_names``."""
+        index = {name: i for i, name in enumerate(self.node_names)}
+        return np.array([index[name] for name in self.output_nodes], dtype=int)
+
+    @property
+    def n_features(self) -> int:
+        return self.input_gain.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return self.readout.shape[0]
+
+    def group(self, name: str) -> EdgeGroup:
+        for group in self.groups:
+            if group.name == name:
+                return group
+        raise KeyError(f"no edge group {name!r}; groups are {[g.name for g in self.groups]}")
+
+
+@dataclass(frozen=True)
+class CrossbarSpec:
+    """A layered crossbar network, as a user describes it.
+
+    Parameters
+    ----------
+    layers : sizes [n_features, hidden..., n_classes], e.g. [64, 32, 10].
+    differential_inputs : drive +x and -x lines for every feature (signed weights
+        from positive conductances).
+    differential_outputs : two output nodes per class; score = V(o+) - V(o-).
+    input_scale_v : volts on an input line per unit of feature.
+    bias_v : volts on the bias lines (+bias_v and -bias_v) that form extra rows of
+        every crossbar; 0 for no bias lines.
+    nonlinearity : "diode_pair" (diodes to a high and a low bias source, a soft
+        clip), "diode" (one diode from the node to a bias source), or "none".
+    diode_bias_v : (low, high) volts of the diode bias sources.
+    diode_model : the diode ``.model`` card.
+    output_load_s : conductance from each output node to ground, siemens.
+    """
+
+    layers: tuple[int, ...]
+    differential_inputs: bool = True
+    differential_outputs: bool = False
+    input_scale_v: float = 1.0
+    bias_v: float = 1.0
+    nonlinearity: str = "diode_pair"
+    diode_bias_v: tuple[float, float] = (-0.3, 0.3)
+    diode_model: DiodeModel = DiodeModel()
+    output_load_s: float = 0.0
+
+
+def crossbar(spec: CrossbarSpec) -> Circuit:
+    """Build the :class:`Circuit` of a layered crossbar.
+
+    Every node of layer k-1 (plus the bias lines) connects to every node of
+    layer k through one programmable conductance; group ``"L{k}"`` holds those
+    edges in row-major order, shape (rows, cols), so ``g[group.slice]`` reshapes
+    to the crossbar's conductance matrix.
+    """
+    n_features, *hidden, n_classes = spec.layers
+    if spec.differential_inputs:
+        input_nodes = tuple(f"in_{i}" for i in range(n_features)) + tuple(
+            f"inb_{i}" for i in range(n_features)
+        )
+        input_gain = np.vstack([np.eye(n_features), -np.eye(n_features)]) * spec.input_scale_v
+    else:
+        input_nodes = tuple(f"in_{i}" for i in range(n_features))
+        input_gain = np.eye(n_features) * spec.input_scale_v
+
+    fixed_nodes: list[str] = []
+    fixed_volts: list[float] = []
+    if spec.bias_v:
+        fixed_nodes += ["bias_p", "bias_n"]
+        fixed_volts += [spec.bias_v, -spec.bias_v]
+    if hidden and spec.nonlinearity == "diode_pair":
+        fixed_nodes += ["vd_lo", "vd_hi"]
+        fixed_volts += list(spec.diode_bias_v)
+    elif hidden and spec.nonlinearity == "diode":
+        fixed_nodes += ["vd_hi"]
+        fixed_volts += [spec.diode_bias_v[1]]
+    bias_nodes = [n for n in ("bias_p", "bias_n") if n in fixed_nodes]
+
+    hidden_layers = [tuple(f"h{k + 1}_{j}" for j in range(n)) for k, n in enumerate(hidden)]
+    if spec.differential_outputs:
+        output_nodes = tuple(f"out_{j}" for j in range(n_classes)) + tuple(
+            f"outb_{j}" for j in range(n_classes)
+        )
+        readout = np.hstack([np.eye(n_classes), -np.eye(n_classes)])
+        target_gain = 0.5 * readout.T
+    else:
+        output_nodes = tuple(f"out_{j}" for j in range(n_classes))
+        readout = np.eye(n_classes)
+        target_gain = np.eye(n_classes)
+
+    free_nodes = tuple(n for layer in hidden_layers for n in layer) + output_nodes
+    node_names = input_nodes + tuple(fixed_nodes) + free_nodes
+    index = {name: i for i, name in enumerate(node_names)}
+
+    edge_rows: list[np.ndarray] = []
+    groups: list[EdgeGroup] = []
+    previous = list(input_nodes)
+    start = 0
+    for k, layer in enumerate([*hidden_layers, output_nodes], start=1):
+        rows = np.array([index[n] for n in previous + bias_nodes])
+        cols = np.array([index[n] for n in layer])
+        a, b = np.meshgrid(rows, cols, indexing="ij")
+        edge_rows.append(np.stack([a.ravel(), b.ravel()], axis=1))
+        groups.append(EdgeGroup(f"L{k}", start, start + a.size, (len(rows), len(cols))))
+        start += a.size
+        previous = list(layer)
+
+    diodes: list[tuple[int, int]] = []
+    for layer in hidden_layers:
+        for name in layer:
+            if spec.nonlinearity == "diode_pair":
+                diodes.append((index[name], index["vd_hi"]))
+                diodes.append((index["vd_lo"], index[name]))
+            elif spec.nonlinearity == "diode":
+                diodes.append((index[name], index["vd_hi"]))
+
+    sizes = "-".join(str(n) for n in spec.layers)
+    comments = (
+        f"layered crossbar {sizes}",
+        "inputs: " + ("differential (+x on in_i, -x on inb_i)" if spec.differential_inputs else "single-ended"),
+        f"hidden nonlinearity: {spec.nonlinearity}",
+        "outputs: " + ("differential (score = V(out_j) - V(outb_j))" if spec.differential_outputs else "single-ended"),
+    )
+    return Circuit(
+        title=f"eqspice crossbar {sizes}",
+        input_nodes=input_nodes,
+        fixed_nodes=tuple(fixed_nodes),
+        fixed_volts=tuple(fixed_volts),
+        free_nodes=free_nodes,
+        output_nodes=output_nodes,
+        edges=np.concatenate(edge_rows).astype(int),
+        groups=tuple(groups),
+        diodes=np.array(diodes, dtype=int).reshape(-1, 2),
+        diode_model=spec.diode_model,
+        output_load_s=spec.output_load_s,
+        input_gain=input_gain,
+        readout=readout,
+        target_gain=target_gain,
+        comments=comments,
+    )
+
+
+def circuit_from_graph(
+    graph: nx.Graph,
+    inputs: list[str],
+    outputs: list[str],
+    fixed: dict[str, float] | None = None,
+    diodes: list[tuple[str, str]] | None = None,
+    diode_model: DiodeModel = DiodeModel(),
+    title: str = "eqspice network",
+) -> Circuit:
+    """Build a :class:`Circuit` from any networkx graph.
+
+    Every graph edge is one programmable conductance (group ``"edges"``);
+    ``inputs`` are driven one-to-one by the features, ``fixed`` nodes sit at
+    constant volts, every other node is free.  ``diodes`` are (anode, cathode)
+    pairs of node names, ``"0"`` for ground.
+    """
+    fixed = dict(fixed or {})
+    free = [n for n in graph.nodes if n not in inputs and n not in fixed]
+    missing = [n for n in outputs if n not in free]
+    if missing:
+        raise ValueError(f"outputs {missing} are not free nodes of the graph")
+    node_names = tuple(str(n) for n in [*inputs, *fixed, *free])
+    index = {name: i for i, name in enumerate(node_names)}
+    index[GROUND] = -1
+    edges = np.array([(index[str(a)], index[str(b)]) for a, b in graph.edges], dtype=int)
+    diode_rows = np.array([(index[str(a)], index[str(c)]) for a, c in diodes or []], dtype=int)
+    n_out = len(outputs)
+    return Circuit(
+        title=title,
+        input_nodes=tuple(str(n) for n in inputs),
+        fixed_nodes=tuple(str(n) for n in fixed),
+        fixed_volts=tuple(float(v) for v in fixed.values()),
+        free_nodes=tuple(str(n) for n in free),
+        output_nodes=tuple(str(n) for n in outputs),
+        edges=edges.reshape(-1, 2),
+        groups=(EdgeGroup("edges", 0, len(edges), (len(edges),)),),
+        diodes=diode_rows.reshape(-1, 2),
+        diode_model=diode_model,
+        output_load_s=0.0,
+        input_gain=np.eye(len(inputs)),
+        readout=np.eye(n_out),
+        target_gain=np.eye(n_out),
+        comments=("network from a graph",),
+    )

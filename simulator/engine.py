@@ -1,0 +1,63 @@
+"""The interface every engine implements, and the errors engines raise.
+
+An engine holds one circuit with its conductances and settles it for a batch of
+input voltages, optionally nudged towards target voltages:
+
+* free phase: ``settle(inputs_v)``;
+* nudged phase: ``settle(inputs_v, targets_v, beta_s)``, the circuit then
+  minimises ``E(v) + beta * |v_out - y|^2 / 2`` (DESIGN.md);
+* the -beta phase of the centred estimator: ``beta_s < 0``.
+
+It returns the voltage of every node of ``circuit.node_names``, shaped
+``v[batch, node]``, in volts.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from circuits.network import Circuit
+
+
+class EngineError(RuntimeError):
+    """An engine could not settle a sample; the message names sample and phase."""
+
+
+class SimulatorCrash(EngineError):
+    """The simulator process died or hung; the engine has started a fresh one."""
+
+
+class ConvergenceError(EngineError):
+    """The operating point did not converge, even with gmin and source stepping."""
+
+
+class Engine(Protocol):
+    name: str
+
+    def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
+        """Take ``circuit`` with conductances ``g_s[edge]`` (siemens)."""
+
+    def set_conductances(self, g_s: np.ndarray) -> None:
+        """Write new conductances into the loaded circuit."""
+
+    def settle(
+        self,
+        inputs_v: np.ndarray,
+        targets_v: np.ndarray | None = None,
+        beta_s: float = 0.0,
+        *,
+        phase: str = "free",
+        sample_ids: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Steady-state node voltages ``v[batch, node]`` for ``inputs_v[batch, input]``."""
+
+    def close(self) -> None:
+        """Release the engine's resources."""
+
+
+def phase_name(beta_s: float) -> str:
+    if beta_s == 0:
+        return "free"
+    return "nudged (+beta)" if beta_s > 0 else "nudged (-beta)"

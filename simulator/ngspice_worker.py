@@ -1,0 +1,138 @@
+"""The child process that owns libngspice.
+
+ngspice keeps global state, can call ``exit()`` on fatal errors and can hang, so
+it never runs in the process that holds a training run.  The parent
+(:class:`simulator.ngspice.NgspiceEngine`) sends requests over a pipe; this
+module answers them.  Requests are tuples ``(verb, *args)``; replies are
+``("ok", value)`` or ``("error", message, sample_position)``.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import signal
+
+import numpy as np
+
+# Debian ships libngspice.so.0 without the unversioned development symlink that
+# PySpice looks for.
+os.environ.setdefault("NGSPICE_LIBRARY_PATH", ctypes.util.find_library("ngspice") or "libngspice.so.0")
+
+#: Retries for an operating point that does not converge, in order: ngspice's
+#: own Newton with its default homotopies, then longer gmin stepping, then
+#: source stepping only.
+CONVERGENCE_AIDS = (
+    (),
+    ("option gminsteps=200", "option itl1=1000"),
+    ("option gminsteps=0", "option srcsteps=200", "option itl1=1000"),
+)
+RESET_AIDS = ("option gminsteps=10", "option srcsteps=10", "option itl1=100")
+
+
+class NonConvergence(RuntimeError):
+    pass
+
+
+class Worker:
+    """Holds one libngspice instance and the names it alters and reads."""
+
+    def __init__(self) -> None:
+        import logging
+
+        logging.getLogger("PySpice").setLevel(logging.CRITICAL)
+        from PySpice.Spice.NgSpice.Shared import NgSpiceShared
+
+        self.ng = NgSpiceShared.new_instance()
+        self.lib = self.ng._ngspice_shared
+        self.node_names: list[str] = []
+        self.settable: dict[str, str] = {}
+        self.current: dict[str, float] = {}
+        self.ops_since_cleanup = 0
+
+    def load(self, netlist: str, node_names: list[str], current: dict[str, float]) -> None:
+        self.ng.exec_command("destroy all")
+        self.ng.exec_command("remcirc") if self.node_names else None
+        self.ng.load_circuit(netlist)
+        self.node_names = [n.lower() for n in node_names]
+        self.current = dict(current)
+
+    def alter(self, values: dict[str, tuple[str, float]]) -> None:
+        """Apply ``{element: (parameter, value)}``, skipping unchanged values."""
+        for element, (param, value) in values.items():
+            if self.current.get(element) != value:
+                self.ng.exec_command(f"alter {element} {param}={value!r}")
+                self.current[element] = value
+
+    def operating_point(self) -> np.ndarray:
+        for aids in CONVERGENCE_AIDS:
+            for command in aids:
+                self.ng.exec_command(command)
+            try:
+                self.ng.exec_command("op")
+                ok = True
+            except Exception:  # PySpice raises on any ngspice error text
+                ok = False
+            if aids:
+                for command in RESET_AIDS:
+                    self.ng.exec_command(command)
+            if ok:
+                return self.read_nodes()
+        raise NonConvergence("operating point did not converge (tried gmin and source stepping)")
+
+    def read_nodes(self) -> np.ndarray:
+        from PySpice.Spice.NgSpice.Shared import ffi
+
+        plot = self.ng.last_plot
+        v = np.empty(len(self.node_names))
+        for k, name in enumerate(self.node_names):
+            info = self.lib.ngGet_Vec_Info(f"{plot}.{name}".encode())
+            if info == ffi.NULL or info.v_length < 1:
+                raise RuntimeError(f"ngspice returned no voltage for node {name}")
+            v[k] = info.v_realdata[0]
+        self.ops_since_cleanup += 1
+        if self.ops_since_cleanup >= 200:
+            self.ng.exec_command("destroy all")
+            self.ops_since_cleanup = 0
+        return v
+
+
+def serve(conn) -> None:
+    """Answer requests on ``conn`` until it closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    worker = Worker()
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        verb, *args = request
+        position = None
+        try:
+            if verb == "load":
+                worker.load(*args)
+                reply = ("ok", None)
+            elif verb == "settle":
+                (changes,) = args
+                out = np.empty((len(changes), len(worker.node_names)))
+                for position, change in enumerate(changes):
+                    worker.alter(change)
+                    out[position] = worker.operating_point()
+                reply = ("ok", out)
+            elif verb == "alter":
+                worker.alter(*args)
+                reply = ("ok", None)
+            elif verb == "exit":
+                os._exit(int(args[0]) if args else 0)
+            else:
+                reply = ("error", f"unknown request {verb!r}", None)
+        except Exception as exc:  # reported to the parent, which names sample and phase
+            reply = ("error", f"{type(exc).__name__}: {exc}", position)
+        conn.send(reply)
+
+
+if __name__ == "__main__":
+    import sys
+    from multiprocessing.connection import Connection
+
+    serve(Connection(int(sys.argv[1])))

@@ -154,7 +154,10 @@ class CrossbarSpec:
         every crossbar; 0 for no bias lines.
     nonlinearity : "diode_pair" (diodes to a high and a low bias source, a soft
         clip), "diode" (one diode from the node to a bias source), or "none".
-    diode_bias_v : (low, high) volts of the diode bias sources.
+    diode_bias_v : volts of the source at the lower diode's anode and of the
+        source at the upper diode's cathode ("diode_pair"; "diode" uses the
+        second).  The node is softly clipped to about [first - 0.5, second + 0.5] V
+        at microampere currents.
     diode_model : the diode ``.model`` card.
     output_load_s : conductance from each output node to ground, siemens.
     """
@@ -165,7 +168,7 @@ class CrossbarSpec:
     input_scale_v: float = 1.0
     bias_v: float = 1.0
     nonlinearity: str = "diode_pair"
-    diode_bias_v: tuple[float, float] = (-0.3, 0.3)
+    diode_bias_v: tuple[float, float] = (0.3, -0.3)
     diode_model: DiodeModel = DiodeModel()
     output_load_s: float = 0.0
 
@@ -194,10 +197,10 @@ def crossbar(spec: CrossbarSpec) -> Circuit:
         fixed_nodes += ["bias_p", "bias_n"]
         fixed_volts += [spec.bias_v, -spec.bias_v]
     if hidden and spec.nonlinearity == "diode_pair":
-        fixed_nodes += ["vd_lo", "vd_hi"]
+        fixed_nodes += ["vd_dn", "vd_up"]
         fixed_volts += list(spec.diode_bias_v)
     elif hidden and spec.nonlinearity == "diode":
-        fixed_nodes += ["vd_hi"]
+        fixed_nodes += ["vd_up"]
         fixed_volts += [spec.diode_bias_v[1]]
     bias_nodes = [n for n in ("bias_p", "bias_n") if n in fixed_nodes]
 
@@ -234,10 +237,10 @@ def crossbar(spec: CrossbarSpec) -> Circuit:
     for layer in hidden_layers:
         for name in layer:
             if spec.nonlinearity == "diode_pair":
-                diodes.append((index[name], index["vd_hi"]))
-                diodes.append((index["vd_lo"], index[name]))
+                diodes.append((index[name], index["vd_up"]))
+                diodes.append((index["vd_dn"], index[name]))
             elif spec.nonlinearity == "diode":
-                diodes.append((index[name], index["vd_hi"]))
+                diodes.append((index[name], index["vd_up"]))
 
     sizes = "-".join(str(n) for n in spec.layers)
     comments = (

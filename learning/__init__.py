@@ -1,0 +1,1 @@
+"""The host-side controller: learning rules, devices, training, data, reports."""

@@ -1,0 +1,185 @@
+"""The ``eqspice`` command line.
+
+Every failure a user can cause (a mistyped config, missing data, an unwritable
+folder, a simulator that keeps crashing) ends in one line on stderr and a
+non-zero exit code: 2 for bad input, 3 for a run that stopped (its state saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from circuits.netlist import render_netlist
+from circuits.network import crossbar
+from learning.checkpoint import CHECKPOINT, RunState, write_atomic
+from learning.config import ConfigError, RunConfig, load_config
+from learning.data import DataError, load_dataset
+from learning.devices import IdealDevice
+from learning.train import RunError, initial_state, make_engine, train
+from simulator.engine import EngineError
+
+EXIT_BAD_INPUT = 2
+EXIT_RUN_STOPPED = 3
+
+
+def _config_and_conductances(source: str) -> tuple[RunConfig, np.ndarray, str]:
+    """A config file (seeded initial conductances) or a run directory (its latest checkpoint)."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / CHECKPOINT).exists():
+            raise ConfigError(f"{path}: no {CHECKPOINT}; give a run directory or a config file")
+        config = load_config(path / "config.toml")
+        return config, RunState.load(path).g_s, f"trained run {path}"
+    config = load_config(path)
+    circuit = crossbar(config.network.spec())
+    device = IdealDevice(config.device.g_min_s, config.device.g_max_s, config.device.levels)
+    return config, initial_state(config, circuit, device).g_s, f"untrained config {path} (seed {config.seed})"
+
+
+def _parse_input(text: str, n_features: int) -> np.ndarray:
+    try:
+        x = np.array([float(v) for v in text.replace(" ", "").split(",") if v], dtype=float)
+    except ValueError:
+        raise ConfigError(f"--input {text!r}: give comma-separated numbers, e.g. --input 0,1") from None
+    if x.size != n_features:
+        raise ConfigError(f"--input has {x.size} values; the network has {n_features} inputs")
+    if not np.all(np.isfinite(x)):
+        raise ConfigError("--input holds NaN or inf; give finite numbers")
+    return x
+
+
+def _overrides(args) -> dict:
+    overrides = {}
+    if getattr(args, "backend", None):
+        overrides["engine.backend"] = args.backend
+    if getattr(args, "data_dir", None):
+        overrides["data.data_dir"] = args.data_dir
+    return overrides
+
+
+def _without_epochs(config: RunConfig) -> dict:
+    raw = config.model_dump()
+    raw["training"].pop("epochs")
+    return raw
+
+
+def cmd_train(args) -> int:
+    config = load_config(args.config, _overrides(args))
+    if args.resume:
+        run_dir = Path(args.resume)
+        recorded = load_config(run_dir / "config.toml", _overrides(args)) if run_dir.is_dir() else None
+        if recorded is None:
+            raise ConfigError(f"--resume {run_dir}: no such run directory")
+        if _without_epochs(recorded) != _without_epochs(config):
+            raise ConfigError(f"{args.config} differs from the config recorded in {run_dir} (only epochs may change)")
+    else:
+        stem = Path(args.config).stem
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / stem
+    state = train(config, run_dir, resume=bool(args.resume), progress=not args.quiet)
+    last = state.metrics[-1] if state.metrics else {}
+    print(
+        f"run {run_dir}: {state.epoch} epochs, test accuracy {last.get('test_accuracy', float('nan')):.4f}, "
+        f"train accuracy {last.get('train_accuracy', float('nan')):.4f}"
+    )
+    return 0
+
+
+def cmd_settle(args) -> int:
+    config, g_s, origin = _config_and_conductances(args.source)
+    if args.backend:
+        config = config.model_copy(update={"engine": config.engine.model_copy(update={"backend": args.backend})})
+    circuit = crossbar(config.network.spec())
+    x = _parse_input(args.input, circuit.n_features)
+    engine = make_engine(config)
+    try:
+        engine.load(circuit, g_s)
+        v = engine.settle((x @ circuit.input_gain.T)[None, :])[0]
+    finally:
+        engine.close()
+    print(f"# {origin}, engine {engine.name}, input {','.join(f'{a:g}' for a in x)}")
+    for name, volts in zip(circuit.output_nodes, v[circuit.output_index]):
+        print(f"V({name}) = {volts:.9f} V")
+    scores = circuit.readout @ v[circuit.output_index]
+    print(f"predicted class {int(np.argmax(scores))}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    config, g_s, origin = _config_and_conductances(args.source)
+    circuit = crossbar(config.network.spec())
+    if args.input is not None:
+        x = _parse_input(args.input, circuit.n_features)
+        what = f"input {','.join(f'{a:g}' for a in x)}"
+    else:
+        d = config.data
+        data = load_dataset(
+            d.name, data_dir=d.data_dir, seed=config.seed, test_fraction=d.test_fraction
+        )
+        if not 0 <= args.sample < len(data.x_test):
+            raise ConfigError(f"--sample {args.sample}: the test set has {len(data.x_test)} samples")
+        x = data.x_test[args.sample]
+        what = f"test sample {args.sample} of {data.name} (label {data.y_test[args.sample]})"
+    netlist = render_netlist(circuit, g_s, inputs_v=circuit.input_gain @ x, beta_s=0.0)
+    header = f"* exported from {origin}\n* applied: {what}\n* run with: ngspice -b {Path(args.output).name}\n"
+    title, rest = netlist.split("\n", 1)
+    out = Path(args.output)
+    try:
+        write_atomic(out, f"{title}\n{header}{rest}".encode())
+    except OSError as exc:
+        raise ConfigError(f"-o {out}: cannot write ({exc.strerror})") from None
+    print(f"wrote {out}: {circuit.n_edges} memristors, {what}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eqspice",
+        description="Memristor crossbars settled by ngspice, trained by equilibrium propagation.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a network described by a TOML config")
+    p.add_argument("config", help="TOML run configuration (see examples/)")
+    p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend")
+    p.add_argument("--run-dir", help="where to write the run (default runs/<config name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("settle", help="print the output voltages for one input")
+    p.add_argument("source", metavar="CONFIG|RUN_DIR")
+    p.add_argument("--input", required=True, help="comma-separated features, e.g. 0,1")
+    p.add_argument("--backend", choices=["ngspice", "native"])
+    p.set_defaults(func=cmd_settle)
+
+    p = sub.add_parser("export", help="write the circuit with one input applied as a SPICE netlist")
+    p.add_argument("source", metavar="CONFIG|RUN_DIR")
+    p.add_argument("-o", "--output", required=True, help="netlist file to write (.cir)")
+    p.add_argument("--input", help="comma-separated features (default: a test sample)")
+    p.add_argument("--sample", type=int, default=0, help="index of the test sample to apply")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as exc:
+        print(f"eqspice: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (RunError, EngineError) as exc:
+        print(f"eqspice: error: {exc}", file=sys.stderr)
+        return EXIT_RUN_STOPPED
+    except KeyboardInterrupt:
+        print("eqspice: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Run configuration: a TOML file, validated once, at the edge.
+
+Every field has a unit in its name or description and a default; unknown keys
+are refused.  :func:`load_config` turns the first problem into one line such as
+``device.g_min_s: must be below device.g_max_s (got 1e-4 >= 1e-5)``.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from circuits.network import CrossbarSpec, DiodeModel
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line naming the field and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    name: Literal["xor", "iris", "digits", "fashion_mnist", "mnist"] = "digits"
+    data_dir: str | None = Field(None, description="folder of IDX files (fashion_mnist, mnist)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share for iris and digits")
+    limit_train: int | None = Field(None, ge=1, description="keep only the first N training samples")
+    limit_test: int | None = Field(None, ge=1, description="keep only the first N test samples")
+
+
+class NetworkConfig(_Section):
+    layers: list[int] = Field(description="[n_features, hidden..., n_classes]")
+    differential_inputs: bool = True
+    differential_outputs: bool = False
+    input_scale_v: float = Field(1.0, gt=0, description="volts per unit feature on an input line")
+    bias_v: float = Field(1.0, ge=0, description="volts of the +/- bias lines; 0 for none")
+    nonlinearity: Literal["diode_pair", "diode", "none"] = "diode_pair"
+    diode_bias_v: tuple[float, float] = Field(
+        (0.3, -0.3),
+        description="volts of the source at the lower diode's anode and at the upper diode's cathode; "
+        "the node is clipped to about [first - 0.5, second + 0.5] V at microampere currents",
+    )
+    diode_is_a: float = Field(1e-14, gt=0, description="diode saturation current IS, amperes")
+    diode_n: float = Field(1.0, gt=0, description="diode emission coefficient N")
+    output_load_s: float = Field(0.0, ge=0, description="load conductance from each output to ground, siemens")
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, layers: list[int]) -> list[int]:
+        if len(layers) < 2:
+            raise ValueError(f"{layers}: need at least [n_features, n_classes]")
+        for k, n in enumerate(layers):
+            if n < 1:
+                what = "inputs" if k == 0 else "outputs" if k == len(layers) - 1 else "hidden nodes"
+                raise ValueError(f"layers[{k}]: {n} {what}; need at least 1")
+        return layers
+
+    def spec(self) -> CrossbarSpec:
+        return CrossbarSpec(
+            layers=tuple(self.layers),
+            differential_inputs=self.differential_inputs,
+            differential_outputs=self.differential_outputs,
+            input_scale_v=self.input_scale_v,
+            bias_v=self.bias_v,
+            nonlinearity=self.nonlinearity,
+            diode_bias_v=tuple(self.diode_bias_v),
+            diode_model=DiodeModel(is_a=self.diode_is_a, n=self.diode_n),
+            output_load_s=self.output_load_s,
+        )
+
+
+class DeviceConfig(_Section):
+    model: Literal["ideal"] = "ideal"
+    g_min_s: float = Field(1e-7, gt=0, description="lowest device conductance, siemens")
+    g_max_s: float = Field(1e-4, gt=0, description="highest device conductance, siemens")
+    g_init_min_s: float | None = Field(None, gt=0, description="initial conductances drawn uniformly from here...")
+    g_init_max_s: float | None = Field(None, gt=0, description="...to here (default: the device bounds)")
+    levels: int = Field(0, ge=0, description="number of programmable levels; 0 for continuous")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "DeviceConfig":
+        if self.g_min_s >= self.g_max_s:
+            raise ValueError(
+                f"g_min_s must be below g_max_s (got {self.g_min_s:g} >= {self.g_max_s:g} S)"
+            )
+        lo, hi = self.init_range()
+        if not (self.g_min_s <= lo < hi <= self.g_max_s):
+            raise ValueError(
+                f"initial range [{lo:g}, {hi:g}] S must lie inside [g_min_s, g_max_s] = "
+                f"[{self.g_min_s:g}, {self.g_max_s:g}] S with low < high"
+            )
+        if self.levels == 1:
+            raise ValueError("levels = 1 leaves no room to learn; use 0 (continuous) or at least 2")
+        return self
+
+    def init_range(self) -> tuple[float, float]:
+        return (
+            self.g_min_s if self.g_init_min_s is None else self.g_init_min_s,
+            self.g_max_s if self.g_init_max_s is None else self.g_init_max_s,
+        )
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(
+        1.0, gt=0, description="step on w = G / g_max_s per unit loss gradient, 1/V^2"
+    )
+    beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
+    estimator: Literal["centred", "one_sided"] = "centred"
+    reduce: Literal["mean", "sum"] = Field("mean", description="how updates combine over a mini-batch")
+    target_high_v: float = Field(0.1, description="target voltage of the correct class's output")
+    target_low_v: float = Field(0.0, description="target voltage of the other outputs")
+
+    @model_validator(mode="after")
+    def _targets(self) -> "TrainingConfig":
+        if self.target_high_v == self.target_low_v:
+            raise ValueError("target_high_v equals target_low_v: the nudge would carry no label")
+        return self
+
+
+class EngineConfig(_Section):
+    backend: Literal["ngspice", "native"] = "ngspice"
+    timeout_s: float = Field(30.0, gt=0, description="seconds one ngspice operating point may take")
+    max_restarts: int = Field(3, ge=0, description="fresh ngspice children per mini-batch before giving up")
+    workers: int = Field(2, ge=1, description="ngspice children settling samples in parallel")
+
+
+class RunConfig(_Section):
+    seed: int = Field(0, ge=0, description="seed of every random draw in the run")
+    data: DataConfig = DataConfig()
+    network: NetworkConfig
+    device: DeviceConfig = DeviceConfig()
+    training: TrainingConfig = TrainingConfig()
+    engine: EngineConfig = EngineConfig()
+
+    @model_validator(mode="after")
+    def _finite(self) -> "RunConfig":
+        for section in ("network", "device", "training", "engine"):
+            for key, value in getattr(self, section).model_dump().items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"{section}.{key} is {value}; give a finite number")
+        return self
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        message = "unknown key; check its spelling against the documented config (examples/*.toml)"
+    elif kind == "missing":
+        message = "missing; this key is required"
+    message = message.removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
+
+
+def parse_config(raw: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_one_line(exc)}") from None
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
+    """Read and validate a TOML run configuration."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a .toml file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".")
+        raw.setdefault(section, {})[key] = value
+    return parse_config(raw, str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved configuration (defaults filled in) as TOML text."""
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))

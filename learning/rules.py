@@ -1,0 +1,83 @@
+"""Learning rules: what the controller computes from the voltages it reads.
+
+For a resistive network the co-content is ``E = sum_e G_e (dv_e)^2 / 2``, so
+``dE/dG_e = (dv_e)^2 / 2`` needs only the voltage across device e.  Equilibrium
+propagation estimates the loss gradient from the free (beta = 0) and nudged
+steady states:
+
+* one-sided: ``dL/dG_e ~ [dE/dG_e(v_beta) - dE/dG_e(v_0)] / beta``;
+* centred:   ``dL/dG_e ~ [dE/dG_e(v_beta) - dE/dG_e(v_-beta)] / (2 beta)``,
+  whose error is O(beta^2) instead of O(beta).
+
+For finite beta the one-sided contrast is the exact gradient of
+``[F(beta) - F(0)] / beta`` (see ``shared/papers``).
+
+References
+----------
+Scellier and Bengio, "Equilibrium Propagation", 2017.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from circuits.network import Circuit
+from simulator.engine import Engine
+
+
+def device_voltages(circuit: Circuit, v: np.ndarray) -> np.ndarray:
+    """Voltage across every programmable device, ``dv[batch, edge] = v_a - v_b`` (volts)."""
+    a, b = circuit.edges.T
+    return v[:, a] - v[:, b]
+
+
+def energy_gradient(circuit: Circuit, v: np.ndarray) -> np.ndarray:
+    """``dE/dG_e = (dv_e)^2 / 2`` for every sample and device, V^2."""
+    return 0.5 * device_voltages(circuit, v) ** 2
+
+
+def output_loss(circuit: Circuit, v: np.ndarray, targets_v: np.ndarray) -> np.ndarray:
+    """``L = |v_out - y|^2 / 2`` per sample, V^2."""
+    return 0.5 * np.sum((v[:, circuit.output_index] - targets_v) ** 2, axis=1)
+
+
+@dataclass
+class Phases:
+    """Node voltages of the phases one update needs, each ``v[batch, node]``."""
+
+    free: np.ndarray
+    plus: np.ndarray
+    minus: np.ndarray | None = None
+
+
+class LearningRule(Protocol):
+    def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases: ...
+
+    def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EquilibriumPropagation:
+    """EP with a nudge of strength ``beta_s`` (siemens), one-sided or centred."""
+
+    beta_s: float
+    centred: bool = True
+
+    def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
+        free = engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
+        plus = engine.settle(inputs_v, targets_v, self.beta_s, phase="nudged (+beta)", sample_ids=sample_ids)
+        minus = None
+        if self.centred:
+            minus = engine.settle(inputs_v, targets_v, -self.beta_s, phase="nudged (-beta)", sample_ids=sample_ids)
+        return Phases(free, plus, minus)
+
+    def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
+        """Estimate of ``dL/dG[batch, edge]``, V^2/S."""
+        if self.centred:
+            return (energy_gradient(circuit, phases.plus) - energy_gradient(circuit, phases.minus)) / (
+                2 * self.beta_s
+            )
+        return (energy_gradient(circuit, phases.plus) - energy_gradient(circuit, phases.free)) / self.beta_s

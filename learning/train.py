@@ -1,0 +1,286 @@
+"""The training loop of the host-side controller.
+
+Per mini-batch the controller applies the inputs, lets the engine settle the
+free and nudged phases, reads the node voltages, computes each device's local
+EP update, passes it through the device model and writes the conductances
+back.  After every mini-batch the run's state is consistent, so a crash of the
+simulator or a Ctrl-C saves it and ``--resume`` continues exactly.
+
+Weights are ``w = G / g_max``; the step is ``dG = -lr * g_max^2 * dL/dG``, so
+the learning rate ``lr`` (1/V^2) does not change with the device's scale.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from circuits.network import Circuit, crossbar
+from learning.checkpoint import CHECKPOINT, RunState, write_atomic
+from learning.config import ConfigError, RunConfig, dump_config
+from learning.data import Dataset, load_dataset
+from learning.devices import IdealDevice
+from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
+from learning.rules import EquilibriumPropagation, output_loss
+from simulator.engine import Engine, EngineError, SimulatorCrash
+from simulator.native import NativeEngine
+from simulator.ngspice import NgspiceEngine
+
+
+#: Seconds between plot refreshes during a run (plots are always drawn at its end).
+PLOT_EVERY_S = 30.0
+
+
+class RunError(RuntimeError):
+    """The run stopped; its state is saved and the message says how to go on."""
+
+
+@dataclass
+class Session:
+    """What a run works with: config, data, circuit, engine, device and rule."""
+
+    config: RunConfig
+    data: Dataset
+    circuit: Circuit
+    engine: Engine
+    device: IdealDevice
+    rule: EquilibriumPropagation
+
+    def inputs_v(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.circuit.input_gain.T
+
+    def targets_v(self, labels: np.ndarray) -> np.ndarray:
+        t = self.config.training
+        classes = np.full((len(labels), self.circuit.n_classes), t.target_low_v)
+        classes[np.arange(len(labels)), labels] = t.target_high_v
+        return classes @ self.circuit.target_gain.T
+
+    def scores(self, v: np.ndarray) -> np.ndarray:
+        return v[:, self.circuit.output_index] @ self.circuit.readout.T
+
+
+def check_sizes(config: RunConfig, data: Dataset) -> None:
+    layers = config.network.layers
+    if layers[0] != data.n_features:
+        raise ConfigError(
+            f"network.layers[0] = {layers[0]} but {data.name} has {data.n_features} features; "
+            f"set layers = [{data.n_features}, ..., {data.n_classes}]"
+        )
+    if layers[-1] != data.n_classes:
+        raise ConfigError(
+            f"network.layers[-1] = {layers[-1]} but {data.name} has {data.n_classes} classes; "
+            f"set layers = [{data.n_features}, ..., {data.n_classes}]"
+        )
+
+
+def make_engine(config: RunConfig) -> Engine:
+    e = config.engine
+    if e.backend == "native":
+        return NativeEngine()
+    return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers)
+
+
+def initial_state(config: RunConfig, circuit: Circuit, device: IdealDevice) -> RunState:
+    rng = np.random.default_rng(config.seed)
+    low, high = config.device.init_range()
+    return RunState(g_s=device.init(circuit.n_edges, rng, low, high), rng=rng)
+
+
+def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
+    """Load data, build the circuit and start the engine; nothing is written."""
+    if data is None:
+        d = config.data
+        data = load_dataset(
+            d.name,
+            data_dir=d.data_dir,
+            seed=config.seed,
+            test_fraction=d.test_fraction,
+            limit_train=d.limit_train,
+            limit_test=d.limit_test,
+        )
+    check_sizes(config, data)
+    circuit = crossbar(config.network.spec())
+    device = IdealDevice(config.device.g_min_s, config.device.g_max_s, config.device.levels)
+    rule = EquilibriumPropagation(config.training.beta_s, centred=config.training.estimator == "centred")
+    return Session(config, data, circuit, make_engine(config), device, rule)
+
+
+def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:
+    """Mean loss (V^2) and accuracy of the free phase on ``x``."""
+    losses, correct = [], 0
+    for start in range(0, len(x), batch):
+        ids = np.arange(start, min(start + batch, len(x)))
+        v = session.engine.settle(session.inputs_v(x[ids]), phase="free (evaluation)", sample_ids=ids)
+        losses.append(output_loss(session.circuit, v, session.targets_v(labels[ids])))
+        correct += int(np.sum(np.argmax(session.scores(v), axis=1) == labels[ids]))
+    return float(np.mean(np.concatenate(losses))), correct / len(x)
+
+
+def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[float, int]:
+    """One mini-batch: phases, local updates, device writes.  Returns summed loss and hits."""
+    x, labels = session.data.x_train[ids], session.data.y_train[ids]
+    targets = session.targets_v(labels)
+    phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids)
+    grad = session.rule.gradient(session.circuit, phases)
+    t = session.config.training
+    grad = grad.mean(axis=0) if t.reduce == "mean" else grad.sum(axis=0)
+    g_max = session.config.device.g_max_s
+    state.g_s = session.device.update(state.g_s, -t.learning_rate * g_max**2 * grad, state.rng)
+    session.engine.set_conductances(state.g_s)
+    loss = float(np.sum(output_loss(session.circuit, phases.free, targets)))
+    hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))
+    return loss, hits
+
+
+def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    if resume:
+        if not (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; start a new run instead")
+        return
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run directory {run_dir} exists and is not empty; pick another or use --resume")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / "config.toml", dump_config(config).encode())
+    except OSError as exc:
+        raise ConfigError(f"run directory {run_dir} is not writable ({exc.strerror}); pick another") from None
+
+
+def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
+    write_metrics(run_dir, state.metrics)
+    if state.metrics:
+        plot_learning_curves(run_dir, state.metrics, title=f"{session.data.name}, {session.engine.name}")
+    d = session.config.device
+    plot_conductance_histograms(run_dir, session.circuit, state.g_s, d.g_min_s, d.g_max_s)
+
+
+def train(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    progress: bool = True,
+    session: Session | None = None,
+) -> RunState:
+    """Train ``config`` into ``run_dir``; with ``resume``, continue from its checkpoint.
+
+    ``stop_after_epochs`` ends this call after that many epochs (the run can be
+    resumed later), as an interruption would.
+    """
+    run_dir = Path(run_dir)
+    session = session or open_session(config)
+    try:
+        if resume:
+            prepare_run_dir(run_dir, config, resume=True)
+            state = RunState.load(run_dir)
+        else:
+            state = initial_state(config, session.circuit, session.device)
+        session.engine.load(session.circuit, state.g_s)
+        if not resume:
+            prepare_run_dir(run_dir, config, resume=False)
+            state.save(run_dir)
+        state = _epochs(session, state, run_dir, stop_after_epochs, progress)
+        save_reports(session, state, run_dir)
+        return state
+    finally:
+        session.engine.close()
+
+
+def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | None, progress: bool) -> RunState:
+    t = session.config.training
+    n = len(session.data.x_train)
+    epochs_done_here = 0
+    last_plot = time.monotonic()
+    while state.epoch < t.epochs:
+        if stop_after is not None and epochs_done_here >= stop_after:
+            break
+        if state.batch_index == 0:
+            state.order = state.rng.permutation(n)
+            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+        batches = [state.order[s : s + t.batch_size] for s in range(0, n, t.batch_size)]
+        bar = tqdm(
+            total=n,
+            initial=state.running["seen"],
+            unit="sample",
+            desc=f"epoch {state.epoch + 1}/{t.epochs}",
+            disable=not progress,
+            leave=True,
+        )
+        try:
+            while state.batch_index < len(batches):
+                ids = batches[state.batch_index]
+                started = time.perf_counter()
+                loss, hits = _step_with_restarts(session, state, ids, run_dir)
+                r = state.running
+                r["loss"] += loss
+                r["correct"] += hits
+                r["seen"] += len(ids)
+                r["seconds"] += time.perf_counter() - started
+                state.batch_index += 1
+                bar.update(len(ids))
+                bar.set_postfix(train_acc=f"{r['correct'] / r['seen']:.3f}")
+        except KeyboardInterrupt:
+            state.save(run_dir)
+            raise RunError(f"interrupted; state saved, continue with --resume {run_dir}") from None
+        finally:
+            bar.close()
+        r = state.running
+        test_loss, test_acc = evaluate(session, session.data.x_test, session.data.y_test)
+        state.epoch += 1
+        state.batch_index = 0
+        state.metrics.append(
+            {
+                "epoch": state.epoch,
+                "train_loss": r["loss"] / r["seen"],
+                "train_accuracy": r["correct"] / r["seen"],
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "seconds": round(r["seconds"], 3),
+                "samples_per_s": round(r["seen"] / max(r["seconds"], 1e-9), 2),
+                "engine_restarts": state.restarts,
+            }
+        )
+        if progress:
+            tqdm.write(
+                f"epoch {state.epoch}: train acc {r['correct'] / r['seen']:.3f}, "
+                f"test acc {test_acc:.3f}, test loss {test_loss:.3g} V^2"
+            )
+        state.save(run_dir)
+        write_metrics(run_dir, state.metrics)
+        if time.monotonic() - last_plot > PLOT_EVERY_S or state.epoch == t.epochs:
+            save_reports(session, state, run_dir)
+            last_plot = time.monotonic()
+        epochs_done_here += 1
+    return state
+
+
+def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_dir: Path) -> tuple[float, int]:
+    """Run one mini-batch; after a simulator crash, retry it on the fresh child."""
+    limit = session.config.engine.max_restarts
+    g_before, rng_before = state.g_s.copy(), state.rng.bit_generator.state
+    for attempt in range(limit + 1):
+        try:
+            return train_step(session, state, ids)
+        except SimulatorCrash as exc:
+            # the step starts again from exactly where it started, so a retried
+            # run gives the same conductances as one that never crashed
+            state.g_s = g_before.copy()
+            state.rng.bit_generator.state = rng_before
+            session.engine.set_conductances(state.g_s)
+            state.restarts += 1
+            if attempt == limit:
+                state.save(run_dir)
+                raise RunError(
+                    f"{exc}; gave up after {limit} restarts on this mini-batch. "
+                    f"State saved: continue with --resume {run_dir}"
+                ) from None
+            tqdm.write(f"warning: {exc}; retrying the mini-batch")
+        except EngineError as exc:
+            state.save(run_dir)
+            raise RunError(f"{exc}. State saved: continue with --resume {run_dir}") from None
+    raise AssertionError("unreachable")

@@ -45,6 +45,7 @@ class RunState:
     running: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
     metrics: list[dict] = field(default_factory=list)
     restarts: int = 0
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, run_dir: str | Path) -> None:
         meta = {
@@ -56,7 +57,8 @@ class RunState:
             "rng": self.rng.bit_generator.state,
         }
         buffer = io.BytesIO()
-        np.savez(buffer, g_s=self.g_s, order=self.order, meta=np.array(json.dumps(meta)))
+        optimizer = {f"optimizer_{k}": v for k, v in self.optimizer.items()}
+        np.savez(buffer, g_s=self.g_s, order=self.order, meta=np.array(json.dumps(meta)), **optimizer)
         write_atomic(Path(run_dir) / CHECKPOINT, buffer.getvalue())
 
     @classmethod
@@ -64,6 +66,7 @@ class RunState:
         with np.load(Path(run_dir) / CHECKPOINT) as archive:
             meta = json.loads(str(archive["meta"]))
             g_s, order = archive["g_s"].copy(), archive["order"].copy()
+            optimizer = {k.removeprefix("optimizer_"): archive[k].copy() for k in archive if k.startswith("optimizer_")}
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
         return cls(
@@ -75,4 +78,5 @@ class RunState:
             running=meta["running"],
             metrics=meta["metrics"],
             restarts=meta["restarts"],
+            optimizer=optimizer,
         )

@@ -109,8 +109,11 @@ class DeviceConfig(_Section):
 class TrainingConfig(_Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(16, ge=1)
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="controller's per-device update rule")
     learning_rate: float = Field(
-        1.0, gt=0, description="step on w = G / g_max_s per unit loss gradient, 1/V^2"
+        0.01,
+        gt=0,
+        description="adam: typical step of w = G / g_max_s per update; sgd: step per unit dL/dw (1/V^2)",
     )
     beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
     estimator: Literal["centred", "one_sided"] = "centred"

@@ -6,8 +6,10 @@ EP update, passes it through the device model and writes the conductances
 back.  After every mini-batch the run's state is consistent, so a crash of the
 simulator or a Ctrl-C saves it and ``--resume`` continues exactly.
 
-Weights are ``w = G / g_max``; the step is ``dG = -lr * g_max^2 * dL/dG``, so
-the learning rate ``lr`` (1/V^2) does not change with the device's scale.
+Weights are ``w = G / g_max`` and the optimizer (Adam or SGD, per device) works
+on ``dL/dw = g_max dL/dG``, so the learning rate does not change with the
+device's scale; the requested change ``dG = g_max dw`` then goes through the
+device model.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, dump_config
 from learning.data import Dataset, load_dataset
 from learning.devices import IdealDevice
+from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.rules import EquilibriumPropagation, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
@@ -49,6 +52,7 @@ class Session:
     engine: Engine
     device: IdealDevice
     rule: EquilibriumPropagation
+    optimizer: SGD | Adam
 
     def inputs_v(self, x: np.ndarray) -> np.ndarray:
         return x @ self.circuit.input_gain.T
@@ -87,7 +91,14 @@ def make_engine(config: RunConfig) -> Engine:
 def initial_state(config: RunConfig, circuit: Circuit, device: IdealDevice) -> RunState:
     rng = np.random.default_rng(config.seed)
     low, high = config.device.init_range()
-    return RunState(g_s=device.init(circuit.n_edges, rng, low, high), rng=rng)
+    state = RunState(g_s=device.init(circuit.n_edges, rng, low, high), rng=rng)
+    state.optimizer = make_optimizer(config).init_state(circuit.n_edges)
+    return state
+
+
+def make_optimizer(config: RunConfig) -> SGD | Adam:
+    t = config.training
+    return Adam(t.learning_rate) if t.optimizer == "adam" else SGD(t.learning_rate)
 
 
 def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
@@ -106,7 +117,7 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
     circuit = crossbar(config.network.spec())
     device = IdealDevice(config.device.g_min_s, config.device.g_max_s, config.device.levels)
     rule = EquilibriumPropagation(config.training.beta_s, centred=config.training.estimator == "centred")
-    return Session(config, data, circuit, make_engine(config), device, rule)
+    return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config))
 
 
 def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:
@@ -129,7 +140,8 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     t = session.config.training
     grad = grad.mean(axis=0) if t.reduce == "mean" else grad.sum(axis=0)
     g_max = session.config.device.g_max_s
-    state.g_s = session.device.update(state.g_s, -t.learning_rate * g_max**2 * grad, state.rng)
+    dw = session.optimizer.step(grad * g_max, state.optimizer)
+    state.g_s = session.device.update(state.g_s, dw * g_max, state.rng)
     session.engine.set_conductances(state.g_s)
     loss = float(np.sum(output_loss(session.circuit, phases.free, targets)))
     hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))
@@ -263,6 +275,7 @@ def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_
     """Run one mini-batch; after a simulator crash, retry it on the fresh child."""
     limit = session.config.engine.max_restarts
     g_before, rng_before = state.g_s.copy(), state.rng.bit_generator.state
+    optimizer_before = {k: v.copy() for k, v in state.optimizer.items()}
     for attempt in range(limit + 1):
         try:
             return train_step(session, state, ids)
@@ -271,6 +284,7 @@ def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_
             # run gives the same conductances as one that never crashed
             state.g_s = g_before.copy()
             state.rng.bit_generator.state = rng_before
+            state.optimizer = {k: v.copy() for k, v in optimizer_before.items()}
             session.engine.set_conductances(state.g_s)
             state.restarts += 1
             if attempt == limit:

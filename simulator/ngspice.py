@@ -166,7 +166,7 @@ class NgspiceEngine:
         if changed.size > RELOAD_FRACTION * g_s.size:
             self._broadcast(self._load_request(), "reloading conductances")
         else:
-            values = {self._elements[e]: ("resistance", 1.0 / g_s[e]) for e in changed}
+            values = {self._elements[e]: ("resistance", float(1.0 / g_s[e])) for e in changed}
             self._broadcast(("alter", values), "altering conductances")
 
     def settle(

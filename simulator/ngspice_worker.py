@@ -61,7 +61,7 @@ class Worker:
         """Apply ``{element: (parameter, value)}``, skipping unchanged values."""
         for element, (param, value) in values.items():
             if self.current.get(element) != value:
-                self.ng.exec_command(f"alter {element} {param}={value!r}")
+                self.ng.exec_command(f"alter {element} {param}={float(value)!r}")
                 self.current[element] = value
 
     def operating_point(self) -> np.ndarray:

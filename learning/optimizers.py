@@ -1,0 +1,52 @@
+"""How the controller turns a gradient estimate into a requested conductance change.
+
+Both work on the normalised weight ``w = G / g_max`` and are elementwise, so
+every device's update still depends only on its own history: what a chip's
+controller can keep per device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SGD:
+    """``dw = -lr * dL/dw``."""
+
+    lr: float
+
+    def init_state(self, n: int) -> dict[str, np.ndarray]:
+        return {}
+
+    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        return -self.lr * grad_w
+
+
+@dataclass(frozen=True)
+class Adam:
+    """Adam: steps of about ``lr`` in w per update whatever the gradient's scale.
+
+    References
+    ----------
+    Kingma and Ba, "Adam: A Method for Stochastic Optimization", 2015.
+    """
+
+    lr: float
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def init_state(self, n: int) -> dict[str, np.ndarray]:
+        return {"m": np.zeros(n), "s": np.zeros(n), "t": np.zeros(1)}
+
+    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        state["t"] += 1
+        t = state["t"][0]
+        state["m"] = self.beta1 * state["m"] + (1 - self.beta1) * grad_w
+        state["s"] = self.beta2 * state["s"] + (1 - self.beta2) * grad_w**2
+        m_hat = state["m"] / (1 - self.beta1**t)
+        s_hat = state["s"] / (1 - self.beta2**t)
+        return -self.lr * m_hat / (np.sqrt(s_hat) + self.eps)

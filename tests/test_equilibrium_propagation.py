@@ -1,0 +1,70 @@
+"""The EP update against finite differences of the loss, settled by ngspice."""
+
+import numpy as np
+import pytest
+
+from circuits import CrossbarSpec, DiodeModel, crossbar
+from learning.rules import EquilibriumPropagation, energy_gradient, output_loss
+
+
+@pytest.fixture(scope="module")
+def problem(ngspice):
+    # diodes biased to conduct: the gradient then runs through the nonlinearity
+    circuit = crossbar(
+        CrossbarSpec(layers=(3, 4, 2), diode_bias_v=(0.35, -0.35), input_scale_v=1.5, diode_model=DiodeModel(n=1.2))
+    )
+    rng = np.random.default_rng(7)
+    g = rng.uniform(5e-6, 1e-4, circuit.n_edges)
+    inputs = np.array([[0.9, 0.1, 0.6]]) @ circuit.input_gain.T
+    targets = np.array([[0.25, -0.25]])
+    ngspice.load(circuit, g)
+
+    def loss(gg):
+        ngspice.set_conductances(gg)
+        return output_loss(circuit, ngspice.settle(inputs), targets)[0]
+
+    h = 1e-9  # siemens; central differences
+    basis = np.eye(circuit.n_edges) * h
+    fd = np.array([(loss(g + e) - loss(g - e)) / (2 * h) for e in basis])
+    ngspice.set_conductances(g)
+    return circuit, inputs, targets, fd
+
+
+def cosine(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def ep(ngspice, problem, beta, centred):
+    circuit, inputs, targets, _ = problem
+    rule = EquilibriumPropagation(beta, centred=centred)
+    return rule.gradient(circuit, rule.phases(ngspice, inputs, targets))[0]
+
+
+def test_diodes_shape_the_gradient(ngspice, problem):
+    circuit, inputs, _, _ = problem
+    v = ngspice.settle(inputs)[0]
+    hidden = [circuit.node_names.index(n) for n in circuit.free_nodes if n.startswith("h1_")]
+    assert np.max(np.abs(v[hidden])) < 0.3, "hidden nodes should sit in the diode clip"
+
+
+@pytest.mark.parametrize("beta", [1e-7, 1e-6])
+def test_ep_update_points_along_the_loss_gradient(ngspice, problem, beta):
+    fd = problem[3]
+    assert cosine(ep(ngspice, problem, beta, centred=False), fd) > 0.99
+    assert cosine(ep(ngspice, problem, beta, centred=True), fd) > 0.99
+
+
+@pytest.mark.parametrize("beta", [1e-6, 1e-5])
+def test_centred_estimator_is_closer_than_one_sided(ngspice, problem, beta):
+    fd = problem[3]
+    one_sided = np.linalg.norm(ep(ngspice, problem, beta, centred=False) - fd)
+    centred = np.linalg.norm(ep(ngspice, problem, beta, centred=True) - fd)
+    assert centred < 0.2 * one_sided
+
+
+def test_energy_gradient_is_half_the_squared_device_voltage(problem):
+    circuit = problem[0]
+    v = np.zeros((1, len(circuit.node_names)))
+    a, b = circuit.edges[0]
+    v[0, a], v[0, b] = 0.7, 0.2
+    assert energy_gradient(circuit, v)[0, 0] == pytest.approx(0.5 * 0.5**2)

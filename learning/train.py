@@ -14,6 +14,7 @@ device model.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -293,7 +294,7 @@ def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_
                     f"{exc}; gave up after {limit} restarts on this mini-batch. "
                     f"State saved: continue with --resume {run_dir}"
                 ) from None
-            tqdm.write(f"warning: {exc}; retrying the mini-batch")
+            tqdm.write(f"warning: {exc}; retrying the mini-batch", file=sys.stderr)
         except EngineError as exc:
             state.save(run_dir)
             raise RunError(f"{exc}. State saved: continue with --resume {run_dir}") from None

@@ -26,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
+	rm -rf runs/digits
 	$(VENV)/bin/eqspice train examples/digits.toml --run-dir runs/digits
 
 test: setup

@@ -113,6 +113,17 @@ def test_settle_rejects_wrong_input_length_and_nan():
     assert_one_line_error(eqspice("settle", XOR, "--input", "nan,1"), "NaN")
 
 
+def test_settle_prints_the_same_outputs_from_both_engines():
+    outputs = []
+    for backend in ("ngspice", "native"):
+        result = eqspice("settle", XOR, "--input", "1,0", "--backend", backend)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stdout.splitlines() if line.startswith("V(out_")]
+        assert len(lines) == 2 and "predicted class" in result.stdout
+        outputs.append([float(line.split("=")[1].split()[0]) for line in lines])
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-9)
+
+
 def child_pids(pid):
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()

@@ -1,0 +1,1 @@
+"""Speed benchmarks: each prints a table and writes JSON."""

@@ -1,0 +1,51 @@
+"""The ngspice engine survives its child: death and hangs become errors naming sample and phase."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from circuits import CrossbarSpec, crossbar
+from simulator.engine import SimulatorCrash
+from simulator.ngspice import NgspiceEngine
+from simulator.native import NativeEngine
+
+
+@pytest.fixture
+def setup():
+    circuit = crossbar(CrossbarSpec(layers=(3, 4, 2)))
+    g = np.random.default_rng(0).uniform(1e-6, 1e-4, circuit.n_edges)
+    inputs = np.random.default_rng(1).uniform(0, 1, (4, 3)) @ circuit.input_gain.T
+    native = NativeEngine()
+    native.load(circuit, g)
+    return circuit, g, inputs, native.settle(inputs, np.full((4, 2), 0.1), 1e-5)
+
+
+def test_killed_child_is_named_and_replaced(setup):
+    circuit, g, inputs, expected = setup
+    with NgspiceEngine() as engine:
+        engine.load(circuit, g)
+        os.kill(engine.child_pids[0], signal.SIGKILL)
+        with pytest.raises(SimulatorCrash, match=r"killed by signal 9 during the nudged \(\+beta\) phase of sample 17"):
+            engine.settle(inputs, np.full((4, 2), 0.1), 1e-5, phase="nudged (+beta)", sample_ids=np.arange(17, 21))
+        assert engine.restarts == 1
+        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+
+
+def test_hung_child_times_out_and_is_replaced(setup):
+    circuit, g, inputs, expected = setup
+    with NgspiceEngine(timeout_s=1.0) as engine:
+        engine.load(circuit, g)
+        os.kill(engine.child_pids[0], signal.SIGSTOP)
+        with pytest.raises(SimulatorCrash, match=r"hung for more than 1 s during the free phase of sample 0"):
+            engine.settle(inputs)
+        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+
+
+def test_parallel_children_give_the_same_voltages_as_one(setup):
+    circuit, g, inputs, expected = setup
+    with NgspiceEngine(workers=2) as engine:
+        engine.load(circuit, g)
+        assert len(set(engine.child_pids)) == 2
+        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)

@@ -68,8 +68,9 @@ class _Child:
             return None, self.why_gone("died")
 
     def why_gone(self, default: str) -> str:
-        code = self.process.poll()
-        if code is None:
+        try:  # a closed socket arrives before the exit status: give it a moment
+            code = self.process.wait(timeout=0 if default.startswith("hung") else 2)
+        except subprocess.TimeoutExpired:
             return default
         return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
 

@@ -61,3 +61,16 @@ def test_netlist_names_say_layer_and_index(trained_xor, tmp_path):
     for fragment in ("Vin_0 in_0 0 dc", "Vinb_1 inb_1 0 dc", "R1_0_7 in_0 h1_7", "R2_7_1 h1_7 out_1", ".model", ".op"):
         assert fragment in text
     assert "test sample 3 of xor" in text
+
+
+@pytest.mark.skipif(shutil.which("ngspice") is None, reason="needs the ngspice program")
+@pytest.mark.parametrize("name, winner", [("xor_trained.cir", "v(out_1)"), ("iris_trained.cir", "v(out_0)")])
+def test_shipped_netlists_run_in_plain_ngspice_and_classify_their_input(tmp_path, name, winner):
+    netlist = ROOT / "netlists" / name
+    text = netlist.read_text()
+    assert ".control" not in text and "shell" not in text and ".include" not in text
+    raw = tmp_path / "out.raw"
+    subprocess.run(["ngspice", "-b", "-r", str(raw), str(netlist)], capture_output=True, check=True, cwd=tmp_path)
+    vectors = read_rawfile(raw)
+    outputs = {k: v[0] for k, v in vectors.items() if k.startswith("v(out_")}
+    assert max(outputs, key=outputs.get) == winner

@@ -243,7 +243,7 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
         finally:
             bar.close()
         r = state.running
-        test_loss, test_acc = evaluate(session, session.data.x_test, session.data.y_test)
+        test_loss, test_acc = _evaluate_with_restarts(session, state, run_dir)
         state.epoch += 1
         state.batch_index = 0
         state.metrics.append(
@@ -273,28 +273,41 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
 
 
 def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_dir: Path) -> tuple[float, int]:
-    """Run one mini-batch; after a simulator crash, retry it on the fresh child."""
-    limit = session.config.engine.max_restarts
+    """Run one mini-batch; after a simulator crash, retry it from exactly where it started."""
     g_before, rng_before = state.g_s.copy(), state.rng.bit_generator.state
     optimizer_before = {k: v.copy() for k, v in state.optimizer.items()}
+
+    def rewind() -> None:
+        # a retried run gives the same conductances as one that never crashed
+        state.g_s = g_before.copy()
+        state.rng.bit_generator.state = rng_before
+        state.optimizer = {k: v.copy() for k, v in optimizer_before.items()}
+        session.engine.set_conductances(state.g_s)
+
+    return _with_restarts(session, state, run_dir, lambda: train_step(session, state, ids), rewind)
+
+
+def _evaluate_with_restarts(session: Session, state: RunState, run_dir: Path) -> tuple[float, float]:
+    data = session.data
+    return _with_restarts(session, state, run_dir, lambda: evaluate(session, data.x_test, data.y_test), lambda: None)
+
+
+def _with_restarts(session: Session, state: RunState, run_dir: Path, action, rewind):
+    """``action()``, repeated after ``rewind()`` while the simulator crashes, up to max_restarts."""
+    limit = session.config.engine.max_restarts
     for attempt in range(limit + 1):
         try:
-            return train_step(session, state, ids)
+            if attempt:
+                rewind()
+            return action()
         except SimulatorCrash as exc:
-            # the step starts again from exactly where it started, so a retried
-            # run gives the same conductances as one that never crashed
-            state.g_s = g_before.copy()
-            state.rng.bit_generator.state = rng_before
-            state.optimizer = {k: v.copy() for k, v in optimizer_before.items()}
-            session.engine.set_conductances(state.g_s)
             state.restarts += 1
             if attempt == limit:
                 state.save(run_dir)
                 raise RunError(
-                    f"{exc}; gave up after {limit} restarts on this mini-batch. "
-                    f"State saved: continue with --resume {run_dir}"
+                    f"{exc}; gave up after {limit} restarts. State saved: continue with --resume {run_dir}"
                 ) from None
-            tqdm.write(f"warning: {exc}; retrying the mini-batch", file=sys.stderr)
+            tqdm.write(f"warning: {exc}; retrying", file=sys.stderr)
         except EngineError as exc:
             state.save(run_dir)
             raise RunError(f"{exc}. State saved: continue with --resume {run_dir}") from None

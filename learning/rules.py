@@ -68,10 +68,14 @@ class EquilibriumPropagation:
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         free = engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
-        plus = engine.settle(inputs_v, targets_v, self.beta_s, phase="nudged (+beta)", sample_ids=sample_ids)
+        plus = engine.settle(
+            inputs_v, targets_v, self.beta_s, phase="nudged (+beta)", sample_ids=sample_ids, initial_v=free
+        )
         minus = None
         if self.centred:
-            minus = engine.settle(inputs_v, targets_v, -self.beta_s, phase="nudged (-beta)", sample_ids=sample_ids)
+            minus = engine.settle(
+                inputs_v, targets_v, -self.beta_s, phase="nudged (-beta)", sample_ids=sample_ids, initial_v=free
+            )
         return Phases(free, plus, minus)
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:

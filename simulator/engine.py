@@ -50,8 +50,14 @@ class Engine(Protocol):
         *,
         phase: str = "free",
         sample_ids: np.ndarray | None = None,
+        initial_v: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Steady-state node voltages ``v[batch, node]`` for ``inputs_v[batch, input]``."""
+        """Steady-state node voltages ``v[batch, node]`` for ``inputs_v[batch, input]``.
+
+        ``phase`` and ``sample_ids`` name the work in error messages;
+        ``initial_v`` (e.g. the free state before a nudged phase) may serve an
+        engine as a starting point and never changes the answer.
+        """
 
     def close(self) -> None:
         """Release the engine's resources."""

@@ -9,12 +9,25 @@ Kirchhoff's current law at every free node n,
 samples of a batch at once.  The diode current is ngspice's
 (:func:`simulator.diode.diode_current`, GMIN included), so both engines settle
 the same circuit to the same voltages.  Newton steps are limited to
-``max_step_v`` per node, the same role junction-voltage limiting plays in SPICE.
+``max_step_v`` per node, the role junction-voltage limiting plays in SPICE.
+
+Structure that pays: the free nodes are split into an independent set A (no
+conductance or diode joins two of them: in a layered crossbar, every other
+layer) and the rest B.  The Jacobian block on A is then diagonal, so each Newton
+step eliminates A exactly and solves only the Schur complement on B, a dense
+``|B| x |B|`` system per sample (10 x 10 for a one-hidden-layer classifier),
+instead of the whole ``n_free x n_free`` one.
+
+References
+----------
+Scellier et al., "A fast algorithm to simulate nonlinear resistive networks",
+2024 (exploiting the layered structure of the co-content).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from circuits.netlist import TIGHT_OPTIONS
 from circuits.network import Circuit
@@ -22,13 +35,49 @@ from simulator.diode import diode_current
 from simulator.engine import ConvergenceError, EngineError
 
 
+def independent_split(n: int, pairs: np.ndarray) -> np.ndarray:
+    """Boolean mask of a large independent set of the graph on ``n`` nodes with edges ``pairs``.
+
+    A two-colouring when the graph is bipartite (layered networks: the larger
+    colour class); otherwise a greedy maximal independent set.
+    """
+    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
+    graph = graph + graph.T
+    colour = np.full(n, -1)
+    bipartite = True
+    for start in range(n):
+        if colour[start] >= 0:
+            continue
+        colour[start] = 0
+        frontier = [start]
+        while frontier:
+            node = frontier.pop()
+            for other in graph.indices[graph.indptr[node] : graph.indptr[node + 1]]:
+                if colour[other] < 0:
+                    colour[other] = 1 - colour[node]
+                    frontier.append(other)
+                elif colour[other] == colour[node]:
+                    bipartite = False
+    if bipartite:
+        chosen = colour == 0
+        return chosen if chosen.sum() >= n - chosen.sum() else ~chosen
+    chosen = np.zeros(n, dtype=bool)
+    blocked = np.zeros(n, dtype=bool)
+    for node in np.argsort(np.diff(graph.indptr)):  # low degree first
+        if not blocked[node]:
+            chosen[node] = True
+            blocked[graph.indices[graph.indptr[node] : graph.indptr[node + 1]]] = True
+    return chosen
+
+
 class NativeEngine:
-    """Dense batched Newton solver for circuits with up to a few thousand free nodes.
+    """Batched Newton solver with the Schur complement on a layered split.
 
     Parameters
     ----------
     gmin_s : conductance across every diode junction, siemens (ngspice's GMIN).
     tol_a : KCL residual at which a sample counts as settled, amperes.
+    step_tol_v : Newton step below which a sample counts as settled, volts.
     max_iter : Newton iterations before :class:`ConvergenceError`.
     max_step_v : largest change of one node voltage in one Newton step, volts.
     """
@@ -39,25 +88,61 @@ class NativeEngine:
         self,
         gmin_s: float = TIGHT_OPTIONS["gmin"],
         tol_a: float = 1e-16,
+        step_tol_v: float = 1e-13,
         max_iter: int = 200,
         max_step_v: float = 0.1,
     ) -> None:
         self.gmin_s = gmin_s
         self.tol_a = tol_a
+        self.step_tol_v = step_tol_v
         self.max_iter = max_iter
         self.max_step_v = max_step_v
         self.circuit: Circuit | None = None
+        self.iterations = 0
 
+    # -- structure, once per circuit ------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
         self.circuit = circuit
-        n_known = len(circuit.input_nodes) + len(circuit.fixed_nodes)
-        self._n_known = n_known
-        self._n_free = len(circuit.free_nodes)
+        k = len(circuit.input_nodes) + len(circuit.fixed_nodes)
+        n_free = len(circuit.free_nodes)
+        self._n_known, self._n_free = k, n_free
         self._fixed_v = np.array(circuit.fixed_volts, dtype=float)
-        self._out = circuit.output_index - n_known
-        # diode endpoints as indices into [known..., free..., ground]
-        self._diodes = circuit.diodes.copy()
-        self._diodes[self._diodes < 0] = len(circuit.node_names)
+        self._out = circuit.output_index - k
+
+        a, b = circuit.edges.T
+        a_free, b_free = a >= k, b >= k
+        both = a_free & b_free
+        self._ff = np.flatnonzero(both)  # edges between two free nodes
+        self._ff_pairs = np.stack([a[both] - k, b[both] - k], axis=1)
+        one = a_free ^ b_free  # edges from a known node to a free node
+        self._fk = np.flatnonzero(one)
+        free_end = np.where(a_free, a, b)[one] - k
+        known_end = np.where(a_free, b, a)[one]
+        self._fk_flat = free_end * k + known_end
+        self._deg_index = np.concatenate([a[a_free] - k, b[b_free] - k])
+        self._deg_edges = np.concatenate([np.flatnonzero(a_free), np.flatnonzero(b_free)])
+
+        # diodes: endpoints as indices into [known..., free..., ground]
+        d = circuit.diodes.copy()
+        d[d < 0] = k + n_free
+        self._diodes = d
+        d_free = (d >= k) & (d < k + n_free)
+        rows, cols, signs = [], [], []
+        for col, sign in ((0, 1.0), (1, -1.0)):
+            hit = np.flatnonzero(d_free[:, col])
+            rows.append(d[hit, col] - k)
+            cols.append(hit)
+            signs.append(np.full(hit.size, sign))
+        self._incidence = sp.csr_matrix(
+            (np.concatenate(signs), (np.concatenate(rows), np.concatenate(cols))), shape=(n_free, len(d))
+        )
+        both_diode = d_free.all(axis=1)
+        # the diagonal of the diode Jacobian: each diode's conductance at each free end
+        self._diode_diag = abs(self._incidence)
+        pairs = np.vstack([self._ff_pairs, d[both_diode] - k])
+        self._diode_offdiag = both_diode.any()
+        in_a = independent_split(n_free, pairs) if n_free else np.zeros(0, dtype=bool)
+        self._a, self._b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
         self.set_conductances(g_s)
 
     def set_conductances(self, g_s: np.ndarray) -> None:
@@ -65,19 +150,22 @@ class NativeEngine:
         if c is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
         g_s = np.asarray(g_s, dtype=float)
-        n = len(c.node_names)
-        a, b = c.edges.T
-        laplacian = np.zeros((n, n))
-        np.add.at(laplacian, (a, b), -g_s)
-        np.add.at(laplacian, (b, a), -g_s)
-        np.add.at(laplacian, (a, a), g_s)
-        np.add.at(laplacian, (b, b), g_s)
-        k, f = self._n_known, c.free_slice
-        self._l_ff = laplacian[f, f].copy()
-        self._l_ff[self._out, self._out] += c.output_load_s
-        self._l_fk = laplacian[f, :k].copy()
+        k, n_free = self._n_known, self._n_free
+        degree = np.bincount(self._deg_index, weights=g_s[self._deg_edges], minlength=n_free)
+        degree[self._out] += c.output_load_s
+        self._degree = degree
+        # L_fk: current into free node f per volt on known node j is +G (we keep -L_fk)
+        self._g_fk = np.bincount(self._fk_flat, weights=g_s[self._fk], minlength=n_free * k).reshape(n_free, k)
+        p, q = self._ff_pairs.T
+        g_ff = g_s[self._ff]
+        off = sp.csr_matrix((np.concatenate([g_ff, g_ff]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n_free, n_free))
+        self._g_ff = off  # conductances between free nodes (positive)
+        a, b = self._a, self._b
+        self._g_ba = off[b][:, a].toarray()
+        self._g_bb = off[b][:, b].toarray()
         self.g_s = g_s.copy()
 
+    # -- settling -------------------------------------------------------------
     def settle(
         self,
         inputs_v: np.ndarray,
@@ -86,49 +174,77 @@ class NativeEngine:
         *,
         phase: str = "free",
         sample_ids: np.ndarray | None = None,
+        initial_v: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
         c = self.circuit
         if c is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
         inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
         batch = inputs_v.shape[0]
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
-        jac0 = self._l_ff.copy()
-        rhs = -known @ self._l_fk.T  # current pushed into free nodes by known ones
+        diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
+        drive = known @ self._g_fk.T  # current pushed into free nodes by known ones
         if beta_s != 0:
             targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
-            jac0[self._out, self._out] += beta_s
-            rhs[:, self._out] += beta_s * targets_v
-        v_free = np.linalg.solve(jac0, rhs.T).T  # the linear network, diodes open
-        if len(self._diodes):
-            v_free = self._newton(v_free, known, jac0, rhs, phase, sample_ids)
+            diag[:, self._out] += beta_s
+            drive[:, self._out] += beta_s * targets_v
+        if initial_v is not None:
+            v_free = np.array(initial_v[:, c.free_slice], dtype=float)
+        else:
+            v_free = self._solve(diag, drive)  # the linear network, diodes open
+        if len(self._diodes) or initial_v is not None:
+            v_free = self._newton(v_free, known, diag, drive, phase, sample_ids)
         return np.hstack([known, v_free])
 
-    def _newton(self, v_free, known, jac0, rhs, phase, sample_ids):
+    def _solve(self, diag: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """Solve ``(diag(d) - G_ff) x = rhs`` per sample through the Schur complement on B."""
+        a, b = self._a, self._b
+        if len(b) == 0:
+            return rhs / diag
+        d_a = diag[:, a]
+        r_a, r_b = rhs[:, a], rhs[:, b]
+        # S = D_B - G_BB - G_BA D_A^-1 G_AB  (J_BA = -G_BA)
+        schur = np.einsum("ia,sa,ja->sij", self._g_ba, 1.0 / d_a, self._g_ba)
+        schur = -schur - self._g_bb
+        schur[:, np.arange(len(b)), np.arange(len(b))] += diag[:, b]
+        x = np.empty_like(rhs)
+        x[:, b] = np.linalg.solve(schur, (r_b + (r_a / d_a) @ self._g_ba.T)[..., None])[..., 0]
+        x[:, a] = (r_a + x[:, b] @ self._g_ba) / d_a
+        return x
+
+    def _newton(self, v_free, known, diag, drive, phase, sample_ids):
         batch = v_free.shape[0]
         anode, cathode = self._diodes.T
-        k, n_free = self._n_known, self._n_free
         ground = np.zeros((batch, 1))
-        # incidence of diodes on free nodes: +1 at the anode, -1 at the cathode
-        inc = np.zeros((n_free, len(self._diodes)))
-        for d, (a, c_) in enumerate(self._diodes):
-            if k <= a < k + n_free:
-                inc[a - k, d] += 1.0
-            if k <= c_ < k + n_free:
-                inc[c_ - k, d] -= 1.0
-        for _ in range(self.max_iter):
+        model = self.circuit.diode_model
+        for iteration in range(self.max_iter):
             v_all = np.hstack([known, v_free, ground])
-            i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s)
-            residual = v_free @ jac0.T - rhs + i_d @ inc.T
-            jac = jac0 + np.einsum("nd,bd,md->bnm", inc, g_d, inc)
-            step = np.linalg.solve(jac, residual[..., None])[..., 0]
-            scale = np.minimum(1.0, self.max_step_v / np.maximum(np.abs(step).max(axis=1, keepdims=True), 1e-300))
-            v_free = v_free - scale * step
-            if np.all((np.abs(residual).max(axis=1) < self.tol_a) | (np.abs(step).max(axis=1) < 1e-13)):
+            i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], model, self.gmin_s)
+            residual = diag * v_free - self._g_ff.dot(v_free.T).T - drive + self._incidence.dot(i_d.T).T
+            if self._diode_offdiag:
+                step = self._dense_step(diag, g_d, residual)
+            else:
+                step = self._solve(diag + self._diode_diag.dot(g_d.T).T, residual)
+            largest = np.abs(step).max(axis=1, keepdims=True)
+            v_free = v_free - step * np.minimum(1.0, self.max_step_v / np.maximum(largest, 1e-300))
+            settled = (np.abs(residual).max(axis=1) < self.tol_a) | (largest[:, 0] < self.step_tol_v)
+            if settled.all():
+                self.iterations = iteration + 1
                 return v_free
         worst = int(np.argmax(np.abs(residual).max(axis=1)))
         sid = worst if sample_ids is None else sample_ids[worst]
-        raise ConvergenceError(f"native Newton did not converge in the {phase} phase of sample {sid}")
+        raise ConvergenceError(
+            f"native Newton did not converge in the {phase} phase of sample {sid} "
+            f"(residual {np.abs(residual[worst]).max():.3g} A after {self.max_iter} iterations)"
+        )
+
+    def _dense_step(self, diag, g_d, residual):
+        """Newton step with the full Jacobian, for diodes that join two free nodes."""
+        inc = self._incidence.toarray()
+        jac = np.einsum("nd,bd,md->bnm", inc, g_d, inc) - self._g_ff.toarray()
+        jac[:, np.arange(self._n_free), np.arange(self._n_free)] += diag
+        return np.linalg.solve(jac, residual[..., None])[..., 0]
 
     def close(self) -> None:
         pass

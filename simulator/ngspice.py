@@ -178,7 +178,9 @@ class NgspiceEngine:
         *,
         phase: str = "free",
         sample_ids: np.ndarray | None = None,
+        initial_v: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Node voltages ``v[batch, node]``; ``initial_v`` is accepted for the interface and unused."""
         circuit = self.circuit
         if circuit is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")

@@ -46,11 +46,11 @@ class CrashOnce(NativeEngine):
         self.calls = 0
         self.crash_at_call = crash_at_call
 
-    def settle(self, inputs_v, targets_v=None, beta_s=0.0, *, phase="free", sample_ids=None):
+    def settle(self, inputs_v, targets_v=None, beta_s=0.0, **kwargs):
         self.calls += 1
         if self.calls == self.crash_at_call:
-            raise SimulatorCrash(f"ngspice child died during the {phase} phase of sample {sample_ids[0]}")
-        return super().settle(inputs_v, targets_v, beta_s, phase=phase, sample_ids=sample_ids)
+            raise SimulatorCrash(f"ngspice child died during the {kwargs['phase']} phase")
+        return super().settle(inputs_v, targets_v, beta_s, **kwargs)
 
 
 def test_a_simulator_crash_mid_batch_changes_nothing_in_the_result(tmp_path):

@@ -56,6 +56,36 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
+#: The node whose voltage selects the sample in a batched netlist (see :func:`sample_source`).
+SAMPLE_INDEX = "sample_index"
+
+
+def sample_source(node: str, values: np.ndarray) -> str:
+    """A behavioural source holding ``node`` at ``values[k]`` while V(sample_index) = k.
+
+    A DC sweep of the ``Vsample_index`` source over 0, 1, ..., n-1 then settles
+    n samples in one ngspice call, each point an operating point reached by
+    Newton from the previous one with the matrix ordering kept.
+    """
+    values = np.asarray(values, dtype=float)
+    points = [_fmt(v) for pair in zip(range(len(values)), values.tolist()) for v in pair]
+    rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
+    return f"B{node} {node} 0 V = pwl(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
+
+
+def sample_nudge(output: str, beta_s: np.ndarray) -> str:
+    """The nudge of ``output`` as a behavioural current ``beta[k] (V(out) - V(tgt))`` at sample k."""
+    beta_s = np.asarray(beta_s, dtype=float)
+    points = [_fmt(v) for pair in zip(range(len(beta_s)), beta_s.tolist()) for v in pair]
+    rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
+    t = target_node(output)
+    return (
+        f"B{nudge_name(output)[1:]} {output} {t} I = (V({output}) - V({t})) * pwl(V({SAMPLE_INDEX}),\n+ "
+        + ",\n+ ".join(rows)
+        + ")"
+    )
+
+
 def render_netlist(
     circuit: Circuit,
     g_s: np.ndarray,

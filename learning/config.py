@@ -133,6 +133,11 @@ class EngineConfig(_Section):
     timeout_s: float = Field(30.0, gt=0, description="seconds one ngspice operating point may take")
     max_restarts: int = Field(3, ge=0, description="fresh ngspice children per mini-batch before giving up")
     workers: int = Field(2, ge=1, description="ngspice children settling samples in parallel")
+    ngspice_mode: Literal["sweep", "op"] = Field(
+        "sweep",
+        description="sweep: a mini-batch's samples and phases as the points of one DC sweep; "
+        "op: one operating point per sample and phase, inputs changed by alter",
+    )
 
 
 class RunConfig(_Section):

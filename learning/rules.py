@@ -67,16 +67,9 @@ class EquilibriumPropagation:
     centred: bool = True
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
-        free = engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
-        plus = engine.settle(
-            inputs_v, targets_v, self.beta_s, phase="nudged (+beta)", sample_ids=sample_ids, initial_v=free
-        )
-        minus = None
-        if self.centred:
-            minus = engine.settle(
-                inputs_v, targets_v, -self.beta_s, phase="nudged (-beta)", sample_ids=sample_ids, initial_v=free
-            )
-        return Phases(free, plus, minus)
+        betas = [0.0, self.beta_s, -self.beta_s] if self.centred else [0.0, self.beta_s]
+        v = engine.settle_phases(inputs_v, targets_v, betas, sample_ids=sample_ids)
+        return Phases(v[0], v[1], v[2] if self.centred else None)
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         """Estimate of ``dL/dG[batch, edge]``, V^2/S."""

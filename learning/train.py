@@ -86,7 +86,7 @@ def make_engine(config: RunConfig) -> Engine:
     e = config.engine
     if e.backend == "native":
         return NativeEngine()
-    return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers)
+    return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers, mode=e.ngspice_mode)
 
 
 def initial_state(config: RunConfig, circuit: Circuit, device: IdealDevice) -> RunState:

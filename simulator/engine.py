@@ -59,6 +59,17 @@ class Engine(Protocol):
         engine as a starting point and never changes the answer.
         """
 
+    def settle_phases(
+        self,
+        inputs_v: np.ndarray,
+        targets_v: np.ndarray | None,
+        betas_s: list[float],
+        *,
+        sample_ids: np.ndarray | None = None,
+        phases: list[str] | None = None,
+    ) -> list[np.ndarray]:
+        """``v[batch, node]`` for each nudge strength in ``betas_s`` (0 is the free phase)."""
+
     def close(self) -> None:
         """Release the engine's resources."""
 
@@ -67,3 +78,24 @@ def phase_name(beta_s: float) -> str:
     if beta_s == 0:
         return "free"
     return "nudged (+beta)" if beta_s > 0 else "nudged (-beta)"
+
+
+def settle_each_phase(
+    engine: Engine,
+    inputs_v: np.ndarray,
+    targets_v: np.ndarray | None,
+    betas_s: list[float],
+    *,
+    sample_ids: np.ndarray | None = None,
+    phases: list[str] | None = None,
+) -> list[np.ndarray]:
+    """Settle the phases one after another, each nudged phase started from the free state."""
+    names = phases or [phase_name(b) for b in betas_s]
+    out: list[np.ndarray] = []
+    free = None
+    for beta, name in zip(betas_s, names):
+        v = engine.settle(inputs_v, targets_v, beta, phase=name, sample_ids=sample_ids, initial_v=free)
+        if beta == 0 and free is None:
+            free = v
+        out.append(v)
+    return out

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from circuits.netlist import TIGHT_OPTIONS
 from circuits.network import Circuit
 from simulator.diode import diode_current
-from simulator.engine import ConvergenceError, EngineError
+from simulator.engine import ConvergenceError, EngineError, settle_each_phase
 
 
 def independent_split(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -245,6 +245,9 @@ class NativeEngine:
         jac = np.einsum("nd,bd,md->bnm", inc, g_d, inc) - self._g_ff.toarray()
         jac[:, np.arange(self._n_free), np.arange(self._n_free)] += diag
         return np.linalg.solve(jac, residual[..., None])[..., 0]
+
+    def settle_phases(self, inputs_v, targets_v, betas_s, *, sample_ids=None, phases=None) -> list[np.ndarray]:
+        return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases)
 
     def close(self) -> None:
         pass

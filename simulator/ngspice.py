@@ -23,10 +23,20 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from circuits.netlist import TIGHT_OPTIONS, edge_names, nudge_name, render_netlist, source_name, target_node
+from circuits.netlist import (
+    TIGHT_OPTIONS,
+    edge_names,
+    nudge_name,
+    SAMPLE_INDEX,
+    render_netlist,
+    sample_nudge,
+    sample_source,
+    source_name,
+    target_node,
+)
 from circuits.network import Circuit
 from simulator import ngspice_worker
-from simulator.engine import ConvergenceError, EngineError, SimulatorCrash
+from simulator.engine import ConvergenceError, EngineError, SimulatorCrash, phase_name, settle_each_phase
 
 #: Fraction of conductances above which an update reloads the circuit instead of altering.
 RELOAD_FRACTION = 0.05
@@ -90,6 +100,12 @@ class NgspiceEngine:
         declared hung, killed and replaced.
     load_timeout_s : seconds a (re)load of the circuit may take.
     workers : ngspice child processes that settle samples in parallel.
+    mode : ``"op"``: one operating point per sample and phase, inputs changed by
+        ``alter``; ``"sweep"``: many samples per ngspice call, as the points of
+        one DC sweep of a sample-index source that every input and target
+        source follows piecewise-linearly (the circuit is memoryless, so each
+        point is that sample's operating point).  Both give the same voltages.
+    chunk : samples per sweep.
     options : ngspice ``.options``; default :data:`circuits.netlist.TIGHT_OPTIONS`.
     """
 
@@ -100,8 +116,14 @@ class NgspiceEngine:
         timeout_s: float = 30.0,
         load_timeout_s: float = 300.0,
         workers: int = 1,
+        mode: str = "op",
+        chunk: int = 256,
         options: dict[str, float] | None = None,
     ) -> None:
+        if mode not in ("op", "sweep"):
+            raise ValueError(f"mode {mode!r}: use 'op' or 'sweep'")
+        self.mode = mode
+        self.chunk = chunk
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s
         self.workers = workers
@@ -164,6 +186,8 @@ class NgspiceEngine:
         if changed.size == 0:
             return
         self.g_s = g_s
+        if self.mode == "sweep":
+            return  # every sweep loads the circuit with the current conductances
         if changed.size > RELOAD_FRACTION * g_s.size:
             self._broadcast(self._load_request(), "reloading conductances")
         else:
@@ -202,6 +226,8 @@ class NgspiceEngine:
             return values
 
         v = np.empty((batch, len(circuit.node_names)))
+        if self.mode == "sweep":
+            return self.settle_phases(inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase])[0]
         n_children = len(self._children)
         for start in range(0, batch, n_children):
             # one sample per child at a time, so a failure names its sample
@@ -227,6 +253,83 @@ class NgspiceEngine:
             if failure:
                 raise failure
         return v
+
+    def settle_phases(
+        self,
+        inputs_v: np.ndarray,
+        targets_v: np.ndarray | None,
+        betas_s: list[float],
+        *,
+        sample_ids: np.ndarray | None = None,
+        phases: list[str] | None = None,
+    ) -> list[np.ndarray]:
+        """Node voltages of every sample in every phase; in sweep mode all phases share one sweep."""
+        if self.mode == "op":
+            return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases)
+        if self.circuit is None:
+            raise EngineError("no circuit loaded; call load(circuit, g_s) first")
+        inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
+        batch, n_phases = inputs_v.shape[0], len(betas_s)
+        if targets_v is None:
+            targets_v = np.zeros((batch, len(self.circuit.output_nodes)))
+        targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
+        ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
+        names = phases or [phase_name(b) for b in betas_s]
+        # point p of the sweep is sample p % batch in phase p // batch
+        points = np.arange(batch * n_phases)
+        v = np.empty((points.size, len(self.circuit.node_names)))
+        beta = np.repeat(np.asarray(betas_s, dtype=float), batch)
+        what = lambda rows: (  # noqa: E731
+            f"the {'/'.join(sorted({names[p // batch] for p in rows}))} phase of samples "
+            f"{ids[rows[0] % batch]}-{ids[rows[-1] % batch]}"
+        )
+        self._settle_chunks(
+            v,
+            what,
+            lambda rows: self._sweep_request(inputs_v[rows % batch], targets_v[rows % batch], beta[rows]),
+        )
+        return [v[k * batch : (k + 1) * batch] for k in range(n_phases)]
+
+    def _sweep_request(self, inputs_v: np.ndarray, targets_v: np.ndarray, beta_s: np.ndarray) -> tuple:
+        """The circuit with inputs, targets and nudge following the sample index, one row per point."""
+        if len(inputs_v) == 1:  # a sweep and a pwl need two points: repeat the sample
+            inputs_v, targets_v, beta_s = (np.repeat(a, 2, axis=0) for a in (inputs_v, targets_v, beta_s))
+        circuit = self.circuit
+        lines = render_netlist(circuit, self.g_s, options=self.options).split("\n")
+        waves = {n: inputs_v[:, k] for k, n in enumerate(circuit.input_nodes)}
+        waves.update({target_node(n): targets_v[:, k] for k, n in enumerate(circuit.output_nodes)})
+        nudged = {nudge_name(n): n for n in circuit.output_nodes}
+        for i, line in enumerate(lines):
+            element, node = (line.split(" ", 2) + ["", ""])[:2]
+            if element.startswith("V") and node in waves:
+                lines[i] = sample_source(node, waves[node])
+            elif element in nudged:
+                lines[i] = sample_nudge(nudged[element], beta_s)
+        lines.insert(1, f"{source_name(SAMPLE_INDEX)} {SAMPLE_INDEX} 0 dc 0")
+        return ("sweep", "\n".join(lines), list(circuit.node_names), len(inputs_v))
+
+    def _settle_chunks(self, v: np.ndarray, what, request) -> None:
+        """Fill ``v`` chunk by chunk, one chunk per child at a time; ``what(rows)`` names a chunk."""
+        size = max(1, min(self.chunk, -(-len(v) // len(self._children))))
+        chunks = [np.arange(s, min(s + size, len(v))) for s in range(0, len(v), size)]
+        for first in range(0, len(chunks), len(self._children)):
+            busy = chunks[first : first + len(self._children)]
+            gone = [self._children[k].send(request(rows)) for k, rows in enumerate(busy)]
+            failure = None
+            for k, rows in enumerate(busy):
+                timeout = self.timeout_s * len(rows)
+                reply, why = (None, gone[k]) if gone[k] else self._children[k].receive(timeout)
+                if why:
+                    self._replace(k)
+                    failure = failure or SimulatorCrash(
+                        f"ngspice child {why} during {what(rows)}; started a fresh one"
+                    )
+                elif reply[0] != "ok":
+                    failure = failure or EngineError(f"ngspice failed in {what(rows)}: {reply[1]}")
+                else:
+                    v[rows] = reply[1][: len(rows)]
+            if failure:
+                raise failure
 
     def close(self) -> None:
         for child in self._children:

@@ -29,6 +29,8 @@ CONVERGENCE_AIDS = (
 )
 RESET_AIDS = ("option gminsteps=10", "option srcsteps=10", "option itl1=100")
 
+from circuits.netlist import SAMPLE_INDEX  # noqa: E402
+
 
 class NonConvergence(RuntimeError):
     pass
@@ -80,6 +82,37 @@ class Worker:
                 return self.read_nodes()
         raise NonConvergence("operating point did not converge (tried gmin and source stepping)")
 
+    def sweep(self, n_samples: int) -> np.ndarray:
+        """Node voltages of ``n_samples`` samples from one DC sweep of the sample index.
+
+        The loaded circuit's sources follow V(sample_index)
+        (:func:`circuits.netlist.sample_source`), so sweep point k is sample k's
+        operating point.
+        """
+        self.run(f"dc v{SAMPLE_INDEX} 0 {n_samples - 1} 1")
+        plot = self.ng.last_plot
+        out = np.column_stack([self.vector(plot, name) for name in self.node_names])
+        self.run("destroy all")
+        if out.shape[0] != n_samples:
+            raise RuntimeError(f"the sweep returned {out.shape[0]} points for {n_samples} samples")
+        return out
+
+    def run(self, command: str) -> None:
+        # straight to libngspice: PySpice caps commands at 1023 characters
+        self.ng.clear_output()
+        failed = self.lib.ngSpice_Command(command.encode()) != 0
+        errors = [line for line in self.ng._stderr if "error" in line.lower() or "abort" in line.lower()]
+        if failed or errors:
+            raise RuntimeError(f"ngspice refused {command[:40]}...: {' '.join(errors)[-300:]}")
+
+    def vector(self, plot: str, name: str) -> np.ndarray:
+        from PySpice.Spice.NgSpice.Shared import ffi
+
+        info = self.lib.ngGet_Vec_Info(f"{plot}.{name}".encode())
+        if info == ffi.NULL or info.v_length < 1:
+            raise RuntimeError(f"ngspice returned no vector {name}")
+        return np.frombuffer(ffi.buffer(info.v_realdata, info.v_length * 8), dtype=np.float64).copy()
+
     def read_nodes(self) -> np.ndarray:
         from PySpice.Spice.NgSpice.Shared import ffi
 
@@ -119,6 +152,10 @@ def serve(conn) -> None:
                     worker.alter(change)
                     out[position] = worker.operating_point()
                 reply = ("ok", out)
+            elif verb == "sweep":
+                netlist, node_names, n_samples = args
+                worker.load(netlist, node_names, {})
+                reply = ("ok", worker.sweep(n_samples))
             elif verb == "alter":
                 worker.alter(*args)
                 reply = ("ok", None)

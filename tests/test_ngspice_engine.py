@@ -49,3 +49,34 @@ def test_parallel_children_give_the_same_voltages_as_one(setup):
         engine.load(circuit, g)
         assert len(set(engine.child_pids)) == 2
         np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+
+
+def test_sweep_mode_gives_the_one_sample_at_a_time_voltages():
+    circuit = crossbar(CrossbarSpec(layers=(5, 6, 3), diode_bias_v=(0.4, -0.4), input_scale_v=1.5))
+    rng = np.random.default_rng(5)
+    g = rng.uniform(1e-6, 1e-4, circuit.n_edges)
+    inputs = rng.uniform(0, 1, (7, 5)) @ circuit.input_gain.T
+    targets = rng.uniform(-0.2, 0.2, (7, 3))
+    betas = [0.0, 2e-5, -2e-5]
+    with NgspiceEngine(mode="op") as one_by_one, NgspiceEngine(mode="sweep", workers=2, chunk=4) as swept:
+        one_by_one.load(circuit, g)
+        swept.load(circuit, g)
+        expected = one_by_one.settle_phases(inputs, targets, betas)
+        got = swept.settle_phases(inputs, targets, betas)
+        for a, b in zip(got, expected):
+            assert np.max(np.abs(a - b)) < 1e-9
+        # the diodes conduct here, so agreement is not trivial
+        assert np.max(np.abs(expected[0][:, circuit.free_slice])) < 0.35
+        single = swept.settle(inputs[2:3], targets[2:3], 2e-5)
+        assert np.max(np.abs(single - expected[1][2:3])) < 1e-9
+
+
+def test_sweep_mode_names_the_samples_of_a_crashed_chunk(setup):
+    circuit, g, inputs, expected = setup
+    with NgspiceEngine(mode="sweep") as engine:
+        engine.load(circuit, g)
+        engine.settle(inputs)  # starts the child
+        os.kill(engine.child_pids[0], signal.SIGKILL)
+        with pytest.raises(SimulatorCrash, match=r"killed by signal 9 during the free phase of samples 40-43"):
+            engine.settle(inputs, sample_ids=np.arange(40, 44))
+        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)

@@ -19,7 +19,7 @@ from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, load_config
 from learning.data import DataError, load_dataset
 from learning.devices import IdealDevice
-from learning.train import RunError, initial_state, make_engine, train
+from learning.train import RunError, evaluate, initial_state, make_engine, open_session, train
 from simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
@@ -135,6 +135,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    config, g_s, origin = _config_and_conductances(args.source)
+    overrides = {"engine": config.engine.model_copy(update={"backend": args.backend} if args.backend else {})}
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ConfigError(f"--limit {args.limit}: give at least 1 sample")
+        overrides["data"] = config.data.model_copy(update={"limit_test": args.limit})
+    if args.data_dir:
+        overrides["data"] = overrides.get("data", config.data).model_copy(update={"data_dir": args.data_dir})
+    config = config.model_copy(update=overrides)
+    session = open_session(config)
+    try:
+        session.engine.load(session.circuit, g_s)
+        loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
+    finally:
+        session.engine.close()
+    n = len(session.data.x_test)
+    print(
+        f"{origin}: {session.engine.name} engine, {n} test samples of {session.data.name}: "
+        f"accuracy {accuracy:.4f} ({round(accuracy * n)}/{n}), loss {loss:.6g} V^2"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqspice",
@@ -163,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="comma-separated features (default: a test sample)")
     p.add_argument("--sample", type=int, default=0, help="index of the test sample to apply")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("eval", help="test accuracy of a (trained) circuit with either engine")
+    p.add_argument("source", metavar="CONFIG|RUN_DIR")
+    p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend")
+    p.add_argument("--limit", type=int, help="evaluate only the first N test samples")
+    p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

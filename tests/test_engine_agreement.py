@@ -42,3 +42,53 @@ def test_native_and_ngspice_agree_within_a_microvolt(ngspice, case):
     v_native = native.settle(inputs, targets, beta)
     v_ngspice = ngspice.settle(inputs, targets, beta)
     assert np.max(np.abs(v_native - v_ngspice)) <= 1e-6
+
+
+def test_training_on_digits_gives_the_same_conductances_with_either_engine(tmp_path):
+    from learning.config import load_config
+    from learning.train import train
+
+    overrides = {
+        "network.layers": [64, 8, 10],
+        "data.limit_train": 200,
+        "data.limit_test": 50,
+        "training.epochs": 4,
+        "training.batch_size": 4,  # 200 steps
+    }
+    runs = {}
+    for backend in ("native", "ngspice"):
+        config = load_config("examples/digits.toml", {**overrides, "engine.backend": backend})
+        runs[backend] = train(config, tmp_path / backend, progress=False)
+    native, spice = runs["native"], runs["ngspice"]
+    relative = np.abs(native.g_s - spice.g_s) / np.abs(native.g_s)
+    assert relative.max() < 1e-6
+    assert native.metrics[-1]["test_accuracy"] == spice.metrics[-1]["test_accuracy"]
+    # the run learned, so agreement is about a trajectory of 200 updates, not a start
+    assert native.metrics[-1]["train_loss"] < 0.9 * native.metrics[0]["train_loss"]
+
+
+def test_eval_gives_the_same_accuracy_in_ngspice_as_in_the_native_engine(tmp_path):
+    import subprocess
+    import sys
+
+    from learning.config import load_config
+    from learning.train import train
+
+    config = load_config(
+        "examples/digits.toml",
+        {"engine.backend": "native", "network.layers": [64, 8, 10], "data.limit_train": 300, "training.epochs": 2},
+    )
+    train(config, tmp_path / "run", progress=False)
+    lines = {}
+    for backend in ("native", "ngspice"):
+        out = subprocess.run(
+            [sys.executable, "-m", "learning.cli", "eval", str(tmp_path / "run"), "--backend", backend, "--limit", "120"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines[backend] = out.split(": ", 1)[1].split(", ", 1)[1]
+    assert "120 test samples" in lines["native"]
+    assert lines["native"].split(", loss")[0] == lines["ngspice"].split(", loss")[0]
+    loss = {k: float(v.split("loss ")[1].split()[0]) for k, v in lines.items()}
+    assert abs(loss["native"] - loss["ngspice"]) < 1e-6 * loss["native"]

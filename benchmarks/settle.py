@@ -1,0 +1,115 @@
+"""Settling speed of every engine, side by side in one run.
+
+For each network size: samples per second for a free + nudged pair of phases,
+the ratio to the naive ngspice path (render and parse the netlist, one ``op``
+per sample and phase), and the largest voltage difference from ngspice's
+one-at-a-time path on the same samples.
+
+Run: ``python -m benchmarks.settle [--sizes 64-32-10 784-100-10] [--batch 256]``.
+Writes ``benchmarks/settle.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from circuits import CrossbarSpec, crossbar, render_netlist
+from simulator.native import NativeEngine
+from simulator.ngspice import NgspiceEngine
+from simulator.ngspice_worker import Worker
+
+BETA_S = 1e-5
+
+
+def problem(layers: tuple[int, ...], batch: int, seed: int = 0):
+    circuit = crossbar(CrossbarSpec(layers=layers, diode_bias_v=(0.4, -0.4)))
+    rng = np.random.default_rng(seed)
+    g = rng.uniform(1e-7, 1e-4, circuit.n_edges)
+    inputs = rng.uniform(0, 1, (batch, layers[0])) @ circuit.input_gain.T
+    targets = rng.uniform(-0.05, 0.05, (batch, len(circuit.output_nodes)))
+    return circuit, g, inputs, targets
+
+
+def naive_pair(circuit, g, inputs, targets) -> tuple[float, list[np.ndarray]]:
+    """Seconds per sample for the naive path, and its voltages (free, nudged)."""
+    worker = Worker()
+    names = list(circuit.node_names)
+    out = [np.empty((len(inputs), len(names))) for _ in range(2)]
+    started = time.perf_counter()
+    for b in range(len(inputs)):
+        for k, beta in enumerate((0.0, BETA_S)):
+            worker.load(render_netlist(circuit, g, inputs[b], targets[b], beta), names, {})
+            out[k][b] = worker.operating_point()
+    return (time.perf_counter() - started) / len(inputs), out
+
+
+def timed_pair(engine, circuit, g, inputs, targets) -> tuple[float, list[np.ndarray]]:
+    engine.load(circuit, g)
+    engine.settle_phases(inputs[:2], targets[:2], [0.0, BETA_S])  # warm-up: child start, imports
+    started = time.perf_counter()
+    v = engine.settle_phases(inputs, targets, [0.0, BETA_S])
+    return (time.perf_counter() - started) / len(inputs), v
+
+
+def max_dv(a: list[np.ndarray], b: list[np.ndarray], rows: int) -> float:
+    return float(max(np.max(np.abs(x[:rows] - y[:rows])) for x, y in zip(a, b)))
+
+
+def run(layers: tuple[int, ...], batch: int, naive_samples: int, workers: int) -> list[dict]:
+    circuit, g, inputs, targets = problem(layers, batch)
+    name = "-".join(map(str, layers))
+    rows = []
+    naive_s, naive_v = naive_pair(circuit, g, inputs[:naive_samples], targets[:naive_samples])
+    rows.append(dict(network=name, engine="ngspice naive (parse + op)", batch=1, s_per_sample=naive_s, dv=0.0))
+    engines = [
+        ("ngspice op (alter)", NgspiceEngine(mode="op", workers=1), naive_samples),
+        (f"ngspice sweep x{workers}", NgspiceEngine(mode="sweep", workers=workers), batch),
+        ("native", NativeEngine(), batch),
+    ]
+    for label, engine, n in engines:
+        try:
+            seconds, v = timed_pair(engine, circuit, g, inputs[:n], targets[:n])
+        finally:
+            engine.close()
+        rows.append(
+            dict(network=name, engine=label, batch=n, s_per_sample=seconds, dv=max_dv(v, naive_v, naive_samples))
+        )
+    for r in rows:
+        r["pairs_per_s"] = 1.0 / r["s_per_sample"]
+        r["ratio_to_naive"] = naive_s / r["s_per_sample"]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", nargs="+", default=["64-32-10", "784-100-10"])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--naive-samples", type=int, default=3, help="samples timed on the slow paths")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", default=os.path.join("benchmarks", "settle.json"))
+    args = parser.parse_args()
+    rows = []
+    for size in args.sizes:
+        rows += run(tuple(int(n) for n in size.split("-")), args.batch, args.naive_samples, args.workers)
+    header = f"{'network':>11} {'engine':>28} {'batch':>6} {'pairs/s':>10} {'x naive':>9} {'max|dv| V':>10}"
+    print(header)
+    for r in rows:
+        print(
+            f"{r['network']:>11} {r['engine']:>28} {r['batch']:>6} {r['pairs_per_s']:>10.2f} "
+            f"{r['ratio_to_naive']:>9.1f} {r['dv']:>10.1e}"
+        )
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(args.json) or ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(rows, fh, indent=2)
+    os.replace(tmp, args.json)
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

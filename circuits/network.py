@@ -52,12 +52,18 @@ class DiodeModel:
 
 @dataclass(frozen=True)
 class EdgeGroup:
-    """A named block of edges, e.g. one crossbar layer of shape (rows, cols)."""
+    """A named block of edges, e.g. one crossbar layer of shape (rows, cols).
+
+    For a crossbar, ``rows`` and ``cols`` are the node indices of its lines and
+    edge ``start + i * len(cols) + j`` joins ``rows[i]`` to ``cols[j]``.
+    """
 
     name: str
     start: int
     stop: int
     shape: tuple[int, ...]
+    rows: tuple[int, ...] | None = None
+    cols: tuple[int, ...] | None = None
 
     @property
     def slice(self) -> slice:
@@ -229,7 +235,9 @@ def crossbar(spec: CrossbarSpec) -> Circuit:
         cols = np.array([index[n] for n in layer])
         a, b = np.meshgrid(rows, cols, indexing="ij")
         edge_rows.append(np.stack([a.ravel(), b.ravel()], axis=1))
-        groups.append(EdgeGroup(f"L{k}", start, start + a.size, (len(rows), len(cols))))
+        groups.append(
+            EdgeGroup(f"L{k}", start, start + a.size, (len(rows), len(cols)), tuple(rows.tolist()), tuple(cols.tolist()))
+        )
         start += a.size
         previous = list(layer)
 

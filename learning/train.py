@@ -137,9 +137,10 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     x, labels = session.data.x_train[ids], session.data.y_train[ids]
     targets = session.targets_v(labels)
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids)
-    grad = session.rule.gradient(session.circuit, phases)
     t = session.config.training
-    grad = grad.mean(axis=0) if t.reduce == "mean" else grad.sum(axis=0)
+    grad = session.rule.gradient(session.circuit, phases)
+    if t.reduce == "mean":
+        grad = grad / len(ids)
     g_max = session.config.device.g_max_s
     dw = session.optimizer.step(grad * g_max, state.optimizer)
     state.g_s = session.device.update(state.g_s, dw * g_max, state.rng)

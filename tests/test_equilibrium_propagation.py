@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from circuits import CrossbarSpec, DiodeModel, crossbar
-from learning.rules import EquilibriumPropagation, energy_gradient, output_loss
+from learning.rules import EquilibriumPropagation, energy_contrast, energy_gradient, output_loss
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def cosine(a, b):
 def ep(ngspice, problem, beta, centred):
     circuit, inputs, targets, _ = problem
     rule = EquilibriumPropagation(beta, centred=centred)
-    return rule.gradient(circuit, rule.phases(ngspice, inputs, targets))[0]
+    return rule.gradient(circuit, rule.phases(ngspice, inputs, targets))
 
 
 def test_diodes_shape_the_gradient(ngspice, problem):
@@ -60,6 +60,14 @@ def test_centred_estimator_is_closer_than_one_sided(ngspice, problem, beta):
     one_sided = np.linalg.norm(ep(ngspice, problem, beta, centred=False) - fd)
     centred = np.linalg.norm(ep(ngspice, problem, beta, centred=True) - fd)
     assert centred < 0.2 * one_sided
+
+
+def test_batched_contrast_equals_the_per_sample_sum(problem):
+    circuit = problem[0]
+    rng = np.random.default_rng(3)
+    v_a, v_b = rng.normal(size=(2, 5, len(circuit.node_names)))
+    expected = (energy_gradient(circuit, v_a) - energy_gradient(circuit, v_b)).sum(axis=0)
+    np.testing.assert_allclose(energy_contrast(circuit, v_a, v_b), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_energy_gradient_is_half_the_squared_device_voltage(problem):

@@ -118,6 +118,9 @@ class TrainingConfig(_Section):
     beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
     estimator: Literal["centred", "one_sided"] = "centred"
     reduce: Literal["mean", "sum"] = Field("mean", description="how updates combine over a mini-batch")
+    readout_resolution_v: float = Field(
+        0.0, ge=0, description="step of the controller's voltage readout (ADC), volts; 0 reads exactly"
+    )
     target_high_v: float = Field(0.1, description="target voltage of the correct class's output")
     target_low_v: float = Field(0.0, description="target voltage of the other outputs")
 

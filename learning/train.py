@@ -29,7 +29,7 @@ from learning.data import Dataset, load_dataset
 from learning.devices import IdealDevice
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
-from learning.rules import EquilibriumPropagation, output_loss
+from learning.rules import EquilibriumPropagation, Phases, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
 from simulator.native import NativeEngine
 from simulator.ngspice import NgspiceEngine
@@ -132,13 +132,22 @@ def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 6
     return float(np.mean(np.concatenate(losses))), correct / len(x)
 
 
+def read_voltages(phases: Phases, resolution_v: float) -> Phases:
+    """The node voltages as the controller's converter reads them: rounded to ``resolution_v``."""
+    if resolution_v == 0:
+        return phases
+    q = lambda v: None if v is None else np.round(v / resolution_v) * resolution_v  # noqa: E731
+    return Phases(q(phases.free), q(phases.plus), q(phases.minus))
+
+
 def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[float, int]:
     """One mini-batch: phases, local updates, device writes.  Returns summed loss and hits."""
     x, labels = session.data.x_train[ids], session.data.y_train[ids]
     targets = session.targets_v(labels)
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids)
     t = session.config.training
-    grad = session.rule.gradient(session.circuit, phases)
+    read = read_voltages(phases, t.readout_resolution_v)
+    grad = session.rule.gradient(session.circuit, read)
     if t.reduce == "mean":
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s

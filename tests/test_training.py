@@ -83,3 +83,14 @@ def test_adam_steps_are_about_the_learning_rate_whatever_the_gradient_scale():
         dw = adam.step(np.array([1.0, -2.0, 0.5]) * scale, state)
         np.testing.assert_allclose(np.abs(dw), 0.01, rtol=1e-3)
         assert np.all(np.sign(dw) == [-1, 1, -1])
+
+
+def test_a_nudge_below_the_readout_step_teaches_nothing_and_a_finite_one_does(tmp_path):
+    overrides = {"engine.backend": "native", "training.epochs": 2, "training.readout_resolution_v": 1e-3}
+    tiny = load_config(XOR, {**overrides, "training.beta_s": 1e-9})
+    finite = load_config(XOR, {**overrides, "training.beta_s": 2e-5})
+    start = train(tiny, tmp_path / "start", progress=False, stop_after_epochs=0)  # the seeded start
+    stalled = train(tiny, tmp_path / "tiny", progress=False)
+    learning = train(finite, tmp_path / "finite", progress=False)
+    np.testing.assert_array_equal(stalled.g_s, start.g_s)
+    assert np.abs(learning.g_s - start.g_s).max() > 1e-6

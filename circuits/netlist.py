@@ -67,23 +67,20 @@ def sample_source(node: str, values: np.ndarray) -> str:
     n samples in one ngspice call, each point an operating point reached by
     Newton from the previous one with the matrix ordering kept.
     """
-    values = np.asarray(values, dtype=float)
-    points = [_fmt(v) for pair in zip(range(len(values)), values.tolist()) for v in pair]
+    return f"B{node} {node} 0 V = {_by_sample_index(values)}"
+
+
+def _by_sample_index(values: np.ndarray) -> str:
+    """``pwl(V(sample_index), 0, values[0], 1, values[1], ...)``, eight numbers a line."""
+    points = [_fmt(v) for pair in enumerate(np.asarray(values, dtype=float).tolist()) for v in pair]
     rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
-    return f"B{node} {node} 0 V = pwl(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
+    return f"pwl(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
 
 
 def sample_nudge(output: str, beta_s: np.ndarray) -> str:
     """The nudge of ``output`` as a behavioural current ``beta[k] (V(out) - V(tgt))`` at sample k."""
-    beta_s = np.asarray(beta_s, dtype=float)
-    points = [_fmt(v) for pair in zip(range(len(beta_s)), beta_s.tolist()) for v in pair]
-    rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
     t = target_node(output)
-    return (
-        f"B{nudge_name(output)[1:]} {output} {t} I = (V({output}) - V({t})) * pwl(V({SAMPLE_INDEX}),\n+ "
-        + ",\n+ ".join(rows)
-        + ")"
-    )
+    return f"B{nudge_name(output)[1:]} {output} {t} I = (V({output}) - V({t})) * {_by_sample_index(beta_s)}"
 
 
 def render_netlist(

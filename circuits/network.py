@@ -15,6 +15,7 @@ input nodes first, then fixed (bias) nodes, then free nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import networkx as nx
 import numpy as np
@@ -111,7 +112,7 @@ class Circuit:
     target_gain: np.ndarray
     comments: tuple[str, ...] = field(default=())
 
-    @property
+    @cached_property
     def node_names(self) -> tuple[str, ...]:
         return self.input_nodes + self.fixed_nodes + self.free_nodes
 
@@ -124,7 +125,7 @@ class Circuit:
         start = len(self.input_nodes) + len(self.fixed_nodes)
         return slice(start, start + len(self.free_nodes))
 
-    @property
+    @cached_property
     def output_index(self) -> np.ndarray:
         """Indices of the output nodes in ``node_names``."""
         index = {name: i for i, name in enumerate(self.node_names)}

@@ -8,6 +8,7 @@ non-zero exit code: 2 for bad input, 3 for a run that stopped (its state saved).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -197,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # a terminated run saves its state as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return args.func(args)
     except (ConfigError, DataError) as exc:

@@ -167,3 +167,23 @@ def test_a_child_that_always_dies_stops_the_run_with_its_state_saved(tmp_path, m
     )
     assert_one_line_error(result, "ngspice child")
     assert not (tmp_path / "run").exists()
+
+
+def test_terminated_run_saves_its_state_and_resumes_to_the_end(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "learning.cli", "train", str(XOR), "--run-dir", str(run_dir), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (3, 130), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    resumed = eqspice("train", XOR, "--resume", run_dir, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (run_dir / "metrics.csv").read_text().splitlines()[-1].startswith("300,")

@@ -54,7 +54,8 @@ class Worker:
 
     def load(self, netlist: str, node_names: list[str], current: dict[str, float]) -> None:
         self.ng.exec_command("destroy all")
-        self.ng.exec_command("remcirc") if self.node_names else None
+        if self.node_names:  # free the previous circuit
+            self.ng.exec_command("remcirc")
         self.ng.load_circuit(netlist)
         self.node_names = [n.lower() for n in node_names]
         self.current = dict(current)

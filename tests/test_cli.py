@@ -124,6 +124,20 @@ def test_settle_prints_the_same_outputs_from_both_engines():
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-9)
 
 
+def start_training(config, run_dir):
+    """A training run in the background, returned once its first epoch is on disk."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "learning.cli", "train", str(config), "--run-dir", str(run_dir), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return proc
+
+
 def child_pids(pid):
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -135,15 +149,7 @@ def child_pids(pid):
 def test_killed_ngspice_child_does_not_lose_the_run(tmp_path):
     config = config_with(tmp_path, "epochs = 300", "epochs = 150", name="xor.toml")
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "learning.cli", "train", str(config), "--run-dir", str(run_dir), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_training(config, run_dir)
     victims = child_pids(proc.pid)
     assert victims, "the run should have an ngspice child"
     os.kill(victims[0], signal.SIGKILL)
@@ -171,15 +177,7 @@ def test_a_child_that_always_dies_stops_the_run_with_its_state_saved(tmp_path, m
 
 def test_terminated_run_saves_its_state_and_resumes_to_the_end(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "learning.cli", "train", str(XOR), "--run-dir", str(run_dir), "--quiet"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 60
-    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
-        time.sleep(0.05)
+    proc = start_training(XOR, run_dir)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode in (3, 130), err

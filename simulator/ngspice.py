@@ -214,44 +214,23 @@ class NgspiceEngine:
             targets_v = np.zeros((batch, len(circuit.output_nodes)))
         targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
         ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
+        if self.mode == "sweep":
+            return self.settle_phases(inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase])[0]
         in_names = [source_name(n) for n in circuit.input_nodes]
         tgt_names = [source_name(target_node(n)) for n in circuit.output_nodes]
         gain_names = [nudge_name(n) for n in circuit.output_nodes]
 
-        def change(b: int) -> dict:
+        def request(rows: np.ndarray) -> tuple:
+            b = rows[0]
             values = {n: ("dc", float(x)) for n, x in zip(in_names, inputs_v[b])}
             values.update({n: ("gain", float(beta_s)) for n in gain_names})
             if beta_s != 0:
                 values.update({n: ("dc", float(y)) for n, y in zip(tgt_names, targets_v[b])})
-            return values
+            return ("settle", [values])
 
         v = np.empty((batch, len(circuit.node_names)))
-        if self.mode == "sweep":
-            return self.settle_phases(inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase])[0]
-        n_children = len(self._children)
-        for start in range(0, batch, n_children):
-            # one sample per child at a time, so a failure names its sample
-            busy = list(range(start, min(start + n_children, batch)))
-            gone = [self._children[k].send(("settle", [change(b)])) for k, b in enumerate(busy)]
-            failure = None
-            for k, b in enumerate(busy):
-                what = f"the {phase} phase of sample {ids[b]}"
-                reply, why = (None, gone[k]) if gone[k] else self._children[k].receive(self.timeout_s)
-                if why:
-                    self._replace(k)
-                    failure = failure or SimulatorCrash(f"ngspice child {why} during {what}; started a fresh one")
-                elif reply[0] != "ok":
-                    if "NonConvergence" in reply[1]:
-                        failure = failure or ConvergenceError(
-                            f"ngspice did not converge in {what} (tried gmin and source stepping); "
-                            "check for floating nodes or extreme conductances"
-                        )
-                    else:
-                        failure = failure or EngineError(f"ngspice failed in {what}: {reply[1]}")
-                else:
-                    v[b] = reply[1][0]
-            if failure:
-                raise failure
+        # one sample per child at a time, so a failure names its sample
+        self._settle_chunks(v, lambda rows: f"the {phase} phase of sample {ids[rows[0]]}", request, size=1)
         return v
 
     def settle_phases(
@@ -308,9 +287,10 @@ class NgspiceEngine:
         lines.insert(1, f"{source_name(SAMPLE_INDEX)} {SAMPLE_INDEX} 0 dc 0")
         return ("sweep", "\n".join(lines), list(circuit.node_names), len(inputs_v))
 
-    def _settle_chunks(self, v: np.ndarray, what, request) -> None:
+    def _settle_chunks(self, v: np.ndarray, what, request, size: int | None = None) -> None:
         """Fill ``v`` chunk by chunk, one chunk per child at a time; ``what(rows)`` names a chunk."""
-        size = max(1, min(self.chunk, -(-len(v) // len(self._children))))
+        if size is None:
+            size = max(1, min(self.chunk, -(-len(v) // len(self._children))))
         chunks = [np.arange(s, min(s + size, len(v))) for s in range(0, len(v), size)]
         for first in range(0, len(chunks), len(self._children)):
             busy = chunks[first : first + len(self._children)]
@@ -323,6 +303,11 @@ class NgspiceEngine:
                     self._replace(k)
                     failure = failure or SimulatorCrash(
                         f"ngspice child {why} during {what(rows)}; started a fresh one"
+                    )
+                elif reply[0] != "ok" and "NonConvergence" in reply[1]:
+                    failure = failure or ConvergenceError(
+                        f"ngspice did not converge in {what(rows)} (tried gmin and source stepping); "
+                        "check for floating nodes or extreme conductances"
                     )
                 elif reply[0] != "ok":
                     failure = failure or EngineError(f"ngspice failed in {what(rows)}: {reply[1]}")

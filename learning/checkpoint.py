@@ -42,10 +42,13 @@ class RunState:
     epoch: int = 0
     batch_index: int = 0
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    running: dict = field(default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0})
+    running: dict = field(
+        default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "pulses": 0}
+    )
     metrics: list[dict] = field(default_factory=list)
     restarts: int = 0
     optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    device: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, run_dir: str | Path) -> None:
         meta = {
@@ -57,8 +60,9 @@ class RunState:
             "rng": self.rng.bit_generator.state,
         }
         buffer = io.BytesIO()
-        optimizer = {f"optimizer_{k}": v for k, v in self.optimizer.items()}
-        np.savez(buffer, g_s=self.g_s, order=self.order, meta=np.array(json.dumps(meta)), **optimizer)
+        extra = {f"optimizer_{k}": v for k, v in self.optimizer.items()}
+        extra.update({f"device_{k}": v for k, v in self.device.items()})
+        np.savez(buffer, g_s=self.g_s, order=self.order, meta=np.array(json.dumps(meta)), **extra)
         write_atomic(Path(run_dir) / CHECKPOINT, buffer.getvalue())
 
     @classmethod
@@ -67,6 +71,7 @@ class RunState:
             meta = json.loads(str(archive["meta"]))
             g_s, order = archive["g_s"].copy(), archive["order"].copy()
             optimizer = {k.removeprefix("optimizer_"): archive[k].copy() for k in archive if k.startswith("optimizer_")}
+            device = {k.removeprefix("device_"): archive[k].copy() for k in archive if k.startswith("device_")}
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
         return cls(
@@ -79,4 +84,5 @@ class RunState:
             metrics=meta["metrics"],
             restarts=meta["restarts"],
             optimizer=optimizer,
+            device=device,
         )

@@ -19,8 +19,7 @@ from circuits.network import crossbar
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, load_config
 from learning.data import DataError, load_dataset
-from learning.devices import IdealDevice
-from learning.train import RunError, evaluate, initial_state, make_engine, open_session, train
+from learning.train import RunError, evaluate, initial_state, make_device, make_engine, open_session, train
 from simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
@@ -37,8 +36,8 @@ def _config_and_conductances(source: str) -> tuple[RunConfig, np.ndarray, str]:
         return config, RunState.load(path).g_s, f"trained run {path}"
     config = load_config(path)
     circuit = crossbar(config.network.spec())
-    device = IdealDevice(config.device.g_min_s, config.device.g_max_s, config.device.levels)
-    return config, initial_state(config, circuit, device).g_s, f"untrained config {path} (seed {config.seed})"
+    state = initial_state(config, circuit, make_device(config))
+    return config, state.g_s, f"untrained config {path} (seed {config.seed})"
 
 
 def _parse_input(text: str, n_features: int) -> np.ndarray:

@@ -76,12 +76,22 @@ class NetworkConfig(_Section):
 
 
 class DeviceConfig(_Section):
-    model: Literal["ideal"] = "ideal"
+    model: Literal["ideal", "pulsed"] = Field("ideal", description="ideal: takes any change; pulsed: see below")
     g_min_s: float = Field(1e-7, gt=0, description="lowest device conductance, siemens")
     g_max_s: float = Field(1e-4, gt=0, description="highest device conductance, siemens")
     g_init_min_s: float | None = Field(None, gt=0, description="initial conductances drawn uniformly from here...")
     g_init_max_s: float | None = Field(None, gt=0, description="...to here (default: the device bounds)")
-    levels: int = Field(0, ge=0, description="number of programmable levels; 0 for continuous")
+    levels: int = Field(0, ge=0, description="ideal model: number of programmable levels; 0 for continuous")
+    dw_min_s: float = Field(1e-6, gt=0, description="pulsed: change of one pulse at mid-range, siemens")
+    step: Literal["linear", "soft_bounds", "exponential"] = Field("linear", description="pulsed: step shape")
+    up_down: float = Field(0.0, gt=-1, lt=1, description="pulsed: up/down asymmetry of the step")
+    gamma: float = Field(3.0, ge=0, description="pulsed, exponential: state dependence of the step")
+    d2d_step: float = Field(0.0, ge=0, description="pulsed: device-to-device relative spread of the step")
+    d2d_bounds: float = Field(0.0, ge=0, description="pulsed: device-to-device relative spread of the bounds")
+    c2c: float = Field(0.0, ge=0, description="pulsed: cycle-to-cycle relative spread of each pulse")
+    stuck_min: float = Field(0.0, ge=0, le=1, description="pulsed: fraction of devices stuck at g_min_s")
+    stuck_max: float = Field(0.0, ge=0, le=1, description="pulsed: fraction of devices stuck at g_max_s")
+    max_pulses: int = Field(100, ge=1, description="pulsed: most pulses per device and update")
 
     @model_validator(mode="after")
     def _bounds(self) -> "DeviceConfig":
@@ -97,6 +107,10 @@ class DeviceConfig(_Section):
             )
         if self.levels == 1:
             raise ValueError("levels = 1 leaves no room to learn; use 0 (continuous) or at least 2")
+        if self.stuck_min + self.stuck_max > 1:
+            raise ValueError(f"stuck_min + stuck_max = {self.stuck_min + self.stuck_max:g}; at most 1")
+        if self.dw_min_s >= self.g_max_s - self.g_min_s:
+            raise ValueError(f"dw_min_s = {self.dw_min_s:g} S spans the whole range; make it smaller")
         return self
 
     def init_range(self) -> tuple[float, float]:

@@ -2,6 +2,8 @@
 
 A device model turns the controller's request ``dG`` into the conductance the
 device ends up with.  Every model here keeps ``G`` within ``[g_min, g_max]``.
+Per-device properties fixed at fabrication (device-to-device spread, stuck
+devices) live in a state dictionary of arrays that the run checkpoints.
 """
 
 from __future__ import annotations
@@ -13,9 +15,16 @@ import numpy as np
 
 
 class DeviceModel(Protocol):
-    def init(self, n: int, rng: np.random.Generator, low_s: float, high_s: float) -> np.ndarray: ...
+    def init_state(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Per-device properties drawn once, at fabrication."""
 
-    def update(self, g_s: np.ndarray, dg_s: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
+    def init(self, n: int, rng: np.random.Generator, low_s: float, high_s: float, state: dict) -> np.ndarray:
+        """Initial conductances, siemens."""
+
+    def update(
+        self, g_s: np.ndarray, dg_s: np.ndarray, state: dict, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """New conductances and the signed number of programming pulses each device took."""
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,111 @@ class IdealDevice:
         up = rng.random(g_s.shape) < position - lower
         return self.g_min_s + (lower + up) * self.step_s
 
-    def init(self, n: int, rng: np.random.Generator, low_s: float, high_s: float) -> np.ndarray:
+    def init_state(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {}
+
+    def init(self, n: int, rng: np.random.Generator, low_s: float, high_s: float, state: dict) -> np.ndarray:
         g = rng.uniform(low_s, high_s, n)
         return self.quantise(g, rng) if self.levels else g
 
-    def update(self, g_s: np.ndarray, dg_s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def update(self, g_s, dg_s, state, rng) -> tuple[np.ndarray, np.ndarray]:
         g = np.clip(g_s + dg_s, self.g_min_s, self.g_max_s)
-        return np.clip(self.quantise(g, rng), self.g_min_s, self.g_max_s) if self.levels else g
+        g = np.clip(self.quantise(g, rng), self.g_min_s, self.g_max_s) if self.levels else g
+        return g, np.zeros(g.shape, dtype=int)
+
+
+STEP_SHAPES = ("linear", "soft_bounds", "exponential")
+
+
+@dataclass(frozen=True)
+class PulsedDevice:
+    """A memristor programmed by identical pulses whose effect depends on its state.
+
+    Let ``x = (G - lo) / (hi - lo)`` be the device's position between its own
+    bounds.  One pulse changes ``G`` by
+
+    * ``linear``:      up ``dw (1 + a)``,              down ``dw (1 - a)``;
+    * ``soft_bounds``: up ``dw (1 + a) 2 (1 - x)``,    down ``dw (1 - a) 2 x``;
+    * ``exponential``: up ``dw (1 + a) exp(-g (x - 1/2))``, down ``dw (1 - a) exp(-g (1/2 - x))``,
+
+    with ``dw`` the device's step (``dw_min_s`` at the centre of the range),
+    ``a = up_down`` the up/down asymmetry and ``g = gamma``.  A requested change
+    ``dG`` becomes ``n = dG / step`` pulses at the present state, rounded
+    stochastically (so a request of 0.3 steps is one pulse 30% of the time)
+    and capped at ``max_pulses``; the pulses are then applied one by one.
+
+    Parameters
+    ----------
+    g_min_s, g_max_s : nominal bounds, siemens.
+    dw_min_s : conductance change of one pulse at the centre of the range, siemens.
+    step : one of ``linear``, ``soft_bounds``, ``exponential``.
+    up_down : asymmetry of up and down pulses, in (-1, 1).
+    gamma : state dependence of the exponential step, dimensionless.
+    d2d_step, d2d_bounds : device-to-device relative spread (standard deviation)
+        of the step and of each bound, drawn once per device.
+    c2c : cycle-to-cycle relative spread of every single pulse's step.
+    stuck_min, stuck_max : fractions of devices stuck at g_min / g_max; they
+        ignore every pulse.
+    max_pulses : most pulses one update may apply to one device.
+    """
+
+    g_min_s: float
+    g_max_s: float
+    dw_min_s: float
+    step: str = "linear"
+    up_down: float = 0.0
+    gamma: float = 3.0
+    d2d_step: float = 0.0
+    d2d_bounds: float = 0.0
+    c2c: float = 0.0
+    stuck_min: float = 0.0
+    stuck_max: float = 0.0
+    max_pulses: int = 100
+
+    def init_state(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        span = self.g_max_s - self.g_min_s
+        lo = self.g_min_s * (1 + self.d2d_bounds * rng.standard_normal(n))
+        hi = self.g_max_s * (1 + self.d2d_bounds * rng.standard_normal(n))
+        lo = np.clip(lo, self.g_min_s, self.g_min_s + 0.45 * span)  # every device stays inside the
+        hi = np.clip(hi, self.g_max_s - 0.45 * span, self.g_max_s)  # nominal window, lo < hi
+        scale = np.maximum(1 + self.d2d_step * rng.standard_normal(n), 0.0)
+        fate = rng.random(n)
+        stuck = np.where(fate < self.stuck_min, -1, np.where(fate > 1 - self.stuck_max, 1, 0))
+        return {"lo": lo, "hi": hi, "step_scale": scale, "stuck": stuck}
+
+    def init(self, n: int, rng: np.random.Generator, low_s: float, high_s: float, state: dict) -> np.ndarray:
+        g = np.clip(rng.uniform(low_s, high_s, n), state["lo"], state["hi"])
+        return self._pin(g, state)
+
+    def step_size(self, g_s: np.ndarray, up: bool, state: dict) -> np.ndarray:
+        """Conductance change of one pulse (magnitude), siemens, at state ``g_s``."""
+        x = (g_s - state["lo"]) / (state["hi"] - state["lo"])
+        base = self.dw_min_s * state["step_scale"] * (1 + self.up_down if up else 1 - self.up_down)
+        if self.step == "soft_bounds":
+            return base * 2 * ((1 - x) if up else x)
+        if self.step == "exponential":
+            return base * np.exp(-self.gamma * ((x - 0.5) if up else (0.5 - x)))
+        return base * np.ones_like(g_s)
+
+    def update(self, g_s, dg_s, state, rng) -> tuple[np.ndarray, np.ndarray]:
+        up = dg_s > 0
+        step = np.where(up, self.step_size(g_s, True, state), self.step_size(g_s, False, state))
+        wanted = np.abs(dg_s) / np.maximum(step, 1e-300)
+        count = np.floor(wanted) + (rng.random(g_s.shape) < wanted - np.floor(wanted))
+        count = np.minimum(count, self.max_pulses).astype(int)
+        count[state["stuck"] != 0] = 0
+        g = g_s.copy()
+        for k in range(int(count.max(initial=0))):
+            active = count > k
+            ga = g[active]
+            sub = {key: value[active] for key, value in state.items()}
+            ua = up[active]
+            size = np.where(ua, self.step_size(ga, True, sub), self.step_size(ga, False, sub))
+            if self.c2c:
+                size = size * np.maximum(1 + self.c2c * rng.standard_normal(size.shape), 0.0)
+            g[active] = np.clip(ga + np.where(ua, size, -size), sub["lo"], sub["hi"])
+        return self._pin(g, state), np.where(up, count, -count)
+
+    def _pin(self, g_s: np.ndarray, state: dict) -> np.ndarray:
+        stuck = state["stuck"]
+        return np.where(stuck < 0, self.g_min_s, np.where(stuck > 0, self.g_max_s, g_s))

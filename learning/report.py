@@ -24,11 +24,13 @@ METRIC_COLUMNS = (
     "seconds",
     "samples_per_s",
     "engine_restarts",
+    "pulses",
 )
 
 
 def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
-    """``metrics.csv``: one row per completed epoch; losses in V^2, accuracies in [0, 1]."""
+    """``metrics.csv``: one row per completed epoch; losses in V^2, accuracies in [0, 1],
+    ``pulses``: programming pulses applied in the epoch (0 for an ideal device)."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()

@@ -26,7 +26,7 @@ from circuits.network import Circuit, crossbar
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, dump_config
 from learning.data import Dataset, load_dataset
-from learning.devices import IdealDevice
+from learning.devices import DeviceModel, IdealDevice, PulsedDevice
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.rules import EquilibriumPropagation, Phases, output_loss
@@ -51,7 +51,7 @@ class Session:
     data: Dataset
     circuit: Circuit
     engine: Engine
-    device: IdealDevice
+    device: DeviceModel
     rule: EquilibriumPropagation
     optimizer: SGD | Adam
 
@@ -89,10 +89,23 @@ def make_engine(config: RunConfig) -> Engine:
     return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers, mode=e.ngspice_mode)
 
 
-def initial_state(config: RunConfig, circuit: Circuit, device: IdealDevice) -> RunState:
+def make_device(config: RunConfig) -> DeviceModel:
+    d = config.device
+    if d.model == "ideal":
+        return IdealDevice(d.g_min_s, d.g_max_s, d.levels)
+    return PulsedDevice(
+        d.g_min_s, d.g_max_s, d.dw_min_s, d.step, d.up_down, d.gamma,
+        d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses,
+    )  # fmt: skip
+
+
+def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> RunState:
+    """The seeded start of a run: fabrication (device state), initial conductances, optimizer."""
     rng = np.random.default_rng(config.seed)
     low, high = config.device.init_range()
-    state = RunState(g_s=device.init(circuit.n_edges, rng, low, high), rng=rng)
+    device_state = device.init_state(circuit.n_edges, rng)
+    state = RunState(g_s=device.init(circuit.n_edges, rng, low, high, device_state), rng=rng)
+    state.device = device_state
     state.optimizer = make_optimizer(config).init_state(circuit.n_edges)
     return state
 
@@ -116,7 +129,7 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
         )
     check_sizes(config, data)
     circuit = crossbar(config.network.spec())
-    device = IdealDevice(config.device.g_min_s, config.device.g_max_s, config.device.levels)
+    device = make_device(config)
     rule = EquilibriumPropagation(config.training.beta_s, centred=config.training.estimator == "centred")
     return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config))
 
@@ -152,7 +165,8 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s
     dw = session.optimizer.step(grad * g_max, state.optimizer)
-    state.g_s = session.device.update(state.g_s, dw * g_max, state.rng)
+    state.g_s, pulses = session.device.update(state.g_s, dw * g_max, state.device, state.rng)
+    state.running["pulses"] = state.running.get("pulses", 0) + int(np.abs(pulses).sum())
     session.engine.set_conductances(state.g_s)
     loss = float(np.sum(output_loss(session.circuit, phases.free, targets)))
     hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))
@@ -224,7 +238,7 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
             break
         if state.batch_index == 0:
             state.order = state.rng.permutation(n)
-            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "pulses": 0}
         batches = [state.order[s : s + t.batch_size] for s in range(0, n, t.batch_size)]
         bar = tqdm(
             total=n,
@@ -266,6 +280,7 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
                 "seconds": round(r["seconds"], 3),
                 "samples_per_s": round(r["seen"] / max(r["seconds"], 1e-9), 2),
                 "engine_restarts": state.restarts,
+                "pulses": r.get("pulses", 0),
             }
         )
         if progress:

@@ -1,6 +1,6 @@
 """The command line as a user meets it: bad input gives one line, an exit code, no litter."""
 
-import gzip
+import csv
 import os
 import signal
 import struct
@@ -56,6 +56,9 @@ def assert_one_line_error(result, *words):
         ('name = "xor"', 'name = "mnist"\ndata_dir = "/nonexistent/mnist"', ["/nonexistent/mnist"]),
         ('name = "xor"', 'name = "xorr"', ["data.name"]),
         ("beta_s = 1e-5", "beta_s = nan", ["training.beta_s"]),
+        ("g_min_s = 1e-7", 'g_min_s = 1e-7\nmodel = "pulsed"\nup_down = 1.0', ["device.up_down"]),
+        ("g_min_s = 1e-7", "g_min_s = 1e-7\nstuck_min = 0.7\nstuck_max = 0.6", ["stuck_min + stuck_max"]),
+        ("g_min_s = 1e-7", 'g_min_s = 1e-7\nstep = "cubic"', ["device.step"]),
     ],
 )
 def test_bad_config_is_one_line_and_leaves_no_run_directory(tmp_path, old, new, words):
@@ -156,9 +159,9 @@ def test_killed_ngspice_child_does_not_lose_the_run(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "killed by signal 9" in err and "sample" in err and "phase" in err
-    last = (run_dir / "metrics.csv").read_text().splitlines()[-1].split(",")
-    assert last[0] == "150"
-    assert int(last[-1]) >= 1  # engine_restarts recorded
+    last = list(csv.DictReader((run_dir / "metrics.csv").open()))[-1]
+    assert last["epoch"] == "150"
+    assert int(last["engine_restarts"]) >= 1
 
 
 def test_a_child_that_always_dies_stops_the_run_with_its_state_saved(tmp_path, monkeypatch):

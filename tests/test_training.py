@@ -67,10 +67,10 @@ def test_a_simulator_crash_mid_batch_changes_nothing_in_the_result(tmp_path):
 def test_ideal_device_clips_to_bounds_and_quantises_to_levels():
     rng = np.random.default_rng(0)
     device = IdealDevice(1e-6, 1e-4)
-    g = device.update(np.array([5e-5, 5e-5, 9.9e-5]), np.array([1.0, -1.0, 0.5e-6]), rng)
+    g, _ = device.update(np.array([5e-5, 5e-5, 9.9e-5]), np.array([1.0, -1.0, 0.5e-6]), {}, rng)
     np.testing.assert_allclose(g, [1e-4, 1e-6, 9.95e-5])
     stepped = IdealDevice(0.0 + 1e-6, 1e-6 + 10e-6, levels=11)  # levels every 1 uS
-    g = stepped.update(np.full(20000, 3e-6), np.full(20000, 0.25e-6), rng)
+    g, _ = stepped.update(np.full(20000, 3e-6), np.full(20000, 0.25e-6), {}, rng)
     assert set(np.round(g * 1e6, 9)) == {3.0, 4.0}
     # stochastic rounding keeps the requested change in expectation
     assert np.mean(g) == pytest.approx(3.25e-6, rel=0.02)

@@ -159,6 +159,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from learning.sweep import load_sweep, run_sweep
+
+    sweep = load_sweep(args.sweep, out=args.out)
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give at least 1")
+    rows = run_sweep(sweep, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    print(f"sweep {sweep.out}: {len(rows)} cells in results.csv, plots accuracy_vs_*.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqspice",
@@ -194,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate only the first N test samples")
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("sweep", help="many training runs over a grid of config values, on Dask")
+    p.add_argument("sweep", metavar="SWEEP.toml")
+    p.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    p.add_argument("--out", help="folder of the study (default: the sweep file's out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

@@ -207,8 +207,11 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for dotted, value in (overrides or {}).items():
-        section, key = dotted.split(".")
-        raw.setdefault(section, {})[key] = value
+        *section, key = dotted.split(".")
+        target = raw
+        for name in section:
+            target = target.setdefault(name, {})
+        target[key] = value
     return parse_config(raw, str(path))
 
 

@@ -1,0 +1,245 @@
+"""Studies over many training runs: the cells of a sweep, run on Dask.
+
+A sweep file names a base run configuration and the values to try for any of
+its fields (dotted names such as ``device.c2c`` or ``seed``), combined as a
+cross product or as a list of cells.  Every cell is an independent training run
+in its own folder; when it finishes, its result (the cell's values and its
+final metrics) is written atomically to ``cells/<id>.json``.  The table
+``results.csv`` is assembled from those files, so a sweep started again runs
+only the cells without a result, and a worker that dies loses no finished cell
+and duplicates none.
+
+Example ``SWEEP.toml``::
+
+    base = "digits.toml"          # relative to this file
+    mode = "product"              # or "list": the i-th values of every axis form cell i
+    out = "runs/robustness"       # relative to the working directory
+    [axes]
+    seed = [0, 1, 2]
+    "device.c2c" = [0.0, 0.1, 0.3]
+    [overrides]                   # fixed for every cell
+    "engine.backend" = "native"
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import itertools
+import json
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from learning.checkpoint import write_atomic
+from learning.config import ConfigError, RunConfig, load_config
+
+RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "seconds")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: the values it sets, and where it lives."""
+
+    values: dict
+    config: RunConfig
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha1(json.dumps(self.values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    base: Path
+    axes: dict[str, list]
+    overrides: dict
+    mode: str
+    out: Path
+
+    def cells(self) -> list[Cell]:
+        names = list(self.axes)
+        if self.mode == "product":
+            combos = itertools.product(*(self.axes[n] for n in names))
+        else:
+            combos = zip(*(self.axes[n] for n in names))
+        cells = []
+        for combo in combos:
+            values = dict(zip(names, combo))
+            config = load_config(self.base, {**self.overrides, **values})
+            cells.append(Cell(values, config))
+        return cells
+
+
+def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
+    """Read and check a sweep file; every cell's config is validated before anything runs."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such sweep file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides")
+    if "base" not in raw:
+        raise ConfigError(f"{path}: base is missing; name the run configuration the sweep varies")
+    axes = raw.get("axes") or {}
+    if not axes:
+        raise ConfigError(f"{path}: [axes] is empty; give at least one field and its values")
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{path}: axes.{name} is empty; give a list of at least one value")
+    mode = raw.get("mode", "product")
+    if mode not in ("product", "list"):
+        raise ConfigError(f"{path}: mode {mode!r}; use 'product' or 'list'")
+    if mode == "list" and len({len(v) for v in axes.values()}) > 1:
+        raise ConfigError(f"{path}: mode 'list' needs axes of equal length, got {[len(v) for v in axes.values()]}")
+    sweep = Sweep(
+        base=(path.parent / raw["base"]).resolve(),
+        axes=axes,
+        overrides=raw.get("overrides") or {},
+        mode=mode,
+        out=Path(out or raw.get("out") or Path("runs") / path.stem),
+    )
+    for name in [*axes, *sweep.overrides]:
+        if name != "seed" and name.count(".") != 1:
+            raise ConfigError(f"{path}: {name!r} is not a config field; write section.key, e.g. device.c2c")
+    try:
+        sweep.cells()  # every cell validated up front
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return sweep
+
+
+def run_cell(cell: Cell, out: str) -> dict:
+    """Train one cell (resuming its own run if an earlier attempt stopped) and record its result."""
+    from learning.train import train  # imported in the worker
+
+    out = Path(out)
+    run_dir = out / "runs" / cell.id
+    result_path = out / "cells" / f"{cell.id}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    resume = (run_dir / "checkpoint.npz").exists()
+    if run_dir.exists() and not resume:
+        shutil.rmtree(run_dir)  # an attempt that died before its first checkpoint
+    state = train(cell.config, run_dir, resume=resume, progress=False)
+    last = state.metrics[-1]
+    row = {
+        "cell": cell.id,
+        **cell.values,
+        "test_accuracy": last["test_accuracy"],
+        "test_loss": last["test_loss"],
+        "train_accuracy": last["train_accuracy"],
+        "train_loss": last["train_loss"],
+        "pulses": sum(m.get("pulses", 0) for m in state.metrics),
+        "epochs": state.epoch,
+        "seconds": round(sum(m["seconds"] for m in state.metrics), 2),
+    }
+    write_atomic(result_path, json.dumps(row).encode())
+    return row
+
+
+def collect(sweep: Sweep) -> list[dict]:
+    """Finished cells' rows, in the sweep's cell order."""
+    rows = []
+    for cell in sweep.cells():
+        path = sweep.out / "cells" / f"{cell.id}.json"
+        if path.exists():
+            rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def write_table(sweep: Sweep, rows: list[dict]) -> Path:
+    columns = ["cell", *sweep.axes, *RESULT_COLUMNS]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = sweep.out / "results.csv"
+    write_atomic(path, text.getvalue().encode())
+    return path
+
+
+def plot_axes(sweep: Sweep, rows: list[dict]) -> list[Path]:
+    """One plot per swept field: mean test accuracy against its values, error bars over the other cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name in sweep.axes:
+        if name == "seed":
+            continue
+        values = list(dict.fromkeys(r[name] for r in rows))
+        means, errs = [], []
+        for value in values:
+            acc = np.array([r["test_accuracy"] for r in rows if r[name] == value]) * 100
+            means.append(acc.mean())
+            errs.append(acc.std(ddof=1) if acc.size > 1 else 0.0)
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        x = np.arange(len(values))
+        ax.errorbar(x, means, yerr=errs, fmt="-o", capsize=4)
+        ax.set_xticks(x, [str(v) for v in values])
+        ax.set(xlabel=name, ylabel="test accuracy (%)", title=f"{name} (mean and std over seeds and other axes)")
+        ax.grid(alpha=0.3)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        path = sweep.out / f"accuracy_vs_{name.replace('.', '_')}.png"
+        write_atomic(path, buffer.getvalue())
+        paths.append(path)
+    return paths
+
+
+def connect(workers: int, scheduler: str | None):
+    """A Dask client: a local cluster of single-threaded worker processes, or an existing scheduler."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="5s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"--scheduler {scheduler}: cannot reach it ({exc}); check the address") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster)
+
+
+def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, progress: bool = True) -> list[dict]:
+    """Run every cell without a result; return all rows (old and new) in cell order."""
+    from dask.distributed import as_completed
+    from distributed.scheduler import KilledWorker
+    from tqdm import tqdm
+
+    from learning.train import RunError
+
+    client = connect(workers, scheduler)  # before anything is written
+    try:
+        (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
+        cells = sweep.cells()
+        todo = [c for c in cells if not (sweep.out / "cells" / f"{c.id}.json").exists()]
+        futures = [client.submit(run_cell, c, str(sweep.out), key=f"cell-{c.id}", retries=2) for c in todo]
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", disable=not progress)
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except KilledWorker:
+                raise RunError(
+                    f"Dask workers kept dying on {future.key}; finished cells are kept in "
+                    f"{sweep.out / 'cells'}: run the sweep again to do only the rest"
+                ) from None
+            bar.update(1)
+        bar.close()
+    finally:
+        client.close()
+    rows = collect(sweep)
+    write_table(sweep, rows)
+    plot_axes(sweep, rows)
+    return rows

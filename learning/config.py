@@ -92,6 +92,9 @@ class DeviceConfig(_Section):
     stuck_min: float = Field(0.0, ge=0, le=1, description="pulsed: fraction of devices stuck at g_min_s")
     stuck_max: float = Field(0.0, ge=0, le=1, description="pulsed: fraction of devices stuck at g_max_s")
     max_pulses: int = Field(100, ge=1, description="pulsed: most pulses per device and update")
+    read_noise: float = Field(
+        0.0, ge=0, description="relative spread of the conductance seen in each mini-batch's phases"
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> "DeviceConfig":

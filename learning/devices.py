@@ -15,6 +15,8 @@ import numpy as np
 
 
 class DeviceModel(Protocol):
+    read_noise: float  # relative spread of the conductance seen while operating (see read_conductances)
+
     def init_state(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Per-device properties drawn once, at fabrication."""
 
@@ -39,11 +41,14 @@ class IdealDevice:
         requested value between two levels is rounded stochastically (up with
         probability equal to its fractional position), so small updates are
         kept in expectation instead of being rounded away.
+    read_noise : relative standard deviation of the conductance the circuit
+        sees while it is operated (see :func:`read_conductances`).
     """
 
     g_min_s: float
     g_max_s: float
     levels: int = 0
+    read_noise: float = 0.0
 
     @property
     def step_s(self) -> float:
@@ -66,6 +71,17 @@ class IdealDevice:
         g = np.clip(g_s + dg_s, self.g_min_s, self.g_max_s)
         g = np.clip(self.quantise(g, rng), self.g_min_s, self.g_max_s) if self.levels else g
         return g, np.zeros(g.shape, dtype=int)
+
+
+def read_conductances(g_s: np.ndarray, read_noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The conductances a circuit operates with: ``G (1 + read_noise * N(0, 1))``, at least 0.1% of G.
+
+    One draw per device and mini-batch: the phases of one update are settled
+    close together in time and see the same fluctuation.
+    """
+    if read_noise == 0:
+        return g_s
+    return g_s * np.maximum(1 + read_noise * rng.standard_normal(g_s.shape), 1e-3)
 
 
 STEP_SHAPES = ("linear", "soft_bounds", "exponential")
@@ -101,6 +117,8 @@ class PulsedDevice:
     stuck_min, stuck_max : fractions of devices stuck at g_min / g_max; they
         ignore every pulse.
     max_pulses : most pulses one update may apply to one device.
+    read_noise : relative standard deviation of the conductance the circuit
+        sees while it is operated (see :func:`read_conductances`).
     """
 
     g_min_s: float
@@ -115,6 +133,7 @@ class PulsedDevice:
     stuck_min: float = 0.0
     stuck_max: float = 0.0
     max_pulses: int = 100
+    read_noise: float = 0.0
 
     def init_state(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         span = self.g_max_s - self.g_min_s

@@ -26,7 +26,7 @@ from circuits.network import Circuit, crossbar
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, dump_config
 from learning.data import Dataset, load_dataset
-from learning.devices import DeviceModel, IdealDevice, PulsedDevice
+from learning.devices import DeviceModel, IdealDevice, PulsedDevice, read_conductances
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.rules import EquilibriumPropagation, Phases, output_loss
@@ -92,10 +92,10 @@ def make_engine(config: RunConfig) -> Engine:
 def make_device(config: RunConfig) -> DeviceModel:
     d = config.device
     if d.model == "ideal":
-        return IdealDevice(d.g_min_s, d.g_max_s, d.levels)
+        return IdealDevice(d.g_min_s, d.g_max_s, d.levels, d.read_noise)
     return PulsedDevice(
         d.g_min_s, d.g_max_s, d.dw_min_s, d.step, d.up_down, d.gamma,
-        d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses,
+        d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses, d.read_noise,
     )  # fmt: skip
 
 
@@ -157,6 +157,8 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     """One mini-batch: phases, local updates, device writes.  Returns summed loss and hits."""
     x, labels = session.data.x_train[ids], session.data.y_train[ids]
     targets = session.targets_v(labels)
+    if session.device.read_noise:
+        session.engine.set_conductances(read_conductances(state.g_s, session.device.read_noise, state.rng))
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids)
     t = session.config.training
     read = read_voltages(phases, t.readout_resolution_v)

@@ -108,3 +108,22 @@ def test_pulsed_run_records_pulses_and_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(resumed.g_s, whole.g_s)
     np.testing.assert_array_equal(resumed.device["stuck"], whole.device["stuck"])
     assert [m["pulses"] for m in resumed.metrics] == [m["pulses"] for m in whole.metrics]
+
+
+def test_read_noise_has_the_requested_spread_and_leaves_the_programmed_value_alone():
+    from learning.devices import read_conductances
+
+    rng = np.random.default_rng(4)
+    g = np.full(50000, 40e-6)
+    seen = read_conductances(g, 0.05, rng)
+    assert np.std(seen / g - 1) == pytest.approx(0.05, rel=0.03)
+    assert np.all(g == 40e-6)
+    assert read_conductances(g, 0.0, rng) is g
+
+
+def test_training_under_read_noise_uses_noisy_phases_but_keeps_programmed_values(tmp_path):
+    overrides = {"engine.backend": "native", "training.epochs": 3}
+    clean = train(load_config("examples/xor.toml", overrides), tmp_path / "clean", progress=False)
+    noisy = train(load_config("examples/xor.toml", {**overrides, "device.read_noise": 0.05}), tmp_path / "noisy", progress=False)
+    assert not np.array_equal(clean.g_s, noisy.g_s)  # the noise reached the updates
+    assert np.all((noisy.g_s >= 1e-7) & (noisy.g_s <= 1e-4))

@@ -213,23 +213,25 @@ class NativeEngine:
         x[:, a] = (r_a + x[:, b] @ self._g_ba) / d_a
         return x
 
-    def _newton(self, v_free, known, diag, drive, phase, sample_ids):
-        batch = v_free.shape[0]
+    def _kcl(self, v_free, known, diag, drive):
+        """Net current leaving every free node (A) and every diode's conductance (S)."""
+        v_all = np.hstack([known, v_free, np.zeros((len(v_free), 1))])
         anode, cathode = self._diodes.T
-        ground = np.zeros((batch, 1))
-        model = self.circuit.diode_model
+        i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s)
+        residual = diag * v_free - self._g_ff.dot(v_free.T).T - drive + self._incidence.dot(i_d.T).T
+        return residual, g_d
+
+    def _newton(self, v_free, known, diag, drive, phase, sample_ids):
+        """Newton steps, each limited to ``max_step_v`` on every node."""
         for iteration in range(self.max_iter):
-            v_all = np.hstack([known, v_free, ground])
-            i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], model, self.gmin_s)
-            residual = diag * v_free - self._g_ff.dot(v_free.T).T - drive + self._incidence.dot(i_d.T).T
+            residual, g_d = self._kcl(v_free, known, diag, drive)
             if self._diode_offdiag:
                 step = self._dense_step(diag, g_d, residual)
             else:
                 step = self._solve(diag + self._diode_diag.dot(g_d.T).T, residual)
             largest = np.abs(step).max(axis=1, keepdims=True)
             v_free = v_free - step * np.minimum(1.0, self.max_step_v / np.maximum(largest, 1e-300))
-            settled = (np.abs(residual).max(axis=1) < self.tol_a) | (largest[:, 0] < self.step_tol_v)
-            if settled.all():
+            if np.all((np.abs(residual).max(axis=1) < self.tol_a) | (largest[:, 0] < self.step_tol_v)):
                 self.iterations = iteration + 1
                 return v_free
         worst = int(np.argmax(np.abs(residual).max(axis=1)))

@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from circuits import CrossbarSpec, DiodeModel, crossbar
+from nodal import conductance_matrix
 from simulator.native import NativeEngine
 
 layer_sizes = st.lists(st.integers(1, 6), min_size=2, max_size=4).map(tuple)
@@ -37,13 +38,7 @@ def stability_limit(circuit, g):
     positive definite while ``|beta| < 1 / lambda_max((L^-1)_out,out)``; diodes only add
     positive conductance.
     """
-    n = len(circuit.node_names)
-    lap = np.zeros((n, n))
-    for (a, b), ge in zip(circuit.edges, g):
-        lap[a, a] += ge
-        lap[b, b] += ge
-        lap[a, b] -= ge
-        lap[b, a] -= ge
+    lap = conductance_matrix(circuit, g)
     free = np.arange(circuit.free_slice.start, circuit.free_slice.stop)
     l_ff = lap[np.ix_(free, free)]
     out = circuit.output_index - circuit.free_slice.start

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar
+from nodal import conductance_matrix
 from simulator.native import NativeEngine
 
 K_B, Q_E, T_K = 1.38064852e-23, 1.6021766208e-19, 300.15  # ngspice's constants at 27 degC
@@ -14,12 +15,7 @@ def dense_solution(circuit, g, inputs_v, targets_v=None, beta=0.0):
     """Node voltages of a linear resistive network from the full nodal matrix (no engine code)."""
     names = circuit.node_names
     n = len(names)
-    G = np.zeros((n, n))
-    for (a, b), ge in zip(circuit.edges, g):
-        G[a, a] += ge
-        G[b, b] += ge
-        G[a, b] -= ge
-        G[b, a] -= ge
+    G = conductance_matrix(circuit, g)
     current = np.zeros(n)
     out = [names.index(o) for o in circuit.output_nodes]
     for k, o in enumerate(out):

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from circuits.netlist import TIGHT_OPTIONS
 from circuits.network import Circuit
-from simulator.diode import diode_current
+from simulator.diode import diode_current, thermal_voltage
 from simulator.engine import ConvergenceError, EngineError, settle_each_phase
 
 
@@ -192,7 +192,7 @@ class NativeEngine:
         if initial_v is not None:
             v_free = np.array(initial_v[:, c.free_slice], dtype=float)
         else:
-            v_free = self._solve(diag, drive)  # the linear network, diodes open
+            v_free = self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited
         if len(self._diodes) or initial_v is not None:
             v_free = self._newton(v_free, known, diag, drive, phase, sample_ids)
         return np.hstack([known, v_free])
@@ -212,6 +212,25 @@ class NativeEngine:
         x[:, b] = np.linalg.solve(schur, (r_b + (r_a / d_a) @ self._g_ba.T)[..., None])[..., 0]
         x[:, a] = (r_a + x[:, b] @ self._g_ba) / d_a
         return x
+
+    def _limit_junctions(self, v_free, known):
+        """Pull free diode ends back so no junction starts beyond SPICE's critical voltage.
+
+        ``Vcrit = N Vt ln(N Vt / (sqrt(2) IS))``; the linear solution with open
+        diodes can forward-bias a junction by volts, which would cost many
+        limited Newton steps to walk back.
+        """
+        model = self.circuit.diode_model
+        vte = model.n * thermal_voltage()
+        vcrit = vte * np.log(vte / (np.sqrt(2.0) * model.is_a))
+        k, n_free = self._n_known, self._n_free
+        v_all = np.hstack([known, v_free, np.zeros((len(v_free), 1))])
+        for anode, cathode in self._diodes:
+            if k <= anode < k + n_free and not k <= cathode < k + n_free:
+                v_all[:, anode] = np.minimum(v_all[:, anode], v_all[:, cathode] + vcrit)
+            elif k <= cathode < k + n_free and not k <= anode < k + n_free:
+                v_all[:, cathode] = np.maximum(v_all[:, cathode], v_all[:, anode] - vcrit)
+        return v_all[:, k : k + n_free]
 
     def _kcl(self, v_free, known, diag, drive):
         """Net current leaving every free node (A) and every diode's conductance (S)."""

@@ -74,6 +74,19 @@ class Engine(Protocol):
         """Release the engine's resources."""
 
 
+def batch_arrays(circuit: Circuit | None, inputs_v, targets_v, sample_ids):
+    """``inputs_v[batch, input]``, ``targets_v[batch, output]`` (0 V if None) and sample ids, as arrays."""
+    if circuit is None:
+        raise EngineError("no circuit loaded; call load(circuit, g_s) first")
+    inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
+    batch = inputs_v.shape[0]
+    if targets_v is None:
+        targets_v = np.zeros((batch, len(circuit.output_nodes)))
+    targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
+    ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
+    return inputs_v, targets_v, ids
+
+
 def phase_name(beta_s: float) -> str:
     if beta_s == 0:
         return "free"

@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from circuits.netlist import TIGHT_OPTIONS
 from circuits.network import Circuit
 from simulator.diode import diode_current, thermal_voltage
-from simulator.engine import ConvergenceError, EngineError, settle_each_phase
+from simulator.engine import ConvergenceError, EngineError, batch_arrays, settle_each_phase
 
 
 def independent_split(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -178,15 +178,12 @@ class NativeEngine:
     ) -> np.ndarray:
         """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
         c = self.circuit
-        if c is None:
-            raise EngineError("no circuit loaded; call load(circuit, g_s) first")
-        inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
+        inputs_v, targets_v, sample_ids = batch_arrays(c, inputs_v, targets_v, sample_ids)
         batch = inputs_v.shape[0]
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
         drive = known @ self._g_fk.T  # current pushed into free nodes by known ones
         if beta_s != 0:
-            targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
             diag[:, self._out] += beta_s
             drive[:, self._out] += beta_s * targets_v
         if initial_v is not None:

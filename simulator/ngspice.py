@@ -36,7 +36,14 @@ from circuits.netlist import (
 )
 from circuits.network import Circuit
 from simulator import ngspice_worker
-from simulator.engine import ConvergenceError, EngineError, SimulatorCrash, phase_name, settle_each_phase
+from simulator.engine import (
+    ConvergenceError,
+    EngineError,
+    SimulatorCrash,
+    batch_arrays,
+    phase_name,
+    settle_each_phase,
+)
 
 #: Fraction of conductances above which an update reloads the circuit instead of altering.
 RELOAD_FRACTION = 0.05
@@ -206,14 +213,8 @@ class NgspiceEngine:
     ) -> np.ndarray:
         """Node voltages ``v[batch, node]``; ``initial_v`` is accepted for the interface and unused."""
         circuit = self.circuit
-        if circuit is None:
-            raise EngineError("no circuit loaded; call load(circuit, g_s) first")
-        inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
+        inputs_v, targets_v, ids = batch_arrays(circuit, inputs_v, targets_v, sample_ids)
         batch = inputs_v.shape[0]
-        if targets_v is None:
-            targets_v = np.zeros((batch, len(circuit.output_nodes)))
-        targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
-        ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
         if self.mode == "sweep":
             return self.settle_phases(inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase])[0]
         in_names = [source_name(n) for n in circuit.input_nodes]
@@ -245,14 +246,8 @@ class NgspiceEngine:
         """Node voltages of every sample in every phase; in sweep mode all phases share one sweep."""
         if self.mode == "op":
             return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases)
-        if self.circuit is None:
-            raise EngineError("no circuit loaded; call load(circuit, g_s) first")
-        inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
+        inputs_v, targets_v, ids = batch_arrays(self.circuit, inputs_v, targets_v, sample_ids)
         batch, n_phases = inputs_v.shape[0], len(betas_s)
-        if targets_v is None:
-            targets_v = np.zeros((batch, len(self.circuit.output_nodes)))
-        targets_v = np.atleast_2d(np.asarray(targets_v, dtype=float))
-        ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
         names = phases or [phase_name(b) for b in betas_s]
         # point p of the sweep is sample p % batch in phase p // batch
         points = np.arange(batch * n_phases)

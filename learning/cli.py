@@ -170,6 +170,19 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+GRADCHECKS = {
+    "nonreciprocal": "learning.gradcheck_nonreciprocal",
+    "noise": "learning.gradcheck_noise",
+}
+
+
+def cmd_gradcheck(args) -> int:
+    """Dispatch to one gradient check; each module parses its own options."""
+    import importlib
+
+    return importlib.import_module(GRADCHECKS[args.what]).main(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqspice",
@@ -213,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder of the study (default: the sweep file's out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "gradcheck",
+        help="compare the learning rules' gradients with exact ones (eqspice gradcheck WHAT --help)",
+    )
+    p.add_argument("what", choices=sorted(GRADCHECKS), help="which check")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="options of that check")
+    p.set_defaults(func=cmd_gradcheck)
     return parser
 
 

@@ -170,6 +170,26 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from learning.report import metrics_table, plot_comparison, read_metrics
+
+    runs = {}
+    for source in args.run_dirs:
+        path = Path(source)
+        if not (path / "metrics.csv").is_file():
+            raise ConfigError(f"{path}: no metrics.csv; give a run directory written by eqspice train")
+        runs[str(path)] = read_metrics(path)
+    if args.output and not args.output.endswith(".png"):
+        raise ConfigError(f"--output {args.output}: give a .png file name")
+    for name, rows in runs.items():
+        print(metrics_table(name, rows))
+        print()
+    if args.output:
+        plot_comparison(args.output, runs, title="test accuracy and training loss")
+        print(f"wrote {args.output}")
+    return 0
+
+
 GRADCHECKS = {
     "nonreciprocal": "learning.gradcheck_nonreciprocal",
     "noise": "learning.gradcheck_noise",
@@ -226,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder of the study (default: the sweep file's out)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="print the metrics of runs and plot them side by side")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("-o", "--output", help="comparison plot to write (.png), one line per run")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "gradcheck",

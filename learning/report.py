@@ -77,3 +77,43 @@ def plot_conductance_histograms(
     path = Path(run_dir) / "conductances.png"
     _save(fig, path)
     return path
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The rows of a run's ``metrics.csv`` with numbers parsed (missing cells -> NaN)."""
+    path = Path(run_dir) / "metrics.csv"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{key: float(value) if value not in ("", None) else float("nan") for key, value in row.items()} for row in rows]
+
+
+def metrics_table(name: str, rows: list[dict]) -> str:
+    """A run's metrics as aligned text: one line per epoch, accuracies in percent."""
+    lines = [f"{name}", f"{'epoch':>5} {'train loss':>11} {'train %':>8} {'test loss':>11} {'test %':>7} {'s':>7} {'pulses':>10}"]
+    for r in rows:
+        lines.append(
+            f"{int(r['epoch']):>5} {r['train_loss']:>11.4g} {100 * r['train_accuracy']:>8.2f} "
+            f"{r['test_loss']:>11.4g} {100 * r['test_accuracy']:>7.2f} {r['seconds']:>7.1f} {r.get('pulses', 0):>10.4g}"
+        )
+    if rows:
+        best = max(rows, key=lambda r: r["test_accuracy"])
+        lines.append(f"best test accuracy {100 * best['test_accuracy']:.2f}% at epoch {int(best['epoch'])}")
+    return "\n".join(lines)
+
+
+def plot_comparison(path: str | Path, runs: dict[str, list[dict]], title: str = "") -> Path:
+    """Test accuracy and training loss against epoch for several runs, one line each."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, rows in runs.items():
+        epochs = [r["epoch"] for r in rows]
+        ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", label=name)
+        ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in rows], "-s", label=name)
+    ax_loss.set(xlabel="epoch", ylabel="train loss (V^2)", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    path = Path(path)
+    _save(fig, path)
+    return path

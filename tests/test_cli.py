@@ -188,3 +188,24 @@ def test_terminated_run_saves_its_state_and_resumes_to_the_end(tmp_path):
     resumed = eqspice("train", XOR, "--resume", run_dir, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert (run_dir / "metrics.csv").read_text().splitlines()[-1].startswith("300,")
+
+
+def test_report_prints_each_run_and_plots_them_side_by_side(tmp_path):
+    for name, accs in (("a", (0.5, 0.75, 0.7)), ("b", (0.6, 0.65, 0.9))):
+        run = tmp_path / name
+        run.mkdir()
+        lines = ["epoch,train_loss,train_accuracy,test_loss,test_accuracy,seconds,samples_per_s,engine_restarts,pulses"]
+        lines += [f"{e + 1},0.1,0.5,0.2,{acc},1.5,10,0,0" for e, acc in enumerate(accs)]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    plot = tmp_path / "both.png"
+    result = eqspice("report", tmp_path / "a", tmp_path / "b", "-o", plot)
+    assert result.returncode == 0, result.stderr
+    assert "best test accuracy 75.00% at epoch 2" in result.stdout
+    assert "best test accuracy 90.00% at epoch 3" in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_refuses_a_folder_without_metrics(tmp_path):
+    assert_one_line_error(eqspice("report", tmp_path), "no metrics.csv")
+    (tmp_path / "metrics.csv").write_text("epoch,train_loss\n")
+    assert_one_line_error(eqspice("report", tmp_path, "-o", tmp_path / "x.pdf"), "give a .png")

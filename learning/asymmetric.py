@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from circuits.netlist import free_free_edges
 from circuits.network import Circuit, antisymmetric_coupling
@@ -48,21 +49,28 @@ def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np
     and ``-2 a v0_p`` into q, exactly what the reversed VCCS pair fails to
     deliver at ``v0``.
     """
-    a_s = np.where(free_free_edges(circuit), antisymmetric_coupling(circuit, g_s), 0.0)
-    k = circuit.free_slice.start
-    p, q = circuit.edges.T
-    into = np.zeros((len(v0), len(circuit.node_names)))
-    np.add.at(into.T, p, (2 * a_s[:, None]) * v0[:, q].T)
-    np.add.at(into.T, q, (-2 * a_s[:, None]) * v0[:, p].T)
-    return into[:, k:]
+    a_s = antisymmetric_coupling(circuit, g_s)
+    ff = np.flatnonzero(free_free_edges(circuit) & (a_s != 0))
+    p, q = circuit.edges[ff].T
+    n = len(circuit.node_names)
+    twice_a = sp.csr_matrix(
+        (np.concatenate([2 * a_s[ff], -2 * a_s[ff]]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n, n)
+    )
+    return np.asarray(twice_a @ v0.T).T[:, circuit.free_slice]
 
 
 def mismatch_term(circuit: Circuit, v0: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """``sum over batch of delta_e (lambda_q v0_p - lambda_p v0_q)`` per edge (V^2/S): dR/dG through A."""
     if circuit.nonreciprocal is None:
         return np.zeros(circuit.n_edges)
-    p, q = circuit.edges.T
-    cross = np.einsum("be,be->e", lam[:, q], v0[:, p]) - np.einsum("be,be->e", lam[:, p], v0[:, q])
+    cross = np.empty(circuit.n_edges)
+    for group in circuit.groups:
+        if group.rows is not None:  # crossbar: two matrix products instead of a gather per device
+            r, c = np.asarray(group.rows), np.asarray(group.cols)
+            cross[group.slice] = (v0[:, r].T @ lam[:, c] - lam[:, r].T @ v0[:, c]).ravel()
+        else:
+            p, q = circuit.edges[group.slice].T
+            cross[group.slice] = np.einsum("be,be->e", lam[:, q], v0[:, p]) - np.einsum("be,be->e", lam[:, p], v0[:, q])
     return circuit.nonreciprocal * cross
 
 

@@ -317,9 +317,10 @@ class NgspiceEngine:
         n_free = len(self.circuit.free_nodes)
         if injected_a is None:
             return np.zeros((batch, n_free))
-        if self.circuit.nonreciprocal is None:
+        injected = np.broadcast_to(np.asarray(injected_a, dtype=float), (batch, n_free))
+        if self.circuit.nonreciprocal is None and np.any(injected):
             raise EngineError("injected currents need a non-reciprocal circuit (its netlist has no Iinj sources)")
-        return np.broadcast_to(np.asarray(injected_a, dtype=float), (batch, n_free))
+        return injected
 
     def _sweep_request(
         self,

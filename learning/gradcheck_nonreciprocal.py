@@ -10,7 +10,11 @@ gives the relative error ``|g - g_exact| / |g_exact|`` and the cosine of
 * plain EP: one-sided contrast of the free and +beta phases of the
   non-reciprocal circuit (the vector-field method);
 * centred EP: contrast of its +beta and -beta phases;
-* corrected: asymmetric EP (:mod:`learning.asymmetric`).
+* corrected: asymmetric EP (:mod:`learning.asymmetric`);
+* phases only: the corrected learning phases with the plain EP contrast, i.e.
+  without the term ``delta_e (lambda_q v0_p - lambda_p v0_q)`` that the
+  mismatch's scaling with G adds to ``dR/dG`` (a diagnostic: both halves of the
+  correction are needed).
 
 The mismatch of a network is ``delta = sigma z`` with one frozen ``z ~ N(0, 1)``
 per edge, so the rows differ only in sigma.
@@ -27,7 +31,7 @@ import numpy as np
 
 from circuits.network import CrossbarSpec, DiodeModel, crossbar, with_nonreciprocal
 from learning.adjoint import adjoint_gradient
-from learning.asymmetric import AsymmetricEquilibriumPropagation
+from learning.asymmetric import AsymmetricEquilibriumPropagation, mismatch_term
 from learning.config import ConfigError
 from learning.rules import EquilibriumPropagation, output_loss
 
@@ -134,8 +138,8 @@ def run(args) -> dict:
     rows, fd_errors = [], {}
     try:
         for sigma in sigmas:
-            errors = {name: [] for name in rules}
-            cosines = {name: [] for name in rules}
+            errors = {name: [] for name in [*rules, "phases only"]}
+            cosines = {name: [] for name in [*rules, "phases only"]}
             fd_errors[sigma] = []
             for k, (base, g_s, inputs_v, targets_v, z) in enumerate(networks):
                 circuit = with_nonreciprocal(base, sigma * z)
@@ -146,10 +150,15 @@ def run(args) -> dict:
                     fd = finite_difference_gradient(engine, circuit, g_s, inputs_v, targets_v)
                     fd_errors[sigma].append(relative_error(exact, fd))
                 for name, rule in rules.items():
-                    estimate = rule.gradient(circuit, rule.phases(engine, inputs_v, targets_v))
-                    errors[name].append(relative_error(estimate, exact))
-                    cosines[name].append(cosine(estimate, exact))
-            for name in rules:
+                    phases = rule.phases(engine, inputs_v, targets_v)
+                    estimates = {name: rule.gradient(circuit, phases)}
+                    if name == "corrected":
+                        lam = (phases.plus - phases.minus) / (2 * args.beta_s)
+                        estimates["phases only"] = estimates[name] - mismatch_term(circuit, phases.free, lam)
+                    for method, estimate in estimates.items():
+                        errors[method].append(relative_error(estimate, exact))
+                        cosines[method].append(cosine(estimate, exact))
+            for name in errors:
                 rows.append(
                     {
                         "sigma": sigma,
@@ -188,11 +197,11 @@ def format_table(result: dict) -> str:
             f"sigma {float(s):g}: {e:.1e}" for s, e in result["adjoint_vs_finite_differences"].items() if e is not None
         ),
         "",
-        f"{'sigma':>6}  {'method':<11} {'mean rel err':>12} {'max rel err':>12} {'mean cosine':>12} {'min cosine':>12}",
+        f"{'sigma':>6}  {'method':<12} {'mean rel err':>12} {'max rel err':>12} {'mean cosine':>12} {'min cosine':>12}",
     ]
     for r in result["rows"]:
         lines.append(
-            f"{r['sigma']:>6.3g}  {r['method']:<11} {r['mean_relative_error']:>12.3e} {r['max_relative_error']:>12.3e} "
+            f"{r['sigma']:>6.3g}  {r['method']:<12} {r['mean_relative_error']:>12.3e} {r['max_relative_error']:>12.3e} "
             f"{r['mean_cosine']:>12.6f} {r['min_cosine']:>12.6f}"
         )
     worst = max(r["max_relative_error"] for r in result["rows"] if r["method"] == "corrected")

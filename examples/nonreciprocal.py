@@ -114,7 +114,8 @@ def plot(path: Path, rows: list[dict]) -> None:
             ax.set(title=f"{dataset}, sigma = {100 * sigma:g}%", xlabel="epoch", ylabel="test accuracy (%)")
             ax.grid(alpha=0.3)
             ax.legend()
-    fig.suptitle("non-reciprocal couplings: plain (centred EP) vs corrected (asymmetric EP)")
+    fig.suptitle("non-reciprocal couplings: plain (centred EP) vs corrected (asymmetric EP)", y=1.0)
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -148,14 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="run seeds (mismatch draw, initial conductances, data order)")
     p.add_argument("--out", default=str(HERE / "nonreciprocal"), help="prefix of the CSV and PNG")
     p.add_argument("--append", action="store_true", help="keep the other data sets' rows of an existing CSV")
+    p.add_argument("--plot-only", action="store_true", help="redraw the PNG and summary from the existing CSV")
     args = p.parse_args(argv)
     rows: list[dict] = []
     csv_path = Path(f"{args.out}_results.csv")
-    if args.append and csv_path.exists():
+    if (args.append or args.plot_only) and csv_path.exists():
         with csv_path.open() as fh:
-            kept = [r for r in csv.DictReader(fh) if r["dataset"] not in args.datasets.split(",")]
+            kept = [r for r in csv.DictReader(fh) if args.plot_only or r["dataset"] not in args.datasets.split(",")]
         numbers = {"sigma": float, "seed": int, "epoch": int, "train_accuracy": float, "test_accuracy": float, "test_loss": float}
         rows = [{k: numbers.get(k, str)(v) for k, v in r.items()} for r in kept]
+    if args.plot_only:
+        if not rows:
+            p.error(f"--plot-only: no rows in {csv_path}; run the comparison first")
+        plot(Path(f"{args.out}.png"), rows)
+        print(summary(rows))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         for dataset in args.datasets.split(","):
             epochs = args.epochs if dataset == "digits" else args.fashion_epochs

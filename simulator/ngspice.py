@@ -28,6 +28,7 @@ from circuits.netlist import (
     antisymmetric_gains,
     antisymmetric_names,
     edge_names,
+    free_free_edges,
     injection_name,
     sample_injection,
     nudge_name,
@@ -250,7 +251,8 @@ class NgspiceEngine:
                 inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase],
                 antisymmetric_sign=antisymmetric_sign, injected_a=injected,
             )[0]  # fmt: skip
-        reversal = self._antisymmetric_values(antisymmetric_sign)
+        # only couplings between free nodes change with the sign; the worker skips unchanged values
+        reversal = self._antisymmetric_values(antisymmetric_sign, np.flatnonzero(free_free_edges(circuit)))
         inj_names = [injection_name(n) for n in circuit.free_nodes] if circuit.nonreciprocal is not None else []
         in_names = [source_name(n) for n in circuit.input_nodes]
         tgt_names = [source_name(target_node(n)) for n in circuit.output_nodes]

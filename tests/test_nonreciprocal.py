@@ -4,10 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import pytest
 
-from circuits import CrossbarSpec, DiodeModel, crossbar, render_netlist, with_nonreciprocal
+from circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar, render_netlist, with_nonreciprocal
 from learning.adjoint import adjoint_gradient
 from learning.asymmetric import AsymmetricEquilibriumPropagation, correction_currents
 from learning.config import ConfigError, load_config, parse_config
@@ -148,6 +149,27 @@ def test_corrected_estimator_is_the_exact_gradient_and_plain_ep_is_not(sigma):
     plain_error = relative_error(plain.gradient(circuit, plain.phases(engine, inputs, targets)), exact)
     if sigma >= 0.1:
         assert plain_error > 1e-2
+
+
+def test_corrected_estimator_on_a_graph_with_a_diode_between_free_nodes_against_finite_differences():
+    rng = np.random.default_rng(5)
+    graph = nx.relabel_nodes(nx.gnm_random_graph(9, 22, seed=3), lambda i: f"n{i}")
+    circuit = circuit_from_graph(graph, ["n0", "n1"], ["n7", "n8"], fixed={"n2": 0.3},
+                                 diodes=[("n3", "n4"), ("n5", "0"), ("0", "n6")], diode_model=DiodeModel(n=1.3))  # fmt: skip
+    circuit = with_nonreciprocal(circuit, rng.normal(0, 0.2, circuit.n_edges))
+    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
+    inputs, targets = rng.uniform(-1, 1, (3, 2)), rng.uniform(-0.2, 0.2, (3, 2))
+    engine = NativeEngine()
+    engine.load(circuit, g)
+
+    def loss(gg):
+        engine.set_conductances(gg)
+        return output_loss(circuit, engine.settle(inputs), targets).sum()
+
+    fd = np.array([(loss(g + h) - loss(g - h)) / (2 * h.max()) for h in np.eye(circuit.n_edges) * g * 1e-4])
+    engine.set_conductances(g)
+    rule = AsymmetricEquilibriumPropagation(1e-8)
+    assert relative_error(rule.gradient(circuit, rule.phases(engine, inputs, targets)), fd) < 1e-5
 
 
 def test_corrected_estimator_with_ngspice_in_the_loop():

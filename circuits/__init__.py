@@ -2,6 +2,7 @@
 
 from circuits.netlist import TIGHT_OPTIONS, edge_names, render_netlist
 from circuits.network import Circuit, CrossbarSpec, DiodeModel, EdgeGroup, circuit_from_graph, crossbar
+from circuits.network import antisymmetric_coupling, nonreciprocal_draw, with_nonreciprocal
 
 __all__ = [
     "Circuit",
@@ -13,4 +14,7 @@ __all__ = [
     "crossbar",
     "edge_names",
     "render_netlist",
+    "antisymmetric_coupling",
+    "nonreciprocal_draw",
+    "with_nonreciprocal",
 ]

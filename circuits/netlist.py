@@ -11,13 +11,19 @@ changed by hand or by ``alter``:
   (siemens) is a voltage-controlled current source ``beta (V(out) - V(tgt))``
   from the output node to its target source, i.e. a conductance beta that may
   be negative (the -beta phase of the centred estimator).
+* ``Gf<k>_<row>_<col>`` and ``Gb<k>_<row>_<col>``: the antisymmetric part of a
+  non-reciprocal coupling (:func:`circuits.network.with_nonreciprocal`), two
+  grounded VCCS: ``+a V(q)`` into p and ``-a V(p)`` into q;
+* ``Iinj_<node>``: a constant current into a free node, the controller's
+  correction current of the asymmetric learning phases (present only in
+  non-reciprocal circuits; 0 A otherwise).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from circuits.network import GROUND, Circuit
+from circuits.network import GROUND, Circuit, antisymmetric_coupling
 
 #: Tolerances under which ngspice agrees with Kirchhoff's law to well below
 #: 1e-12 A on diode networks; ngspice's defaults (RELTOL 1e-3, VNTOL 1e-6 V)
@@ -48,6 +54,26 @@ def edge_names(circuit: Circuit) -> list[str]:
         else:
             names += [f"R{k}_{e}" for e in range(count)]
     return names
+
+
+def antisymmetric_names(circuit: Circuit) -> list[tuple[str, str]]:
+    """Names ``(Gf..., Gb...)`` of the two VCCS of every edge's antisymmetric part, in edge order."""
+    return [("Gf" + name[1:], "Gb" + name[1:]) for name in edge_names(circuit)]
+
+
+def free_free_edges(circuit: Circuit) -> np.ndarray:
+    """Boolean mask of the edges that join two free nodes (the only ones in the KCL Jacobian)."""
+    return np.all(circuit.edges >= circuit.free_slice.start, axis=1)
+
+
+def injection_name(node: str) -> str:
+    return f"Iinj_{node}"
+
+
+def antisymmetric_gains(circuit: Circuit, g_s: np.ndarray, antisymmetric_sign: float = 1.0) -> np.ndarray:
+    """Gain ``a_e`` (siemens) of both VCCS of every edge; ``antisymmetric_sign`` multiplies free-free ones."""
+    a = antisymmetric_coupling(circuit, g_s)
+    return np.where(free_free_edges(circuit), antisymmetric_sign * a, a)
 
 
 def _fmt(x: float) -> str:
@@ -83,6 +109,11 @@ def sample_nudge(output: str, beta_s: np.ndarray) -> str:
     return f"B{nudge_name(output)[1:]} {output} {t} I = (V({output}) - V({t})) * {_by_sample_index(beta_s)}"
 
 
+def sample_injection(node: str, current_a: np.ndarray) -> str:
+    """A behavioural current ``current_a[k]`` (amperes) into ``node`` at sample k."""
+    return f"B{injection_name(node)[1:]} 0 {node} I = {_by_sample_index(current_a)}"
+
+
 def render_netlist(
     circuit: Circuit,
     g_s: np.ndarray,
@@ -91,6 +122,8 @@ def render_netlist(
     beta_s: float = 0.0,
     analysis: str = ".op",
     options: dict[str, float] | None = None,
+    antisymmetric_sign: float = 1.0,
+    injected_a: np.ndarray | None = None,
 ) -> str:
     """SPICE text of ``circuit`` with conductances ``g_s`` (siemens).
 
@@ -101,6 +134,10 @@ def render_netlist(
     beta_s : nudge strength, siemens (0: free phase).
     analysis : the analysis card, e.g. ``.op``.
     options : ``.options`` values; default :data:`TIGHT_OPTIONS`.
+    antisymmetric_sign : +1, or -1 to reverse the antisymmetric sources between two
+        free nodes (the learning phases of asymmetric EP).
+    injected_a : constant current into every free node, amperes (default 0 A);
+        written only for a non-reciprocal circuit.
     """
     g_s = np.asarray(g_s, dtype=float)
     if g_s.shape != (circuit.n_edges,):
@@ -146,6 +183,16 @@ def render_netlist(
             for k, (a, c) in enumerate(circuit.diodes.tolist())
         ]
         lines.append(circuit.diode_model.card())
+    if circuit.nonreciprocal is not None:
+        gains = antisymmetric_gains(circuit, g_s, antisymmetric_sign)
+        lines.append("* non-reciprocal couplings: +a V(q) into p and -a V(p) into q (grounded VCCS)")
+        for (fwd, bwd), (p, q), a in zip(antisymmetric_names(circuit), circuit.edges.tolist(), gains.tolist()):
+            if a != 0:
+                lines.append(f"{fwd} 0 {names[p]} {names[q]} 0 {_fmt(a)}")
+                lines.append(f"{bwd} {names[q]} 0 {names[p]} 0 {_fmt(a)}")
+        injected = np.zeros(len(circuit.free_nodes)) if injected_a is None else np.asarray(injected_a, float)
+        lines.append("* correction currents into the free nodes (asymmetric EP learning phases)")
+        lines += [f"{injection_name(n)} 0 {n} dc {_fmt(i)}" for n, i in zip(circuit.free_nodes, injected.tolist())]
     if circuit.output_load_s > 0:
         lines.append(f"* output loads: {circuit.output_load_s:g} S to ground")
         lines += [f"Rload_{n} {n} 0 {_fmt(1.0 / circuit.output_load_s)}" for n in circuit.output_nodes]

@@ -14,7 +14,7 @@ input nodes first, then fixed (bias) nodes, then free nodes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import networkx as nx
@@ -94,6 +94,8 @@ class Circuit:
     readout : (n_classes, n_outputs) map from output voltages to class scores.
     target_gain : (n_outputs, n_classes) map from class targets (volts) to the
         target voltage of each output node.
+    nonreciprocal : relative non-reciprocal part ``delta[edge]`` of every coupling,
+        or None for a reciprocal network (see :func:`with_nonreciprocal`).
     """
 
     title: str
@@ -111,6 +113,7 @@ class Circuit:
     readout: np.ndarray
     target_gain: np.ndarray
     comments: tuple[str, ...] = field(default=())
+    nonreciprocal: np.ndarray | None = None
 
     @cached_property
     def node_names(self) -> tuple[str, ...]:
@@ -321,3 +324,41 @@ def circuit_from_graph(
         target_gain=np.eye(n_out),
         comments=("network from a graph",),
     )
+
+
+def with_nonreciprocal(circuit: Circuit, delta: np.ndarray | None) -> Circuit:
+    """``circuit`` whose couplings are non-reciprocal by the relative amounts ``delta[edge]``.
+
+    Edge e joins p = ``edges[e, 0]`` to q = ``edges[e, 1]`` and carries the
+    conductance ``G_e`` (siemens).  With ``a_e = delta_e G_e`` the coupling is
+
+        K_pq = G_e + a_e   (current into p per volt on q),
+        K_qp = G_e - a_e   (current into q per volt on p),
+
+    i.e. ``K = S + A``: the symmetric part S is the resistor ``G_e``, the
+    antisymmetric part A is a pair of voltage-controlled current sources to
+    ground, ``+a_e V(q)`` into p and ``-a_e V(p)`` into q.  Kirchhoff's law at a
+    free node n then reads ``sum_m G_nm (v_n - v_m) - sum_m A_nm v_m + ... = 0``.
+    ``delta`` is a property of the fabricated device pair, so a reprogrammed
+    device keeps its relative mismatch.  None or all zeros: reciprocal.
+    """
+    if delta is None:
+        return replace(circuit, nonreciprocal=None)
+    delta = np.array(delta, dtype=float).ravel()
+    if delta.shape != (circuit.n_edges,):
+        raise ValueError(f"non-reciprocal part has {delta.size} values; the circuit has {circuit.n_edges} edges")
+    if not np.all(np.isfinite(delta)):
+        raise ValueError("non-reciprocal part holds NaN or inf; give finite relative values")
+    return replace(circuit, nonreciprocal=delta if np.any(delta) else None)
+
+
+def nonreciprocal_draw(n_edges: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Relative non-reciprocal parts ``delta[edge] ~ N(0, sigma)`` of fabricated device pairs."""
+    return rng.normal(0.0, sigma, n_edges) if sigma > 0 else np.zeros(n_edges)
+
+
+def antisymmetric_coupling(circuit: Circuit, g_s: np.ndarray) -> np.ndarray:
+    """``a[edge] = delta_e G_e``, siemens (zeros for a reciprocal circuit)."""
+    if circuit.nonreciprocal is None:
+        return np.zeros(circuit.n_edges)
+    return circuit.nonreciprocal * np.asarray(g_s, dtype=float)

@@ -19,7 +19,7 @@ from circuits.network import crossbar
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, load_config
 from learning.data import DataError, load_dataset
-from learning.train import RunError, evaluate, initial_state, make_device, make_engine, open_session, train
+from learning.train import RunError, build_circuit, evaluate, initial_state, make_device, make_engine, open_session, train
 from simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
@@ -92,7 +92,7 @@ def cmd_settle(args) -> int:
     config, g_s, origin = _config_and_conductances(args.source)
     if args.backend:
         config = config.model_copy(update={"engine": config.engine.model_copy(update={"backend": args.backend})})
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     x = _parse_input(args.input, circuit.n_features)
     engine = make_engine(config)
     try:
@@ -110,7 +110,7 @@ def cmd_settle(args) -> int:
 
 def cmd_export(args) -> int:
     config, g_s, origin = _config_and_conductances(args.source)
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     if args.input is not None:
         x = _parse_input(args.input, circuit.n_features)
         what = f"input {','.join(f'{a:g}' for a in x)}"

@@ -133,7 +133,11 @@ class TrainingConfig(_Section):
         description="adam: typical step of w = G / g_max_s per update; sgd: step per unit dL/dw (1/V^2)",
     )
     beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
-    estimator: Literal["centred", "one_sided"] = "centred"
+    estimator: Literal["centred", "one_sided", "corrected"] = Field(
+        "centred",
+        description="centred: +beta/-beta EP; one_sided: +beta EP; corrected: asymmetric EP, the exact "
+        "gradient of a non-reciprocal circuit (mismatch.nonreciprocal; equals centred when reciprocal)",
+    )
     reduce: Literal["mean", "sum"] = Field("mean", description="how updates combine over a mini-batch")
     readout_resolution_v: float = Field(
         0.0, ge=0, description="step of the controller's voltage readout (ADC), volts; 0 reads exactly"
@@ -145,6 +149,29 @@ class TrainingConfig(_Section):
     def _targets(self) -> "TrainingConfig":
         if self.target_high_v == self.target_low_v:
             raise ValueError("target_high_v equals target_low_v: the nudge would carry no label")
+        return self
+
+
+class MismatchConfig(_Section):
+    """Fabrication mismatch of the couplings, frozen for the run."""
+
+    nonreciprocal: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="relative spread sigma of every coupling's non-reciprocal part: delta_e ~ N(0, sigma) "
+        "drawn from the run's seed, K_pq = G_e (1 + delta_e), K_qp = G_e (1 - delta_e); 0 for reciprocal",
+    )
+    nonreciprocal_file: str | None = Field(
+        None,
+        description="file of delta_e per edge in edge order (.npy, or text with one number per line), "
+        "instead of the draw",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "MismatchConfig":
+        if self.nonreciprocal > 0 and self.nonreciprocal_file is not None:
+            raise ValueError("give nonreciprocal (a spread to draw from) or nonreciprocal_file, not both")
         return self
 
 
@@ -167,6 +194,7 @@ class RunConfig(_Section):
     device: DeviceConfig = DeviceConfig()
     training: TrainingConfig = TrainingConfig()
     engine: EngineConfig = EngineConfig()
+    mismatch: MismatchConfig = MismatchConfig()
 
     @model_validator(mode="after")
     def _finite(self) -> "RunConfig":

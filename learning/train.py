@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from circuits.network import Circuit, crossbar
+from circuits.network import Circuit, crossbar, nonreciprocal_draw, with_nonreciprocal
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, dump_config
 from learning.data import Dataset, load_dataset
 from learning.devices import DeviceModel, IdealDevice, PulsedDevice, read_conductances
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
+from learning.asymmetric import AsymmetricEquilibriumPropagation
 from learning.rules import EquilibriumPropagation, Phases, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
 from simulator.native import NativeEngine
@@ -52,7 +53,7 @@ class Session:
     circuit: Circuit
     engine: Engine
     device: DeviceModel
-    rule: EquilibriumPropagation
+    rule: EquilibriumPropagation | AsymmetricEquilibriumPropagation
     optimizer: SGD | Adam
 
     def inputs_v(self, x: np.ndarray) -> np.ndarray:
@@ -80,6 +81,46 @@ def check_sizes(config: RunConfig, data: Dataset) -> None:
             f"network.layers[-1] = {layers[-1]} but {data.name} has {data.n_classes} classes; "
             f"set layers = [{data.n_features}, ..., {data.n_classes}]"
         )
+
+
+#: Spawn key of the run seed's stream for the non-reciprocal mismatch: the draw is
+#: fixed by the seed alone (same on --resume) and leaves the training stream untouched.
+NONRECIPROCAL_STREAM = 0x4E52
+
+
+def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
+    """``delta[edge]`` of the run (from ``mismatch.nonreciprocal_file`` or drawn from the seed), or None."""
+    m = config.mismatch
+    if m.nonreciprocal_file is not None:
+        path = Path(m.nonreciprocal_file)
+        try:
+            delta = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"mismatch.nonreciprocal_file {path}: cannot read ({exc})") from None
+        delta = np.asarray(delta, dtype=float).ravel()
+        if delta.size != n_edges or not np.all(np.isfinite(delta)):
+            raise ConfigError(
+                f"mismatch.nonreciprocal_file {path}: {delta.size} values (finite: {bool(np.all(np.isfinite(delta)))}); "
+                f"the network has {n_edges} edges, give one finite relative value per edge"
+            )
+        return delta
+    if m.nonreciprocal == 0:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(NONRECIPROCAL_STREAM,)))
+    return nonreciprocal_draw(n_edges, m.nonreciprocal, rng)
+
+
+def build_circuit(config: RunConfig) -> Circuit:
+    """The run's crossbar with its frozen non-reciprocal mismatch."""
+    circuit = crossbar(config.network.spec())
+    return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
+
+
+def make_rule(config: RunConfig) -> EquilibriumPropagation | AsymmetricEquilibriumPropagation:
+    t = config.training
+    if t.estimator == "corrected":
+        return AsymmetricEquilibriumPropagation(t.beta_s)
+    return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")
 
 
 def make_engine(config: RunConfig) -> Engine:
@@ -128,9 +169,9 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
             limit_test=d.limit_test,
         )
     check_sizes(config, data)
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     device = make_device(config)
-    rule = EquilibriumPropagation(config.training.beta_s, centred=config.training.estimator == "centred")
+    rule = make_rule(config)
     return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config))
 
 
@@ -189,6 +230,17 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
         raise ConfigError(f"run directory {run_dir} is not writable ({exc.strerror}); pick another") from None
 
 
+#: Where a run records its non-reciprocal mismatch delta[edge] (relative, dimensionless).
+NONRECIPROCAL_FILE = "nonreciprocal_delta.txt"
+
+
+def record_nonreciprocal(run_dir: Path, circuit: Circuit) -> None:
+    if circuit.nonreciprocal is not None:
+        text = "# relative non-reciprocal part delta_e per edge: K_pq = G (1 + delta), K_qp = G (1 - delta)\n"
+        text += "\n".join(repr(float(d)) for d in circuit.nonreciprocal) + "\n"
+        write_atomic(run_dir / NONRECIPROCAL_FILE, text.encode())
+
+
 def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
     write_metrics(run_dir, state.metrics)
     if state.metrics:
@@ -222,6 +274,7 @@ def train(
         session.engine.load(session.circuit, state.g_s)
         if not resume:
             prepare_run_dir(run_dir, config, resume=False)
+            record_nonreciprocal(run_dir, session.circuit)
             state.save(run_dir)
         state = _epochs(session, state, run_dir, stop_after_epochs, progress)
         save_reports(session, state, run_dir)

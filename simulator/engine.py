@@ -51,12 +51,18 @@ class Engine(Protocol):
         phase: str = "free",
         sample_ids: np.ndarray | None = None,
         initial_v: np.ndarray | None = None,
+        antisymmetric_sign: float = 1.0,
+        injected_a: np.ndarray | None = None,
     ) -> np.ndarray:
         """Steady-state node voltages ``v[batch, node]`` for ``inputs_v[batch, input]``.
 
         ``phase`` and ``sample_ids`` name the work in error messages;
         ``initial_v`` (e.g. the free state before a nudged phase) may serve an
         engine as a starting point and never changes the answer.
+        ``antisymmetric_sign = -1`` reverses the antisymmetric (non-reciprocal)
+        couplings between free nodes and ``injected_a[batch, free]`` adds constant
+        currents into the free nodes, amperes: the learning phases of asymmetric
+        EP (:mod:`learning.asymmetric`).  A reciprocal circuit ignores the sign.
         """
 
     def settle_phases(
@@ -67,8 +73,15 @@ class Engine(Protocol):
         *,
         sample_ids: np.ndarray | None = None,
         phases: list[str] | None = None,
+        antisymmetric_sign: float = 1.0,
+        injected_a: np.ndarray | None = None,
+        initial_v: np.ndarray | None = None,
     ) -> list[np.ndarray]:
-        """``v[batch, node]`` for each nudge strength in ``betas_s`` (0 is the free phase)."""
+        """``v[batch, node]`` for each nudge strength in ``betas_s`` (0 is the free phase).
+
+        ``antisymmetric_sign``, ``injected_a`` and ``initial_v`` apply to every
+        phase, as in :meth:`settle`.
+        """
 
     def close(self) -> None:
         """Release the engine's resources."""
@@ -101,13 +114,19 @@ def settle_each_phase(
     *,
     sample_ids: np.ndarray | None = None,
     phases: list[str] | None = None,
+    initial_v: np.ndarray | None = None,
+    **learning,
 ) -> list[np.ndarray]:
-    """Settle the phases one after another, each nudged phase started from the free state."""
+    """Settle the phases one after another, each nudged phase started from the free state.
+
+    ``initial_v`` (e.g. a free state settled before) starts every phase;
+    ``learning`` (``antisymmetric_sign``, ``injected_a``) goes to every ``settle``.
+    """
     names = phases or [phase_name(b) for b in betas_s]
     out: list[np.ndarray] = []
-    free = None
+    free = initial_v
     for beta, name in zip(betas_s, names):
-        v = engine.settle(inputs_v, targets_v, beta, phase=name, sample_ids=sample_ids, initial_v=free)
+        v = engine.settle(inputs_v, targets_v, beta, phase=name, sample_ids=sample_ids, initial_v=free, **learning)
         if beta == 0 and free is None:
             free = v
         out.append(v)

@@ -18,6 +18,11 @@ step eliminates A exactly and solves only the Schur complement on B, a dense
 ``|B| x |B|`` system per sample (10 x 10 for a one-hidden-layer classifier),
 instead of the whole ``n_free x n_free`` one.
 
+Non-reciprocal couplings (:func:`circuits.network.with_nonreciprocal`) make
+the coupling matrix ``K`` non-symmetric (``K_pq = G + a``, ``K_qp = G - a``); the
+blocks ``K_AB`` and ``K_BA`` are kept apart and the Schur complement
+``D_B - K_BB - K_BA D_A^-1 K_AB`` still needs only the diagonal of block A.
+
 References
 ----------
 Scellier et al., "A fast algorithm to simulate nonlinear resistive networks",
@@ -30,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from circuits.netlist import TIGHT_OPTIONS
-from circuits.network import Circuit
+from circuits.network import Circuit, antisymmetric_coupling
 from simulator.diode import diode_current, thermal_voltage
 from simulator.engine import ConvergenceError, EngineError, batch_arrays, settle_each_phase
 
@@ -117,6 +122,7 @@ class NativeEngine:
         one = a_free ^ b_free  # edges from a known node to a free node
         self._fk = np.flatnonzero(one)
         free_end = np.where(a_free, a, b)[one] - k
+        self._fk_sign = np.where(a_free, 1.0, -1.0)[one]  # K_fk = G + sign * a (free end first: +)
         known_end = np.where(a_free, b, a)[one]
         self._fk_flat = free_end * k + known_end
         self._deg_index = np.concatenate([a[a_free] - k, b[b_free] - k])
@@ -155,15 +161,29 @@ class NativeEngine:
         degree[self._out] += c.output_load_s
         self._degree = degree
         # L_fk: current into free node f per volt on known node j is +G (we keep -L_fk)
-        self._g_fk = np.bincount(self._fk_flat, weights=g_s[self._fk], minlength=n_free * k).reshape(n_free, k)
-        p, q = self._ff_pairs.T
-        g_ff = g_s[self._ff]
-        off = sp.csr_matrix((np.concatenate([g_ff, g_ff]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n_free, n_free))
-        self._g_ff = off  # conductances between free nodes (positive)
-        a, b = self._a, self._b
-        self._g_ba = off[b][:, a].toarray()
-        self._g_bb = off[b][:, b].toarray()
+        a_e = antisymmetric_coupling(c, g_s)
+        k_fk = g_s[self._fk] + self._fk_sign * a_e[self._fk]
+        self._g_fk = np.bincount(self._fk_flat, weights=k_fk, minlength=n_free * k).reshape(n_free, k)
+        g_ff, a_ff = g_s[self._ff], a_e[self._ff]
+        signs = (1.0, -1.0) if np.any(a_ff) else (1.0,)
+        self._couplings = {sign: self._coupling_blocks(g_ff + sign * a_ff, g_ff - sign * a_ff) for sign in signs}
+        self._use_coupling(1.0)
         self.g_s = g_s.copy()
+
+    def _coupling_blocks(self, k_pq: np.ndarray, k_qp: np.ndarray) -> tuple:
+        """``K_ff`` (current into row node per volt on column node, siemens) and its B/A blocks."""
+        p, q = self._ff_pairs.T
+        n_free = self._n_free
+        off = sp.csr_matrix((np.concatenate([k_pq, k_qp]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n_free, n_free))
+        a, b = self._a, self._b
+        return off, off[b][:, a].toarray(), off[a][:, b].toarray(), off[b][:, b].toarray()
+
+    def _use_coupling(self, antisymmetric_sign: float) -> None:
+        """Settle with the antisymmetric part between free nodes multiplied by ``antisymmetric_sign``."""
+        if antisymmetric_sign not in (1.0, -1.0):
+            raise EngineError(f"antisymmetric_sign {antisymmetric_sign!r}: use +1 or -1")
+        blocks = self._couplings.get(antisymmetric_sign, self._couplings[1.0])
+        self._g_ff, self._g_ba, self._g_ab, self._g_bb = blocks
 
     # -- settling -------------------------------------------------------------
     def settle(
@@ -175,14 +195,24 @@ class NativeEngine:
         phase: str = "free",
         sample_ids: np.ndarray | None = None,
         initial_v: np.ndarray | None = None,
+        antisymmetric_sign: float = 1.0,
+        injected_a: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
+        """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton.
+
+        ``antisymmetric_sign = -1`` reverses the antisymmetric couplings between
+        free nodes; ``injected_a[batch, free]`` adds constant currents into the
+        free nodes, amperes (the learning phases of asymmetric EP).
+        """
         c = self.circuit
         inputs_v, targets_v, sample_ids = batch_arrays(c, inputs_v, targets_v, sample_ids)
         batch = inputs_v.shape[0]
+        self._use_coupling(float(antisymmetric_sign))
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
         drive = known @ self._g_fk.T  # current pushed into free nodes by known ones
+        if injected_a is not None:
+            drive = drive + np.broadcast_to(np.asarray(injected_a, dtype=float), drive.shape)
         if beta_s != 0:
             diag[:, self._out] += beta_s
             drive[:, self._out] += beta_s * targets_v
@@ -201,13 +231,13 @@ class NativeEngine:
             return rhs / diag
         d_a = diag[:, a]
         r_a, r_b = rhs[:, a], rhs[:, b]
-        # S = D_B - G_BB - G_BA D_A^-1 G_AB  (J_BA = -G_BA)
-        schur = np.einsum("ia,sa,ja->sij", self._g_ba, 1.0 / d_a, self._g_ba)
+        # S = D_B - K_BB - K_BA D_A^-1 K_AB  (J_BA = -K_BA, J_AB = -K_AB)
+        schur = np.einsum("ia,sa,aj->sij", self._g_ba, 1.0 / d_a, self._g_ab)
         schur = -schur - self._g_bb
         schur[:, np.arange(len(b)), np.arange(len(b))] += diag[:, b]
         x = np.empty_like(rhs)
         x[:, b] = np.linalg.solve(schur, (r_b + (r_a / d_a) @ self._g_ba.T)[..., None])[..., 0]
-        x[:, a] = (r_a + x[:, b] @ self._g_ba) / d_a
+        x[:, a] = (r_a + x[:, b] @ self._g_ab.T) / d_a
         return x
 
     def _limit_junctions(self, v_free, known):
@@ -264,8 +294,9 @@ class NativeEngine:
         jac[:, np.arange(self._n_free), np.arange(self._n_free)] += diag
         return np.linalg.solve(jac, residual[..., None])[..., 0]
 
-    def settle_phases(self, inputs_v, targets_v, betas_s, *, sample_ids=None, phases=None) -> list[np.ndarray]:
-        return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases)
+    def settle_phases(self, inputs_v, targets_v, betas_s, *, sample_ids=None, phases=None, **learning) -> list[np.ndarray]:
+        """Every phase in turn; ``learning`` (``antisymmetric_sign``, ``injected_a``, ``initial_v``) as in :meth:`settle`."""
+        return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases, **learning)
 
     def close(self) -> None:
         pass

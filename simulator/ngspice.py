@@ -25,7 +25,12 @@ import numpy as np
 
 from circuits.netlist import (
     TIGHT_OPTIONS,
+    antisymmetric_gains,
+    antisymmetric_names,
     edge_names,
+    free_free_edges,
+    injection_name,
+    sample_injection,
     nudge_name,
     SAMPLE_INDEX,
     render_netlist,
@@ -151,7 +156,25 @@ class NgspiceEngine:
         for out in self.circuit.output_nodes:
             current[source_name(target_node(out))] = 0.0
             current[nudge_name(out)] = 0.0
+        current.update({name: v for name, (_, v) in self._antisymmetric_values(1.0).items()})
+        if self.circuit.nonreciprocal is not None:
+            current.update({injection_name(n): 0.0 for n in self.circuit.free_nodes})
         return ("load", netlist, list(self.circuit.node_names), current)
+
+    def _antisymmetric_values(self, antisymmetric_sign: float, edges: np.ndarray | None = None) -> dict:
+        """``alter`` values of the VCCS pairs of non-reciprocal edges (all, or ``edges``)."""
+        circuit = self.circuit
+        if circuit.nonreciprocal is None:
+            return {}
+        gains = antisymmetric_gains(circuit, self.g_s, antisymmetric_sign)
+        names = antisymmetric_names(circuit)
+        chosen = np.flatnonzero(circuit.nonreciprocal) if edges is None else edges
+        return {
+            name: ("gain", float(gains[e]))
+            for e in chosen.tolist()
+            if circuit.nonreciprocal[e] != 0
+            for name in names[e]
+        }
 
     def _broadcast(self, request: tuple, what: str) -> None:
         """Send ``request`` to every child and check every reply."""
@@ -199,6 +222,7 @@ class NgspiceEngine:
             self._broadcast(self._load_request(), "reloading conductances")
         else:
             values = {self._elements[e]: ("resistance", float(1.0 / g_s[e])) for e in changed}
+            values.update(self._antisymmetric_values(1.0, changed))
             self._broadcast(("alter", values), "altering conductances")
 
     def settle(
@@ -210,13 +234,26 @@ class NgspiceEngine:
         phase: str = "free",
         sample_ids: np.ndarray | None = None,
         initial_v: np.ndarray | None = None,
+        antisymmetric_sign: float = 1.0,
+        injected_a: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Node voltages ``v[batch, node]``; ``initial_v`` is accepted for the interface and unused."""
+        """Node voltages ``v[batch, node]``; ``initial_v`` is accepted for the interface and unused.
+
+        ``antisymmetric_sign`` and ``injected_a[batch, free]`` (amperes) as in
+        :meth:`simulator.engine.Engine.settle`.
+        """
         circuit = self.circuit
         inputs_v, targets_v, ids = batch_arrays(circuit, inputs_v, targets_v, sample_ids)
         batch = inputs_v.shape[0]
+        injected = self._injected(injected_a, batch, antisymmetric_sign)
         if self.mode == "sweep":
-            return self.settle_phases(inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase])[0]
+            return self.settle_phases(
+                inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase],
+                antisymmetric_sign=antisymmetric_sign, injected_a=injected,
+            )[0]  # fmt: skip
+        # only couplings between free nodes change with the sign; the worker skips unchanged values
+        reversal = self._antisymmetric_values(antisymmetric_sign, np.flatnonzero(free_free_edges(circuit)))
+        inj_names = [injection_name(n) for n in circuit.free_nodes] if circuit.nonreciprocal is not None else []
         in_names = [source_name(n) for n in circuit.input_nodes]
         tgt_names = [source_name(target_node(n)) for n in circuit.output_nodes]
         gain_names = [nudge_name(n) for n in circuit.output_nodes]
@@ -225,6 +262,8 @@ class NgspiceEngine:
             b = rows[0]
             values = {n: ("dc", float(x)) for n, x in zip(in_names, inputs_v[b])}
             values.update({n: ("gain", float(beta_s)) for n in gain_names})
+            values.update(reversal)
+            values.update({n: ("dc", float(i)) for n, i in zip(inj_names, injected[b])})
             if beta_s != 0:
                 values.update({n: ("dc", float(y)) for n, y in zip(tgt_names, targets_v[b])})
             return ("settle", [values])
@@ -242,12 +281,19 @@ class NgspiceEngine:
         *,
         sample_ids: np.ndarray | None = None,
         phases: list[str] | None = None,
+        antisymmetric_sign: float = 1.0,
+        injected_a: np.ndarray | None = None,
+        initial_v: np.ndarray | None = None,
     ) -> list[np.ndarray]:
         """Node voltages of every sample in every phase; in sweep mode all phases share one sweep."""
         if self.mode == "op":
-            return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases)
+            return settle_each_phase(
+                self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases,
+                antisymmetric_sign=antisymmetric_sign, injected_a=injected_a,
+            )  # fmt: skip
         inputs_v, targets_v, ids = batch_arrays(self.circuit, inputs_v, targets_v, sample_ids)
         batch, n_phases = inputs_v.shape[0], len(betas_s)
+        injected = self._injected(injected_a, batch, antisymmetric_sign)
         names = phases or [phase_name(b) for b in betas_s]
         # point p of the sweep is sample p % batch in phase p // batch
         points = np.arange(batch * n_phases)
@@ -260,16 +306,44 @@ class NgspiceEngine:
         self._settle_chunks(
             v,
             what,
-            lambda rows: self._sweep_request(inputs_v[rows % batch], targets_v[rows % batch], beta[rows]),
+            lambda rows: self._sweep_request(
+                inputs_v[rows % batch], targets_v[rows % batch], beta[rows], antisymmetric_sign, injected[rows % batch]
+            ),
         )
         return [v[k * batch : (k + 1) * batch] for k in range(n_phases)]
 
-    def _sweep_request(self, inputs_v: np.ndarray, targets_v: np.ndarray, beta_s: np.ndarray) -> tuple:
-        """The circuit with inputs, targets and nudge following the sample index, one row per point."""
+    def _injected(self, injected_a: np.ndarray | None, batch: int, antisymmetric_sign: float) -> np.ndarray:
+        """``injected_a`` as ``[batch, free]`` amperes, checked against the circuit."""
+        if antisymmetric_sign not in (1.0, -1.0):
+            raise EngineError(f"antisymmetric_sign {antisymmetric_sign!r}: use +1 or -1")
+        n_free = len(self.circuit.free_nodes)
+        if injected_a is None:
+            return np.zeros((batch, n_free))
+        injected = np.broadcast_to(np.asarray(injected_a, dtype=float), (batch, n_free))
+        if self.circuit.nonreciprocal is None and np.any(injected):
+            raise EngineError("injected currents need a non-reciprocal circuit (its netlist has no Iinj sources)")
+        return injected
+
+    def _sweep_request(
+        self,
+        inputs_v: np.ndarray,
+        targets_v: np.ndarray,
+        beta_s: np.ndarray,
+        antisymmetric_sign: float = 1.0,
+        injected_a: np.ndarray | None = None,
+    ) -> tuple:
+        """The circuit with inputs, targets, nudge and injected currents following the sample index."""
+        if injected_a is None:
+            injected_a = np.zeros((len(inputs_v), len(self.circuit.free_nodes)))
         if len(inputs_v) == 1:  # a sweep and a pwl need two points: repeat the sample
-            inputs_v, targets_v, beta_s = (np.repeat(a, 2, axis=0) for a in (inputs_v, targets_v, beta_s))
+            inputs_v, targets_v, beta_s, injected_a = (
+                np.repeat(a, 2, axis=0) for a in (inputs_v, targets_v, beta_s, injected_a)
+            )
         circuit = self.circuit
-        lines = render_netlist(circuit, self.g_s, options=self.options).split("\n")
+        lines = render_netlist(
+            circuit, self.g_s, options=self.options, antisymmetric_sign=antisymmetric_sign
+        ).split("\n")
+        injections = {injection_name(n): (n, injected_a[:, k]) for k, n in enumerate(circuit.free_nodes)}
         waves = {n: inputs_v[:, k] for k, n in enumerate(circuit.input_nodes)}
         waves.update({target_node(n): targets_v[:, k] for k, n in enumerate(circuit.output_nodes)})
         nudged = {nudge_name(n): n for n in circuit.output_nodes}
@@ -279,6 +353,8 @@ class NgspiceEngine:
                 lines[i] = sample_source(node, waves[node])
             elif element in nudged:
                 lines[i] = sample_nudge(nudged[element], beta_s)
+            elif element in injections and np.any(injections[element][1]):
+                lines[i] = sample_injection(*injections[element])
         lines.insert(1, f"{source_name(SAMPLE_INDEX)} {SAMPLE_INDEX} 0 dc 0")
         return ("sweep", "\n".join(lines), list(circuit.node_names), len(inputs_v))
 

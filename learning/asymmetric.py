@@ -1,0 +1,113 @@
+"""Asymmetric equilibrium propagation: the exact gradient of a non-reciprocal circuit.
+
+With non-reciprocal couplings (``K = S + A``, :func:`circuits.network.with_nonreciprocal`)
+the circuit minimises no energy and plain EP is biased.  Asymmetric EP keeps the
+free phase and changes the two learning phases (+beta and -beta) to
+
+    C dv/dt = -R(v) - beta (v_out - y) - 2 A (v - v0),
+
+with ``A`` the antisymmetric part of the coupling between free nodes (the
+antisymmetric part of the Jacobian of the dynamics at the free state ``v0``;
+diodes add only to its symmetric part).  Their linearisation at ``v0`` is
+``-J^T``, so ``lambda = (v_+beta - v_-beta) / (2 beta)`` is the adjoint response
+of :mod:`learning.adjoint`, to O(beta^2), and
+``dL/dG_e = lambda^T dR/dG_e`` at ``v0``.
+
+On a chip: ``-2 A (v - v0)`` is the antisymmetric VCCS pair of every free-free
+coupling with its sign reversed, plus constant currents ``2 A v0`` that the
+controller computes from the free-phase voltages it read and injects, so the
+beta = 0 state of the learning circuit is ``v0`` itself
+(:func:`correction_currents`).  The update of device e stays local: the
+centred EP contrast of the learning phases (the ``(lambda_p - lambda_q) dv_e``
+term) plus, for its own mismatch ``delta_e``,
+``delta_e (lambda_q v0_p - lambda_p v0_q)``, i.e. the voltages at its two
+terminals in the three phases.
+
+References
+----------
+Scellier et al., "Equilibrium Propagation for Non-Conservative Systems",
+arXiv 2602.03670 (Asymmetric EP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from circuits.netlist import free_free_edges
+from circuits.network import Circuit, antisymmetric_coupling
+from learning.rules import Phases, energy_contrast
+from simulator.engine import Engine
+
+
+def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np.ndarray:
+    """``2 A v0``: current into every free node (amperes, ``[batch, free]``) that keeps ``v0`` settled.
+
+    For a free-free edge (p, q) with ``a = delta_e G_e``: ``+2 a v0_q`` into p
+    and ``-2 a v0_p`` into q, exactly what the reversed VCCS pair fails to
+    deliver at ``v0``.
+    """
+    a_s = antisymmetric_coupling(circuit, g_s)
+    ff = np.flatnonzero(free_free_edges(circuit) & (a_s != 0))
+    p, q = circuit.edges[ff].T
+    n = len(circuit.node_names)
+    twice_a = sp.csr_matrix(
+        (np.concatenate([2 * a_s[ff], -2 * a_s[ff]]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n, n)
+    )
+    return np.asarray(twice_a @ v0.T).T[:, circuit.free_slice]
+
+
+def mismatch_term(circuit: Circuit, v0: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``sum over batch of delta_e (lambda_q v0_p - lambda_p v0_q)`` per edge (V^2/S): dR/dG through A."""
+    if circuit.nonreciprocal is None:
+        return np.zeros(circuit.n_edges)
+    cross = np.empty(circuit.n_edges)
+    for group in circuit.groups:
+        if group.rows is not None:  # crossbar: two matrix products instead of a gather per device
+            r, c = np.asarray(group.rows), np.asarray(group.cols)
+            cross[group.slice] = (v0[:, r].T @ lam[:, c] - lam[:, r].T @ v0[:, c]).ravel()
+        else:
+            p, q = circuit.edges[group.slice].T
+            cross[group.slice] = np.einsum("be,be->e", lam[:, q], v0[:, p]) - np.einsum("be,be->e", lam[:, p], v0[:, q])
+    return circuit.nonreciprocal * cross
+
+
+@dataclass(frozen=True)
+class AsymmetricEquilibriumPropagation:
+    """Asymmetric EP with nudges +beta_s and -beta_s (siemens).
+
+    The correction currents need the antisymmetric coupling ``a = delta G``:
+    the controller takes the circuit and conductances loaded in the engine
+    (``engine.circuit``, ``engine.g_s``), i.e. it knows its chip's calibrated
+    mismatch.  On a reciprocal circuit it is centred EP, phase for phase.
+    """
+
+    beta_s: float
+
+    def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
+        circuit = engine.circuit
+        (free,) = engine.settle_phases(inputs_v, targets_v, [0.0], sample_ids=sample_ids)
+        if circuit.nonreciprocal is None:
+            plus, minus = engine.settle_phases(
+                inputs_v, targets_v, [self.beta_s, -self.beta_s], sample_ids=sample_ids, initial_v=free
+            )
+        else:
+            plus, minus = engine.settle_phases(
+                inputs_v,
+                targets_v,
+                [self.beta_s, -self.beta_s],
+                sample_ids=sample_ids,
+                phases=["learning (+beta, A reversed)", "learning (-beta, A reversed)"],
+                antisymmetric_sign=-1.0,
+                injected_a=correction_currents(circuit, engine.g_s, free),
+                initial_v=free,
+            )
+        return Phases(free, plus, minus)
+
+    def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
+        """Estimate of ``dL/dG[edge]`` summed over the batch, V^2/S."""
+        symmetric = energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)
+        lam = (phases.plus - phases.minus) / (2 * self.beta_s)
+        return symmetric + mismatch_term(circuit, phases.free, lam)

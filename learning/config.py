@@ -16,6 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuits.network import CrossbarSpec, DiodeModel
+from learning.presets import PRESETS, UnknownPreset, preset_values
 
 
 class ConfigError(ValueError):
@@ -81,7 +82,9 @@ class DeviceConfig(_Section):
     g_max_s: float = Field(1e-4, gt=0, description="highest device conductance, siemens")
     g_init_min_s: float | None = Field(None, gt=0, description="initial conductances drawn uniformly from here...")
     g_init_max_s: float | None = Field(None, gt=0, description="...to here (default: the device bounds)")
-    levels: int = Field(0, ge=0, description="ideal model: number of programmable levels; 0 for continuous")
+    levels: int = Field(
+        0, ge=0, description="number of evenly spaced programmable levels in [g_min_s, g_max_s]; 0 for continuous"
+    )
     dw_min_s: float = Field(1e-6, gt=0, description="pulsed: change of one pulse at mid-range, siemens")
     step: Literal["linear", "soft_bounds", "exponential"] = Field("linear", description="pulsed: step shape")
     up_down: float = Field(0.0, gt=-1, lt=1, description="pulsed: up/down asymmetry of the step")
@@ -95,6 +98,46 @@ class DeviceConfig(_Section):
     read_noise: float = Field(
         0.0, ge=0, description="relative spread of the conductance seen in each mini-batch's phases"
     )
+    preset: str | None = Field(
+        None,
+        description="named published device (learning/presets.py) filling the pulsed keys; "
+        "keys written in [device] win over the preset",
+    )
+    c2c_additive: bool = Field(
+        False, description="pulsed: c2c noise added independently of the state (aihwkit mult_noise = false)"
+    )
+    drift_nu: float = Field(0.0, ge=0, description="retention drift exponent: G(t) = G_prog ((t + t0) / t0)^-nu")
+    drift_nu_std: float = Field(0.0, ge=0, description="device-to-device standard deviation of the drift exponent")
+    drift_t0_s: float = Field(20.0, gt=0, description="drift reference time t0 after programming, seconds")
+    seconds_per_batch: float = Field(
+        1.0, gt=0, description="run clock: seconds of device time per mini-batch (drift between updates)"
+    )
+    drift_eval_delay_s: float = Field(
+        0.0, ge=0, description="test accuracy is measured this long after the epoch's last update, seconds"
+    )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str | None) -> str | None:
+        if name is not None and name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_preset(cls, raw):
+        """Keys of ``preset`` that the section does not set itself (explicit keys win)."""
+        if not isinstance(raw, dict) or raw.get("preset") not in PRESETS:
+            return raw
+        fields = cls.model_fields
+        window = [raw.get(k, fields[k].default) for k in ("g_min_s", "g_max_s")]
+        if not all(isinstance(g, (int, float)) and g > 0 for g in window) or window[0] >= window[1]:
+            return raw  # the field validators report the bad window
+        try:
+            values = preset_values(raw["preset"], *window)
+        except UnknownPreset:
+            return raw
+        return {**values, **raw}
 
     @model_validator(mode="after")
     def _bounds(self) -> "DeviceConfig":

@@ -94,6 +94,8 @@ class Circuit:
     readout : (n_classes, n_outputs) map from output voltages to class scores.
     target_gain : (n_outputs, n_classes) map from class targets (volts) to the
         target voltage of each output node.
+    diode_area : (n_diodes,) SPICE area factor of each diode (its IS is
+        ``diode_model.is_a * area``), or None for 1 (see :mod:`circuits.mismatch`).
     """
 
     title: str
@@ -111,6 +113,7 @@ class Circuit:
     readout: np.ndarray
     target_gain: np.ndarray
     comments: tuple[str, ...] = field(default=())
+    diode_area: np.ndarray | None = None
 
     @cached_property
     def node_names(self) -> tuple[str, ...]:

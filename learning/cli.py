@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from circuits.netlist import render_netlist
-from circuits.network import crossbar
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, load_config
 from learning.data import DataError, load_dataset
+from learning.mismatch import build_circuit
 from learning.train import RunError, evaluate, initial_state, make_device, make_engine, open_session, train
 from simulator.engine import EngineError
 
@@ -35,7 +35,7 @@ def _config_and_conductances(source: str) -> tuple[RunConfig, np.ndarray, str]:
         config = load_config(path / "config.toml")
         return config, RunState.load(path).g_s, f"trained run {path}"
     config = load_config(path)
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     state = initial_state(config, circuit, make_device(config))
     return config, state.g_s, f"untrained config {path} (seed {config.seed})"
 
@@ -92,7 +92,7 @@ def cmd_settle(args) -> int:
     config, g_s, origin = _config_and_conductances(args.source)
     if args.backend:
         config = config.model_copy(update={"engine": config.engine.model_copy(update={"backend": args.backend})})
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     x = _parse_input(args.input, circuit.n_features)
     engine = make_engine(config)
     try:
@@ -110,7 +110,7 @@ def cmd_settle(args) -> int:
 
 def cmd_export(args) -> int:
     config, g_s, origin = _config_and_conductances(args.source)
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     if args.input is not None:
         x = _parse_input(args.input, circuit.n_features)
         what = f"input {','.join(f'{a:g}' for a in x)}"

@@ -203,6 +203,20 @@ class EngineConfig(_Section):
     )
 
 
+# -- circuit mismatch ---------------------------------------------------------------------
+# Spreads of the circuit's fixed parts, drawn once per run from its seed (learning/mismatch.py).
+class MismatchConfig(_Section):
+    diode_is: float = Field(
+        0.0, ge=0, le=2, description="spread of each diode's IS: SPICE area exp(diode_is N(0,1)), dimensionless"
+    )
+    bias_v: float = Field(
+        0.0, ge=0, le=0.5, description="volts of spread of every bias source; each hidden node gets its own diode bias"
+    )
+    input_gain: float = Field(
+        0.0, ge=0, le=0.5, description="relative spread of each input line driver's gain: 1 + input_gain N(0,1)"
+    )
+
+
 class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="seed of every random draw in the run")
     data: DataConfig = DataConfig()
@@ -210,6 +224,7 @@ class RunConfig(_Section):
     device: DeviceConfig = DeviceConfig()
     training: TrainingConfig = TrainingConfig()
     engine: EngineConfig = EngineConfig()
+    mismatch: MismatchConfig = MismatchConfig()
 
     @model_validator(mode="after")
     def _finite(self) -> "RunConfig":

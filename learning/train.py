@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from circuits.network import Circuit, crossbar
+from circuits.network import Circuit
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, dump_config
 from learning.data import Dataset, load_dataset
 from learning.devices import DeviceModel, IdealDevice, PulsedDevice, RetentionDrift, read_conductances
+from learning.mismatch import build_circuit
+from learning.mismatch import record as record_mismatch
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.rules import EquilibriumPropagation, Phases, output_loss
@@ -146,7 +148,7 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
             limit_test=d.limit_test,
         )
     check_sizes(config, data)
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     device = make_device(config)
     rule = EquilibriumPropagation(config.training.beta_s, centred=config.training.estimator == "centred")
     optimizer = make_optimizer(config)
@@ -251,6 +253,7 @@ def train(
         if not resume:
             prepare_run_dir(run_dir, config, resume=False)
             state.save(run_dir)
+            record_mismatch(run_dir, config, session.circuit)
         state = _epochs(session, state, run_dir, stop_after_epochs, progress)
         save_reports(session, state, run_dir)
         return state

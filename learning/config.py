@@ -77,6 +77,15 @@ class NetworkConfig(_Section):
 
 
 class DeviceConfig(_Section):
+    """The memristor model (learning/devices.py).
+
+    ``preset`` fills the pulsed-model keys from a published device
+    (learning/presets.py).  Precedence: a key written in ``[device]`` (or a
+    sweep override/axis) > the preset's value > the default below.
+    Retention drift (``drift_*``) runs on a clock of ``seconds_per_batch`` per
+    mini-batch; test accuracy is read ``drift_eval_delay_s`` after each epoch.
+    """
+
     model: Literal["ideal", "pulsed"] = Field("ideal", description="ideal: takes any change; pulsed: see below")
     g_min_s: float = Field(1e-7, gt=0, description="lowest device conductance, siemens")
     g_max_s: float = Field(1e-4, gt=0, description="highest device conductance, siemens")

@@ -146,6 +146,10 @@ def cmd_eval(args) -> int:
         overrides["data"] = overrides.get("data", config.data).model_copy(update={"data_dir": args.data_dir})
     config = config.model_copy(update=overrides)
     session = open_session(config)
+    if session.drift is not None and Path(args.source).is_dir():  # as the run measured it: drifted
+        from learning.train import conductances_at_evaluation
+
+        g_s = conductances_at_evaluation(session, RunState.load(args.source))
     try:
         session.engine.load(session.circuit, g_s)
         loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)

@@ -195,7 +195,7 @@ PRESETS: dict[str, Preset] = {
             mult_noise=True,
             gamma=_PCM_GAMMA,
             mid_step=_PCM_MID,
-            extra={"drift_nu": 0.06, "drift_nu_std": 0.02, "drift_t0_s": 20.0},
+            extra={"drift_nu": 0.06, "drift_nu_std": 0.023, "drift_t0_s": 20.0},
             notes="step shape: our exponential fitted to aihwkit's up curve (gamma 3.26, mid-range "
             "step 3.98 dw_min); down pulses mirror it (aihwkit's PCM is one-sided); drift: "
             "aihwkit's PCMLikeNoiseModel gives nu ~ N(0.060, 0.023) at G = 0.1 g_max, t0 = 20 s",

@@ -349,10 +349,17 @@ def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_
 
 def _evaluate_with_restarts(session: Session, state: RunState, run_dir: Path) -> tuple[float, float]:
     data = session.data
-    if session.drift is not None:  # read drift_eval_delay_s after the epoch's last update
-        t_s = run_clock_s(session, state) + session.config.device.drift_eval_delay_s
-        session.engine.set_conductances(session.drift.conductances(state.g_s, state.device, t_s))
+    if session.drift is not None:
+        session.engine.set_conductances(conductances_at_evaluation(session, state))
     return _with_restarts(session, state, run_dir, lambda: evaluate(session, data.x_test, data.y_test), lambda: None)
+
+
+def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
+    """Conductances ``drift_eval_delay_s`` after the last update (siemens): what the test set sees."""
+    if session.drift is None:
+        return state.g_s
+    t_s = run_clock_s(session, state) + session.config.device.drift_eval_delay_s
+    return session.drift.conductances(state.g_s, state.device, t_s)
 
 
 def _with_restarts(session: Session, state: RunState, run_dir: Path, action, rewind):

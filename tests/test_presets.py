@@ -194,3 +194,28 @@ def test_pulsed_levels_keep_devices_within_their_own_bounds_on_the_grid():
     position = (g - g_min) / 10e-6
     np.testing.assert_allclose(position, np.round(position), atol=1e-9)
     assert np.all(g >= state["lo"] - 1e-18) and np.all(g <= state["hi"] + 1e-18)
+
+
+def test_eval_of_a_drifting_run_reads_the_drifted_conductances_as_the_run_did(tmp_path):
+    import subprocess
+    import sys
+
+    overrides = {
+        "engine.backend": "native",
+        "training.epochs": 2,
+        "device.preset": "pcm_gst",
+        "device.drift_eval_delay_s": 1e6,
+    }
+    config = load_config(XOR, overrides)
+    state = train(config, tmp_path / "run", progress=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "learning.cli", "eval", str(tmp_path / "run")], capture_output=True, text=True, check=True
+    ).stdout
+    loss = float(out.split("loss ")[1].split()[0])
+    assert loss == pytest.approx(state.metrics[-1]["test_loss"], rel=1e-6)
+    from learning.train import evaluate, open_session
+
+    session = open_session(config)  # the as-programmed conductances would give another loss
+    session.engine.load(session.circuit, state.g_s)
+    programmed_loss, _ = evaluate(session, session.data.x_test, session.data.y_test)
+    assert abs(programmed_loss - loss) > 1e-3 * loss

@@ -182,6 +182,10 @@ def render_netlist(
             f"D{k}_{node(a)}_{node(c)} {node(a)} {node(c)} {circuit.diode_model.name}"
             for k, (a, c) in enumerate(circuit.diodes.tolist())
         ]
+        if circuit.diode_area is not None:  # mismatch: ngspice scales IS (not GMIN) by the area
+            first = len(lines) - len(circuit.diodes)
+            for k, area in enumerate(circuit.diode_area.tolist()):
+                lines[first + k] += f" area={_fmt(area)}"
         lines.append(circuit.diode_model.card())
     if circuit.nonreciprocal is not None:
         gains = antisymmetric_gains(circuit, g_s, antisymmetric_sign)

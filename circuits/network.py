@@ -96,6 +96,8 @@ class Circuit:
         target voltage of each output node.
     nonreciprocal : relative non-reciprocal part ``delta[edge]`` of every coupling,
         or None for a reciprocal network (see :func:`with_nonreciprocal`).
+    diode_area : (n_diodes,) SPICE area factor of each diode (its IS is
+        ``diode_model.is_a * area``), or None for 1 (see :mod:`circuits.mismatch`).
     """
 
     title: str
@@ -114,6 +116,7 @@ class Circuit:
     target_gain: np.ndarray
     comments: tuple[str, ...] = field(default=())
     nonreciprocal: np.ndarray | None = None
+    diode_area: np.ndarray | None = None
 
     @cached_property
     def node_names(self) -> tuple[str, ...]:

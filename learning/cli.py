@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from circuits.netlist import render_netlist
-from circuits.network import crossbar
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, load_config
 from learning.data import DataError, load_dataset
@@ -35,7 +34,7 @@ def _config_and_conductances(source: str) -> tuple[RunConfig, np.ndarray, str]:
         config = load_config(path / "config.toml")
         return config, RunState.load(path).g_s, f"trained run {path}"
     config = load_config(path)
-    circuit = crossbar(config.network.spec())
+    circuit = build_circuit(config)
     state = initial_state(config, circuit, make_device(config))
     return config, state.g_s, f"untrained config {path} (seed {config.seed})"
 
@@ -146,6 +145,10 @@ def cmd_eval(args) -> int:
         overrides["data"] = overrides.get("data", config.data).model_copy(update={"data_dir": args.data_dir})
     config = config.model_copy(update=overrides)
     session = open_session(config)
+    if session.drift is not None and Path(args.source).is_dir():  # as the run measured it: drifted
+        from learning.train import conductances_at_evaluation
+
+        g_s = conductances_at_evaluation(session, RunState.load(args.source))
     try:
         session.engine.load(session.circuit, g_s)
         loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)

@@ -16,6 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuits.network import CrossbarSpec, DiodeModel
+from learning.presets import PRESETS, UnknownPreset, preset_values
 
 
 class ConfigError(ValueError):
@@ -76,12 +77,23 @@ class NetworkConfig(_Section):
 
 
 class DeviceConfig(_Section):
+    """The memristor model (learning/devices.py).
+
+    ``preset`` fills the pulsed-model keys from a published device
+    (learning/presets.py).  Precedence: a key written in ``[device]`` (or a
+    sweep override/axis) > the preset's value > the default below.
+    Retention drift (``drift_*``) runs on a clock of ``seconds_per_batch`` per
+    mini-batch; test accuracy is read ``drift_eval_delay_s`` after each epoch.
+    """
+
     model: Literal["ideal", "pulsed"] = Field("ideal", description="ideal: takes any change; pulsed: see below")
     g_min_s: float = Field(1e-7, gt=0, description="lowest device conductance, siemens")
     g_max_s: float = Field(1e-4, gt=0, description="highest device conductance, siemens")
     g_init_min_s: float | None = Field(None, gt=0, description="initial conductances drawn uniformly from here...")
     g_init_max_s: float | None = Field(None, gt=0, description="...to here (default: the device bounds)")
-    levels: int = Field(0, ge=0, description="ideal model: number of programmable levels; 0 for continuous")
+    levels: int = Field(
+        0, ge=0, description="number of evenly spaced programmable levels in [g_min_s, g_max_s]; 0 for continuous"
+    )
     dw_min_s: float = Field(1e-6, gt=0, description="pulsed: change of one pulse at mid-range, siemens")
     step: Literal["linear", "soft_bounds", "exponential"] = Field("linear", description="pulsed: step shape")
     up_down: float = Field(0.0, gt=-1, lt=1, description="pulsed: up/down asymmetry of the step")
@@ -95,6 +107,46 @@ class DeviceConfig(_Section):
     read_noise: float = Field(
         0.0, ge=0, description="relative spread of the conductance seen in each mini-batch's phases"
     )
+    preset: str | None = Field(
+        None,
+        description="named published device (learning/presets.py) filling the pulsed keys; "
+        "keys written in [device] win over the preset",
+    )
+    c2c_additive: bool = Field(
+        False, description="pulsed: c2c noise added independently of the state (aihwkit mult_noise = false)"
+    )
+    drift_nu: float = Field(0.0, ge=0, description="retention drift exponent: G(t) = G_prog ((t + t0) / t0)^-nu")
+    drift_nu_std: float = Field(0.0, ge=0, description="device-to-device standard deviation of the drift exponent")
+    drift_t0_s: float = Field(20.0, gt=0, description="drift reference time t0 after programming, seconds")
+    seconds_per_batch: float = Field(
+        1.0, gt=0, description="run clock: seconds of device time per mini-batch (drift between updates)"
+    )
+    drift_eval_delay_s: float = Field(
+        0.0, ge=0, description="test accuracy is measured this long after the epoch's last update, seconds"
+    )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str | None) -> str | None:
+        if name is not None and name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_preset(cls, raw):
+        """Keys of ``preset`` that the section does not set itself (explicit keys win)."""
+        if not isinstance(raw, dict) or raw.get("preset") not in PRESETS:
+            return raw
+        fields = cls.model_fields
+        window = [raw.get(k, fields[k].default) for k in ("g_min_s", "g_max_s")]
+        if not all(isinstance(g, (int, float)) and g > 0 for g in window) or window[0] >= window[1]:
+            return raw  # the field validators report the bad window
+        try:
+            values = preset_values(raw["preset"], *window)
+        except UnknownPreset:
+            return raw
+        return {**values, **raw}
 
     @model_validator(mode="after")
     def _bounds(self) -> "DeviceConfig":
@@ -153,7 +205,18 @@ class TrainingConfig(_Section):
 
 
 class MismatchConfig(_Section):
-    """Fabrication mismatch of the couplings, frozen for the run."""
+    """Fabrication mismatch of the circuit, drawn once from the run's seed and frozen for the run
+    (couplings: :mod:`circuits.network`; diodes, sources, drivers: :mod:`learning.mismatch`)."""
+
+    diode_is: float = Field(
+        0.0, ge=0, le=2, description="spread of each diode's IS: SPICE area exp(diode_is N(0,1)), dimensionless"
+    )
+    bias_v: float = Field(
+        0.0, ge=0, le=0.5, description="volts of spread of every bias source; each hidden node gets its own diode bias"
+    )
+    input_gain: float = Field(
+        0.0, ge=0, le=0.5, description="relative spread of each input line driver's gain: 1 + input_gain N(0,1)"
+    )
 
     nonreciprocal: float = Field(
         0.0,

@@ -104,6 +104,18 @@ class PulsedDevice:
     stochastically (so a request of 0.3 steps is one pulse 30% of the time)
     and capped at ``max_pulses``; the pulses are then applied one by one.
 
+    Cycle-to-cycle noise makes one pulse's step ``step (1 + c2c N(0, 1))``, or
+    with ``c2c_additive`` ``step + c2c dw N(0, 1)`` whatever the state (IBM
+    aihwkit's ``mult_noise = False``).  Neither is clipped: the mean step is
+    the noiseless one, and a very noisy pulse may move the wrong way.
+
+    With ``levels``, the device holds only the ``levels`` evenly spaced values
+    of ``[g_min_s, g_max_s]`` (spacing ``(g_max_s - g_min_s) / (levels - 1)``):
+    after every pulse ``G`` is rounded to one of the two neighbouring levels,
+    up with probability equal to its fractional position, so a pulse of 2.5
+    spacings lands 2 or 3 levels away, half the time each, and a pulse keeps
+    its mean effect.  A device's own bounds are rounded inwards to the grid.
+
     Parameters
     ----------
     g_min_s, g_max_s : nominal bounds, siemens.
@@ -119,6 +131,8 @@ class PulsedDevice:
     max_pulses : most pulses one update may apply to one device.
     read_noise : relative standard deviation of the conductance the circuit
         sees while it is operated (see :func:`read_conductances`).
+    levels : number of programmable levels; 0 for a continuous device.
+    c2c_additive : cycle-to-cycle noise independent of the state (see above).
     """
 
     g_min_s: float
@@ -134,6 +148,24 @@ class PulsedDevice:
     stuck_max: float = 0.0
     max_pulses: int = 100
     read_noise: float = 0.0
+    levels: int = 0
+    c2c_additive: bool = False
+
+    @property
+    def level_spacing_s(self) -> float:
+        return (self.g_max_s - self.g_min_s) / (self.levels - 1) if self.levels else 0.0
+
+    def on_levels(self, g_s: np.ndarray, state: dict, rng: np.random.Generator) -> np.ndarray:
+        """``g_s`` rounded stochastically to the level grid, within the device's own bounds rounded inwards."""
+        if not self.levels:
+            return g_s
+        step = self.level_spacing_s
+        position = (g_s - self.g_min_s) / step
+        lower = np.floor(position)
+        level = lower + (rng.random(g_s.shape) < position - lower)
+        lo = np.ceil((state["lo"] - self.g_min_s) / step - 1e-9)
+        hi = np.floor((state["hi"] - self.g_min_s) / step + 1e-9)
+        return self.g_min_s + np.clip(level, lo, np.maximum(hi, lo)) * step
 
     def init_state(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         span = self.g_max_s - self.g_min_s
@@ -148,7 +180,7 @@ class PulsedDevice:
 
     def init(self, n: int, rng: np.random.Generator, low_s: float, high_s: float, state: dict) -> np.ndarray:
         g = np.clip(rng.uniform(low_s, high_s, n), state["lo"], state["hi"])
-        return self._pin(g, state)
+        return self._pin(self.on_levels(g, state, rng), state)
 
     def step_size(self, g_s: np.ndarray, up: bool, state: dict) -> np.ndarray:
         """Conductance change of one pulse (magnitude), siemens, at state ``g_s``."""
@@ -174,11 +206,62 @@ class PulsedDevice:
             sub = {key: value[active] for key, value in state.items()}
             ua = up[active]
             size = np.where(ua, self.step_size(ga, True, sub), self.step_size(ga, False, sub))
-            if self.c2c:
-                size = size * np.maximum(1 + self.c2c * rng.standard_normal(size.shape), 0.0)
-            g[active] = np.clip(ga + np.where(ua, size, -size), sub["lo"], sub["hi"])
+            if self.c2c and self.c2c_additive:
+                size = size + self.c2c * self.dw_min_s * sub["step_scale"] * rng.standard_normal(size.shape)
+            elif self.c2c:
+                size = size * (1 + self.c2c * rng.standard_normal(size.shape))
+            moved = np.clip(ga + np.where(ua, size, -size), sub["lo"], sub["hi"])
+            g[active] = self.on_levels(moved, sub, rng)
         return self._pin(g, state), np.where(up, count, -count)
 
     def _pin(self, g_s: np.ndarray, state: dict) -> np.ndarray:
         stuck = state["stuck"]
         return np.where(stuck < 0, self.g_min_s, np.where(stuck > 0, self.g_max_s, g_s))
+
+
+@dataclass(frozen=True)
+class RetentionDrift:
+    """Power-law conductance drift after programming (phase-change memory).
+
+    A device programmed to ``G_prog`` at time ``t_prog`` conducts
+
+        G(t) = G_prog ((t - t_prog + t0) / t0) ** (-nu)
+
+    at time ``t`` (seconds on the run's clock), so ``G = G_prog`` right after
+    programming and it falls by ``(1 + dt / t0)^-nu`` as it ages.  ``nu`` is
+    drawn once per device, ``|N(nu_mean, nu_std)|``, as IBM aihwkit's
+    PCMLikeNoiseModel does.  Stuck devices do not drift.
+
+    Parameters
+    ----------
+    nu_mean : mean drift exponent, dimensionless.
+    nu_std : device-to-device standard deviation of the exponent.
+    t0_s : reference time of the first read after programming, seconds.
+
+    References
+    ----------
+    S. R. Nandakumar et al., "Phase-change memory models for deep learning
+    training and inference", ICECS 2019 (aihwkit: nu ~ 0.05-0.1, t0 = 20 s).
+    """
+
+    nu_mean: float
+    nu_std: float
+    t0_s: float
+
+    def init_state(self, n: int, rng: np.random.Generator, stuck: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        nu = np.abs(self.nu_mean + self.nu_std * rng.standard_normal(n))
+        if stuck is not None:
+            nu[stuck != 0] = 0.0
+        return {"drift_nu": nu, "programmed_at_s": np.zeros(n)}
+
+    def conductances(self, g_prog_s: np.ndarray, state: dict, t_s: float) -> np.ndarray:
+        """``G(t)`` of every device, siemens."""
+        age = np.maximum(t_s - state["programmed_at_s"], 0.0)
+        return g_prog_s * ((age + self.t0_s) / self.t0_s) ** (-state["drift_nu"])
+
+    def reprogram(
+        self, g_prog_s: np.ndarray, g_new_s: np.ndarray, programmed: np.ndarray, state: dict, t_s: float
+    ) -> np.ndarray:
+        """Programmed values after an update at ``t_s``: devices that took pulses restart their clock."""
+        state["programmed_at_s"] = np.where(programmed, t_s, state["programmed_at_s"])
+        return np.where(programmed, g_new_s, g_prog_s)

@@ -214,7 +214,10 @@ def connect(workers: int, scheduler: str | None):
 
 def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, progress: bool = True) -> list[dict]:
     """Run every cell without a result; return all rows (old and new) in cell order."""
+    from concurrent.futures import CancelledError
+
     from dask.distributed import as_completed
+    from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
     from tqdm import tqdm
 
@@ -230,10 +233,12 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
         for future in as_completed(futures):
             try:
                 future.result()
-            except KilledWorker:
+            except (KilledWorker, CancelledError, CommClosedError) as exc:
+                done = sum(1 for c in cells if (sweep.out / "cells" / f"{c.id}.json").exists())
                 raise RunError(
-                    f"Dask workers kept dying on {future.key}; finished cells are kept in "
-                    f"{sweep.out / 'cells'}: run the sweep again to do only the rest"
+                    f"a Dask worker died running {future.key} ({type(exc).__name__}); {done} of {len(cells)} "
+                    f"cells are finished and kept in {sweep.out / 'cells'}: run the same command again "
+                    "to run only the missing ones"
                 ) from None
             bar.update(1)
         bar.close()

@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from circuits.network import Circuit, crossbar, nonreciprocal_draw, with_nonreciprocal
+from circuits.network import Circuit, nonreciprocal_draw, with_nonreciprocal
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
 from learning.config import ConfigError, RunConfig, dump_config
 from learning.data import Dataset, load_dataset
-from learning.devices import DeviceModel, IdealDevice, PulsedDevice, read_conductances
+from learning.devices import DeviceModel, IdealDevice, PulsedDevice, RetentionDrift, read_conductances
+from learning.mismatch import build_circuit as build_mismatched_circuit
+from learning.mismatch import record as record_mismatch
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.asymmetric import AsymmetricEquilibriumPropagation
@@ -55,6 +57,7 @@ class Session:
     device: DeviceModel
     rule: EquilibriumPropagation | AsymmetricEquilibriumPropagation
     optimizer: SGD | Adam
+    drift: RetentionDrift | None = None
 
     def inputs_v(self, x: np.ndarray) -> np.ndarray:
         return x @ self.circuit.input_gain.T
@@ -111,8 +114,8 @@ def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
 
 
 def build_circuit(config: RunConfig) -> Circuit:
-    """The run's crossbar with its frozen non-reciprocal mismatch."""
-    circuit = crossbar(config.network.spec())
+    """The run's crossbar with its frozen mismatch: diodes, sources and drivers, and non-reciprocal couplings."""
+    circuit = build_mismatched_circuit(config)
     return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
 
 
@@ -137,7 +140,21 @@ def make_device(config: RunConfig) -> DeviceModel:
     return PulsedDevice(
         d.g_min_s, d.g_max_s, d.dw_min_s, d.step, d.up_down, d.gamma,
         d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses, d.read_noise,
+        levels=d.levels, c2c_additive=d.c2c_additive,
     )  # fmt: skip
+
+
+def make_drift(config: RunConfig) -> RetentionDrift | None:
+    d = config.device
+    if d.drift_nu == 0 and d.drift_nu_std == 0:
+        return None
+    return RetentionDrift(d.drift_nu, d.drift_nu_std, d.drift_t0_s)
+
+
+def run_clock_s(session: "Session", state: RunState) -> float:
+    """Device time at the start of the running mini-batch: mini-batches done times ``seconds_per_batch``."""
+    n_batches = -(-len(session.data.x_train) // session.config.training.batch_size)
+    return (state.epoch * n_batches + state.batch_index) * session.config.device.seconds_per_batch
 
 
 def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> RunState:
@@ -146,6 +163,9 @@ def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> R
     low, high = config.device.init_range()
     device_state = device.init_state(circuit.n_edges, rng)
     state = RunState(g_s=device.init(circuit.n_edges, rng, low, high, device_state), rng=rng)
+    drift = make_drift(config)
+    if drift is not None:  # drawn after everything else: runs without drift keep their random stream
+        device_state.update(drift.init_state(circuit.n_edges, rng, device_state.get("stuck")))
     state.device = device_state
     state.optimizer = make_optimizer(config).init_state(circuit.n_edges)
     return state
@@ -172,7 +192,7 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
     circuit = build_circuit(config)
     device = make_device(config)
     rule = make_rule(config)
-    return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config))
+    return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config), make_drift(config))
 
 
 def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:
@@ -198,8 +218,12 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     """One mini-batch: phases, local updates, device writes.  Returns summed loss and hits."""
     x, labels = session.data.x_train[ids], session.data.y_train[ids]
     targets = session.targets_v(labels)
+    now_s = run_clock_s(session, state)
+    g_now = state.g_s if session.drift is None else session.drift.conductances(state.g_s, state.device, now_s)
     if session.device.read_noise:
-        session.engine.set_conductances(read_conductances(state.g_s, session.device.read_noise, state.rng))
+        session.engine.set_conductances(read_conductances(g_now, session.device.read_noise, state.rng))
+    elif session.drift is not None:
+        session.engine.set_conductances(g_now)
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids)
     t = session.config.training
     read = read_voltages(phases, t.readout_resolution_v)
@@ -208,7 +232,12 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s
     dw = session.optimizer.step(grad * g_max, state.optimizer)
-    state.g_s, pulses = session.device.update(state.g_s, dw * g_max, state.device, state.rng)
+    g_new, pulses = session.device.update(g_now, dw * g_max, state.device, state.rng)
+    if session.drift is None:
+        state.g_s = g_new
+    else:  # devices that took no pulse keep drifting from their last programming
+        programmed = (pulses != 0) | (g_new != g_now)
+        state.g_s = session.drift.reprogram(state.g_s, g_new, programmed, state.device, now_s)
     state.running["pulses"] = state.running.get("pulses", 0) + int(np.abs(pulses).sum())
     session.engine.set_conductances(state.g_s)
     loss = float(np.sum(output_loss(session.circuit, phases.free, targets)))
@@ -276,6 +305,7 @@ def train(
             prepare_run_dir(run_dir, config, resume=False)
             record_nonreciprocal(run_dir, session.circuit)
             state.save(run_dir)
+            record_mismatch(run_dir, config, session.circuit)
         state = _epochs(session, state, run_dir, stop_after_epochs, progress)
         save_reports(session, state, run_dir)
         return state
@@ -356,12 +386,14 @@ def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_
     """Run one mini-batch; after a simulator crash, retry it from exactly where it started."""
     g_before, rng_before = state.g_s.copy(), state.rng.bit_generator.state
     optimizer_before = {k: v.copy() for k, v in state.optimizer.items()}
+    device_before = {k: v.copy() for k, v in state.device.items()}
 
     def rewind() -> None:
         # a retried run gives the same conductances as one that never crashed
         state.g_s = g_before.copy()
         state.rng.bit_generator.state = rng_before
         state.optimizer = {k: v.copy() for k, v in optimizer_before.items()}
+        state.device = {k: v.copy() for k, v in device_before.items()}
         session.engine.set_conductances(state.g_s)
 
     return _with_restarts(session, state, run_dir, lambda: train_step(session, state, ids), rewind)
@@ -369,7 +401,17 @@ def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_
 
 def _evaluate_with_restarts(session: Session, state: RunState, run_dir: Path) -> tuple[float, float]:
     data = session.data
+    if session.drift is not None:
+        session.engine.set_conductances(conductances_at_evaluation(session, state))
     return _with_restarts(session, state, run_dir, lambda: evaluate(session, data.x_test, data.y_test), lambda: None)
+
+
+def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
+    """Conductances ``drift_eval_delay_s`` after the last update (siemens): what the test set sees."""
+    if session.drift is None:
+        return state.g_s
+    t_s = run_clock_s(session, state) + session.config.device.drift_eval_delay_s
+    return session.drift.conductances(state.g_s, state.device, t_s)
 
 
 def _with_restarts(session: Session, state: RunState, run_dir: Path, action, rewind):

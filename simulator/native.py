@@ -132,6 +132,7 @@ class NativeEngine:
         d = circuit.diodes.copy()
         d[d < 0] = k + n_free
         self._diodes = d
+        self._diode_area = 1.0 if circuit.diode_area is None else np.asarray(circuit.diode_area, dtype=float)
         d_free = (d >= k) & (d < k + n_free)
         rows, cols, signs = [], [], []
         for col, sign in ((0, 1.0), (1, -1.0)):
@@ -263,7 +264,9 @@ class NativeEngine:
         """Net current leaving every free node (A) and every diode's conductance (S)."""
         v_all = np.hstack([known, v_free, np.zeros((len(v_free), 1))])
         anode, cathode = self._diodes.T
-        i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s)
+        i_d, g_d = diode_current(
+            v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s, self._diode_area
+        )
         residual = diag * v_free - self._g_ff.dot(v_free.T).T - drive + self._incidence.dot(i_d.T).T
         return residual, g_d
 

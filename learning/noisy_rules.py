@@ -145,3 +145,28 @@ class NoisyRule:
     def objective_gradient(self, circuit: Circuit, phases: NoisyPhases) -> np.ndarray:
         """``dJ/dG`` itself (V^2), for the contrastive and path-integral rules."""
         return self.gradient(circuit, phases) * (self.beta_s if self.kind != "loss_covariance" else 1.0)
+
+
+def make_noisy_rule(config) -> NoisyRule:
+    """The rule of a run config with ``noise.model != "none"`` (its sampler on the config's backend).
+
+    ``one_sided`` and ``contrastive`` are the same rule; ``centred`` samples
+    the +beta and -beta phases.
+    """
+    from simulator.sampling import NativeSampler, NgspiceSampler
+
+    noise, t, e = config.noise, config.training, config.engine
+    spec = noise.spec()
+    if e.backend == "native":
+        sampler = NativeSampler(spec, noise.native_sampler)
+    else:
+        sampler = NgspiceSampler(spec, workers=e.workers, timeout_s=e.timeout_s * 10)
+    kind = t.estimator if t.estimator in ("path_integral", "loss_covariance") else "contrastive"
+    return NoisyRule(
+        kind=kind,
+        beta_s=t.beta_s,
+        sampler=sampler,
+        temperature_w=spec.temperature_w,
+        points=noise.quadrature_points,
+        centred=t.estimator == "centred",
+    )

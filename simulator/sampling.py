@@ -83,13 +83,18 @@ class CoContent:
 
     def gradient(self, v_free: np.ndarray) -> np.ndarray:
         """``dE/dv[batch, free]``, amperes: the net current leaving each free node."""
+        return self.gradient_and_diode_diagonal(v_free)[0]
+
+    def gradient_and_diode_diagonal(self, v_free: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+        """``dE/dv`` (A) and the diodes' share of the Hessian diagonal (S; 0 without diodes)."""
         grad = (self.h @ v_free.T).T - self.b
-        if len(self._diodes):
-            v_all = np.hstack([self.known, v_free, np.zeros((len(v_free), 1))])
-            anode, cathode = self._diodes.T
-            i_d, _ = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s)
-            grad += (self._incidence @ i_d.T).T
-        return grad
+        if not len(self._diodes):
+            return grad, 0.0
+        v_all = np.hstack([self.known, v_free, np.zeros((len(v_free), 1))])
+        anode, cathode = self._diodes.T
+        i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s)
+        grad += (self._incidence @ i_d.T).T
+        return grad, (abs(self._incidence) @ g_d.T).T
 
 
 def stationary_covariance(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, beta_s: float = 0.0) -> np.ndarray:
@@ -168,7 +173,9 @@ def langevin_samples(
 ) -> np.ndarray:
     """Euler-Maruyama of ``C dv/dt = -grad E + i_noise``: readings ``v[batch, sample, node]``.
 
-    ``v_{k+1} = v_k + (dt / C) (-grad E(v_k) + i_k)``, ``i_k`` Gaussian with
+    ``v_{k+1} = v_k + (dt / C) (-grad E(v_k) + i_k) / (1 + dt g_d / C)``, with
+    ``g_d`` the diodes' conductance at the node (the stiff junctions taken
+    implicitly; plain Euler-Maruyama for a linear circuit), ``i_k`` Gaussian with
     variance ``S / dt`` for a white current of two-sided PSD ``S`` (gibbs:
     ``S = 2 T_eff C_n`` per node; johnson: ``2 k T G`` across each
     conductance).  ``start_v[batch, node]`` (e.g. the DC solution) is the
@@ -212,7 +219,9 @@ def langevin_samples(
             noise = kick * rng.standard_normal(v.shape)
         else:
             noise = gain * (spread @ (edge_sd[:, None] * rng.standard_normal((len(edge_sd), batch)))).T
-        v = v - gain * system.gradient(v) + noise
+        grad, g_diode = system.gradient_and_diode_diagonal(v)
+        # diodes' conductance taken implicitly (a forward-biased junction is stiff); exact EM without diodes
+        v = v + (noise - gain * grad) / (1.0 + gain * g_diode)
         while slot < spec.samples and record[slot] == step:
             out[:, slot] = v
             slot += 1
@@ -298,3 +307,36 @@ class NgspiceSampler:
             self.close()
         except Exception:
             pass
+
+
+class NativeSampler:
+    """The native samplers behind one ``sample`` call: ``"langevin"`` or ``"exact_gaussian"`` (no diodes).
+
+    Langevin chains start from the noiseless operating point of the same
+    nudge (native Newton), so the burn-in only has to forget that point.
+    """
+
+    name = "native"
+
+    def __init__(self, spec: NoiseSpec, method: str = "langevin"):
+        if method not in ("langevin", "exact_gaussian"):
+            raise ValueError(f"method {method!r}: use 'langevin' or 'exact_gaussian'")
+        self.spec, self.method = spec, method
+        self._engine = None
+
+    def sample(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, rng: np.random.Generator) -> np.ndarray:
+        """Readings ``v[batch, sample, node]`` (volts)."""
+        if self.method == "exact_gaussian":
+            return gaussian_samples(circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng)
+        from simulator.native import NativeEngine
+
+        if self._engine is None or self._engine.circuit is not circuit:
+            self._engine = NativeEngine()
+            self._engine.load(circuit, g_s)
+        else:
+            self._engine.set_conductances(g_s)
+        start = self._engine.settle(inputs_v, targets_v, beta_s)
+        return langevin_samples(circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng, start_v=start)
+
+    def close(self) -> None:
+        pass

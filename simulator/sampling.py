@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from circuits.netlist import TIGHT_OPTIONS, render_netlist
 from circuits.network import Circuit
 from circuits.noise import NoiseSpec, node_capacitances, noise_netlist_lines, noisy_edges
-from simulator.diode import diode_current
+from simulator.diode import diode_current, thermal_voltage
 from simulator.engine import EngineError, SimulatorCrash, batch_arrays
 
 
@@ -71,6 +71,12 @@ class CoContent:
         d = circuit.diodes.copy()
         d[d < 0] = n
         self._diodes = d
+        # diode ends as columns of [free..., the few known nodes and ground the diodes touch]
+        touched = np.unique(d[(d < k) | (d == n)])
+        known_ext = np.hstack([self.known, np.zeros((len(self.known), 1))])
+        self._diode_known = known_ext[:, np.where(touched == n, k, touched)] if touched.size else known_ext[:, :0]
+        column = {int(node): n - k + j for j, node in enumerate(touched)}
+        self._diode_cols = np.vectorize(lambda i: i - k if k <= i < n else column[int(i)], otypes=[int])(d) if len(d) else d
         rows, cols, vals = [], [], []
         for col, sign in ((0, 1.0), (1, -1.0)):
             hit = np.flatnonzero((d[:, col] >= k) & (d[:, col] < n))
@@ -90,11 +96,21 @@ class CoContent:
         grad = (self.h @ v_free.T).T - self.b
         if not len(self._diodes):
             return grad, 0.0
-        v_all = np.hstack([self.known, v_free, np.zeros((len(v_free), 1))])
-        anode, cathode = self._diodes.T
-        i_d, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s)
+        v_ext = np.hstack([v_free, self._diode_known])
+        anode, cathode = self._diode_cols.T
+        i_d, g_d = self._diode(v_ext[:, anode] - v_ext[:, cathode])
         grad += (self._incidence @ i_d.T).T
         return grad, (abs(self._incidence) @ g_d.T).T
+
+
+    def _diode(self, v_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ngspice's diode current and conductance; the forward (Shockley) branch inline, as it is the common one."""
+        model = self.circuit.diode_model
+        vte = model.n * thermal_voltage()
+        if v_d.min() < -3.0 * vte:
+            return diode_current(v_d, model, self.gmin_s)
+        ev = model.is_a * np.exp(v_d / vte)
+        return ev - model.is_a + self.gmin_s * v_d, ev / vte + self.gmin_s
 
 
 def stationary_covariance(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, beta_s: float = 0.0) -> np.ndarray:

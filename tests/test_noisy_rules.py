@@ -116,3 +116,19 @@ def test_noisy_training_runs_from_a_config_and_repeats_with_its_seed(tmp_path, m
     b = train(config, tmp_path / "b", progress=False)
     assert np.array_equal(a.g_s, b.g_s)
     assert len(a.metrics) == 1 and np.isfinite(a.metrics[0]["test_loss"])
+
+
+def test_chip_in_the_loop_with_ngspice_transients(tmp_path, monkeypatch):
+    """Every phase a noisy ngspice transient; the run records its loss and the conductances move."""
+    import learning.train
+    from learning.train import initial_state, make_device, train
+    from circuits.network import crossbar
+
+    monkeypatch.setattr(learning.train, "save_reports", lambda *a: None)
+    config = parse_config(
+        with_(data__limit_train=4, data__limit_test=4, training__batch_size=4, engine__backend="ngspice",
+              noise__samples=4, noise__run_s=6e-9)  # fmt: skip
+    )
+    start = initial_state(config, crossbar(config.network.spec()), make_device(config)).g_s
+    state = train(config, tmp_path / "run", progress=False)
+    assert np.isfinite(state.metrics[0]["train_loss"]) and not np.array_equal(state.g_s, start)

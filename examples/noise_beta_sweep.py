@@ -25,9 +25,9 @@ noise.  Reported per beta:
   (centred EP at beta = 1e-3 g_ref on the noiseless circuit, the T -> 0
   limit of the expected loss's gradient).
 
-Run (defaults: a subset, about 15-25 minutes on 2 shared cores):
+Run (defaults: a subset, about 30 minutes on 2 shared cores):
 
-    python examples/noise_beta_sweep.py [--train 3000] [--test 1000] [--epochs 2]
+    python examples/noise_beta_sweep.py [--train 2000] [--test 1000] [--epochs 2] [--repeats 6]
     python examples/noise_beta_sweep.py --full       # all of Fashion-MNIST, the config's epochs
 
 Writes examples/noise_beta_sweep.csv and examples/noise_beta_sweep.png.
@@ -119,12 +119,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(HERE / "fashion_noise.toml"))
     parser.add_argument("--betas", nargs="+", type=float, default=[0.01, 0.1, 0.5, 1.0], help="paper's units")
-    parser.add_argument("--train", type=int, default=3000, help="training samples (first N)")
+    parser.add_argument("--train", type=int, default=2000, help="training samples (first N)")
     parser.add_argument("--test", type=int, default=1000, help="test samples (first N)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--full", action="store_true", help="all data, the config's epochs")
-    parser.add_argument("--repeats", type=int, default=8, help="noisy repeats per beta for the SNR")
-    parser.add_argument("--reference-factor", type=int, default=8, help="readings of the reference, times")
+    parser.add_argument("--repeats", type=int, default=6, help="noisy repeats per beta for the SNR")
+    parser.add_argument("--reference-factor", type=int, default=4, help="readings of the reference, times")
     parser.add_argument("--snr-batch", type=int, default=32, help="samples of the fixed mini-batch")
     parser.add_argument("--out", default=str(HERE / "noise_beta_sweep"))
     args = parser.parse_args()

@@ -115,6 +115,30 @@ def gradient_statistics(config, g_s, betas_s, repeats: int, reference_factor: in
     return rows
 
 
+def plot(rows: list[dict], out: Path, g_ref: float, t_eff_w: float) -> None:
+    """Accuracy, SNR and cosines against beta (paper's units), one panel each."""
+    betas = [float(r["beta_paper"]) for r in rows]
+    col = lambda key: [float(r[key]) for r in rows]  # noqa: E731
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].semilogx(betas, [100 * a for a in col("test_accuracy")], "o-")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title(f"Fashion-MNIST, gibbs noise, T_eff = {t_eff_w:g} W")
+    axes[1].semilogx(betas, col("snr"), "o-", label="all devices")
+    axes[1].semilogx(betas, col("snr_output_layer"), "s-", label="output crossbar")
+    axes[1].set_ylabel("SNR of the dJ/dG estimate")
+    axes[1].legend()
+    axes[2].semilogx(betas, col("cos_j"), "s-", label="to dJ/dG (reference)")
+    axes[2].semilogx(betas, col("cos_loss"), "^-", label="to dL/dG (noiseless)")
+    axes[2].set_ylabel("cosine of one estimate")
+    axes[2].legend()
+    for ax in axes:
+        ax.set_xlabel(f"beta (paper's units; 1 = {g_ref:.3g} S)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(HERE / "fashion_noise.toml"))
@@ -127,10 +151,15 @@ def main() -> None:
     parser.add_argument("--reference-factor", type=int, default=4, help="readings of the reference, times")
     parser.add_argument("--snr-batch", type=int, default=32, help="samples of the fixed mini-batch")
     parser.add_argument("--out", default=str(HERE / "noise_beta_sweep"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the CSV")
     args = parser.parse_args()
 
     base = load_config(args.config)
     g_ref = reference_conductance(base)
+    if args.plot_only:
+        with open(Path(args.out).with_suffix(".csv")) as f:
+            plot(list(csv.DictReader(f)), Path(args.out), g_ref, base.noise.t_eff_w)
+        return
     overrides = {} if args.full else {"data.limit_train": args.train, "data.limit_test": args.test, "training.epochs": args.epochs}
     rows, trained = [], {}
     for beta in tqdm(args.betas, desc="noisy beta sweep", unit="run"):
@@ -167,19 +196,7 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    betas = [r["beta_paper"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].semilogx(betas, [100 * r["test_accuracy"] for r in rows], "o-")
-    axes[0].set_xlabel(f"beta (paper's units; x {g_ref:.3g} S)")
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[0].set_title(f"Fashion-MNIST, gibbs noise T_eff = {config.noise.t_eff_w:g} W")
-    axes[1].loglog(betas, [r["snr"] for r in rows], "o-", label="SNR of dJ/dG")
-    axes[1].semilogx(betas, [r["cos_j"] for r in rows], "s--", label="cosine to dJ/dG (reference)")
-    axes[1].semilogx(betas, [r["cos_loss"] for r in rows], "^--", label="cosine to dL/dG (noiseless)")
-    axes[1].set_xlabel("beta (paper's units)")
-    axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+    plot(rows, out, g_ref, config.noise.t_eff_w)
     for row in rows:
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
 

@@ -64,8 +64,9 @@ class NoiseSpec:
     t_eff_w : effective temperature of the gibbs model, watts (V^2 S).
     capacitance_f : capacitance from every free node to ground, farads.
     tau_s : if not None (gibbs only), each free node's capacitance is instead
-        ``tau_s`` times its total conductance (seconds), so every node relaxes
-        at about the same rate; the stationary density does not depend on C.
+        ``tau_s`` times its total conductance, the nudge included (seconds), so
+        every node relaxes at about the same rate; the stationary density does
+        not depend on C.
     dt_s : noise time step: ngspice's trnoise NT and the native step, seconds.
     run_s : length of the transient run per phase, seconds.
     burn_in_s : time discarded at the start of the run, seconds.
@@ -145,10 +146,17 @@ def self_conductance(circuit: Circuit, g_s: np.ndarray) -> np.ndarray:
     return out
 
 
-def node_capacitances(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec) -> np.ndarray:
-    """Capacitance of every free node to ground, farads (``tau_s`` times its conductance if set)."""
+def node_capacitances(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, beta_s: float = 0.0) -> np.ndarray:
+    """Capacitance of every free node to ground, farads.
+
+    With ``tau_s``: ``tau_s`` times the node's total conductance, the nudge
+    ``|beta_s|`` included at the outputs, so a strong nudge does not make the
+    outputs faster than the rest (gibbs: C does not change the density).
+    """
     if spec.tau_s is not None:
-        return spec.tau_s * self_conductance(circuit, g_s)
+        total = self_conductance(circuit, g_s)
+        total[circuit.output_index - circuit.free_slice.start] += abs(beta_s)
+        return spec.tau_s * total
     return np.full(len(circuit.free_nodes), spec.capacitance_f)
 
 
@@ -171,7 +179,9 @@ def _fmt(x: float) -> str:
     return repr(float(x))
 
 
-def noise_netlist_lines(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, seed: int | None = None) -> list[str]:
+def noise_netlist_lines(
+    circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, seed: int | None = None, beta_s: float = 0.0
+) -> list[str]:
     """Node capacitors, trnoise sources and the ``.tran`` card, with the parameters in comments.
 
     The ``.tran`` card is ``.tran dt_s run_s 0 dt_s``: the largest internal
@@ -179,7 +189,7 @@ def noise_netlist_lines(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, seed
     """
     names = circuit.node_names
     node = lambda i: "0" if i < 0 else names[i]  # noqa: E731
-    cap = node_capacitances(circuit, g_s, spec)
+    cap = node_capacitances(circuit, g_s, spec, beta_s)
     lines = [
         f"* thermal noise, model {spec.model}: "
         + (
@@ -190,7 +200,7 @@ def noise_netlist_lines(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, seed
             "two-sided PSD 2 T_eff C_n: stationary p(v) ~ exp(-E/T_eff)"
         ),
         "* node capacitance: "
-        + (f"tau_s = {spec.tau_s:g} s times each node's conductance" if spec.tau_s else f"{spec.capacitance_f:g} F"),
+        + (f"tau_s = {spec.tau_s:g} s times each node's conductance (nudge included)" if spec.tau_s else f"{spec.capacitance_f:g} F"),
         f"* noise time step NT = {spec.dt_s:g} s, run {spec.run_s:g} s, burn-in {spec.burn_in_s:g} s, "
         f"{spec.samples} readings over the window {spec.window_s:g} s",
         "* trnoise(NA NT 0 0): NA = sqrt(two-sided PSD / NT) amperes rms",

@@ -176,7 +176,7 @@ class NoiseConfig(_Section):
     t_eff_w: float = Field(0.0, description="gibbs: effective temperature, watts (V^2 S), like the co-content")
     capacitance_f: float = Field(1e-12, description="capacitance from each free node to ground, farads")
     tau_s: float | None = Field(
-        None, description="gibbs: if set, each node's capacitance is tau_s times its total conductance, seconds"
+        None, description="gibbs: if set, each node's capacitance is tau_s times its total conductance (nudge included), seconds"
     )
     dt_s: float = Field(1e-10, description="noise time step (ngspice trnoise NT, native step), seconds")
     run_s: float = Field(1e-8, description="length of the noisy transient of each phase, seconds")

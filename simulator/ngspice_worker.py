@@ -101,7 +101,10 @@ class Worker:
     def transient(self, netlist: str, node_names: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Time points (s) and node voltages ``v[time, node]`` of the netlist's ``.tran`` run.
 
-        ``setseed`` fixes the trnoise sources' random sequence before the run.
+        ``setseed`` reseeds ngspice's generators before the run.  Debian's
+        ngspice 39 draws trnoise values from Gaussian pools filled once per
+        process, which ``setseed`` does not refill: the noise is then
+        statistically right but not repeatable bit for bit.
         """
         self.load(netlist, node_names, {})
         self.run(f"setseed {int(seed)}")

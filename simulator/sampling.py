@@ -128,7 +128,7 @@ def stationary_covariance(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, be
     h = system.h.toarray()
     if spec.model == "gibbs":
         return spec.t_eff_w * np.linalg.inv(h)
-    c_inv = 1.0 / node_capacitances(circuit, g_s, spec)
+    c_inv = 1.0 / node_capacitances(circuit, g_s, spec, beta_s)
     q = 2.0 * spec.temperature_w * c_inv[:, None] * johnson_conductance_matrix(circuit, g_s) * c_inv[None, :]
     cov = scipy.linalg.solve_continuous_lyapunov(-c_inv[:, None] * h, -q)
     return 0.5 * (cov + cov.T)
@@ -165,7 +165,7 @@ def gaussian_samples(
 
 def check_time_step(circuit: Circuit, g_s, spec: NoiseSpec, beta_s: float = 0.0) -> float:
     """The shortest RC time constant ``min C_n / H_nn`` (seconds); refuse ``dt_s`` above half of it."""
-    cap = node_capacitances(circuit, g_s, spec)
+    cap = node_capacitances(circuit, g_s, spec, beta_s)
     system_diag = np.asarray(CoContent(circuit, g_s, np.zeros((1, len(circuit.input_nodes))), None, abs(beta_s), 0.0).h.diagonal())
     tau = float(np.min(cap / system_diag))
     if spec.dt_s > 0.5 * tau:
@@ -207,7 +207,7 @@ def langevin_samples(
         engine.load(circuit, g_s)
         start_v = engine.settle(inputs_v, targets_v, beta_s)
     v = np.array(start_v[:, circuit.free_slice], dtype=float)
-    cap = node_capacitances(circuit, g_s, spec)
+    cap = node_capacitances(circuit, g_s, spec, beta_s)
     dt = spec.dt_s
     gain = dt / cap
     if spec.model == "gibbs":
@@ -253,7 +253,8 @@ class NgspiceSampler:
     Each input row and nudge is one run: the netlist of
     :func:`circuits.noise.noise_netlist_lines` (trnoise sources, node
     capacitors, ``.tran dt run 0 dt``), seeded with ``setseed`` from the
-    caller's generator; the node voltages are read at
+    caller's generator (ngspice 39 ignores that seed for trnoise: its runs
+    are statistically, not bitwise, repeatable); the node voltages are read at
     :meth:`~circuits.noise.NoiseSpec.sample_times` by linear interpolation
     of ngspice's time points.
     """
@@ -270,7 +271,7 @@ class NgspiceSampler:
 
     def netlist(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, seed: int | None = None) -> str:
         """SPICE text of one noisy transient run (runs as it is under ``ngspice -b``)."""
-        lines = noise_netlist_lines(circuit, g_s, self.spec, seed)
+        lines = noise_netlist_lines(circuit, g_s, self.spec, seed, beta_s)
         return render_netlist(circuit, g_s, inputs_v, targets_v, beta_s, analysis="\n".join(lines), options=self.options)
 
     def sample(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, rng: np.random.Generator) -> np.ndarray:

@@ -196,3 +196,12 @@ def test_a_time_step_beyond_the_circuit_time_constant_is_refused():
     s = spec("gibbs", 1e-6, dt_s=2e-6, run_s=1e-3, burn_in_s=1e-5)
     with pytest.raises(SamplingError, match="dt_s"):
         langevin_samples(circuit, g, s, X[None], None, 0.0, np.random.default_rng(0))
+
+
+def test_matched_capacitances_give_every_node_the_same_time_constant_even_when_nudged():
+    from circuits.noise import node_capacitances
+
+    circuit, g = small_network()
+    s = NoiseSpec(model="gibbs", dt_s=1e-10, run_s=1e-8, burn_in_s=1e-9, samples=4, t_eff_w=1e-11, tau_s=1e-9)
+    h, _ = dense_system(circuit, g, X, beta_s=3e-4)
+    assert np.allclose(node_capacitances(circuit, g, s, beta_s=3e-4) / np.diag(h), 1e-9, rtol=1e-12)

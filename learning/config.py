@@ -16,6 +16,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from circuits.network import CrossbarSpec, DiodeModel
+from circuits.noise import NoiseSpec, NoiseSpecError
 from learning.presets import PRESETS, UnknownPreset, preset_values
 
 
@@ -185,10 +186,13 @@ class TrainingConfig(_Section):
         description="adam: typical step of w = G / g_max_s per update; sgd: step per unit dL/dw (1/V^2)",
     )
     beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
-    estimator: Literal["centred", "one_sided", "corrected"] = Field(
+    estimator: Literal["centred", "one_sided", "corrected", "contrastive", "path_integral", "loss_covariance"] = Field(
         "centred",
-        description="centred: +beta/-beta EP; one_sided: +beta EP; corrected: asymmetric EP, the exact "
-        "gradient of a non-reciprocal circuit (mismatch.nonreciprocal; equals centred when reciprocal)",
+        description="centred: +beta/-beta EP; one_sided: +beta EP (both from expectations with noise); "
+        "corrected: asymmetric EP, the exact gradient of a non-reciprocal circuit (mismatch.nonreciprocal; "
+        "equals centred when reciprocal); contrastive: E_beta[dE/dG] - E_0[dE/dG] (noise); "
+        "path_integral: -(1/T) int_0^beta Cov_b(L, dE/dG) db (gibbs); "
+        "loss_covariance: -(1/T) Cov_0(L, dE/dG), the gradient of E_0[L] (gibbs)",
     )
     reduce: Literal["mean", "sum"] = Field("mean", description="how updates combine over a mini-batch")
     readout_resolution_v: float = Field(
@@ -250,6 +254,43 @@ class EngineConfig(_Section):
     )
 
 
+class NoiseConfig(_Section):
+    """Injected thermal noise (circuits/noise.py); expectations are averages over the readings."""
+
+    model: Literal["none", "johnson", "gibbs"] = Field(
+        "none", description="johnson: 4kTG across every conductance; gibbs: p(v) ~ exp(-E/T_eff)"
+    )
+    temperature_k: float = Field(300.0, description="johnson: physical temperature, kelvin")
+    t_eff_w: float = Field(0.0, description="gibbs: effective temperature, watts (V^2 S), like the co-content")
+    capacitance_f: float = Field(1e-12, description="capacitance from each free node to ground, farads")
+    tau_s: float | None = Field(
+        None, description="gibbs: if set, each node's capacitance is tau_s times its total conductance (nudge included), seconds"
+    )
+    dt_s: float = Field(1e-10, description="noise time step (ngspice trnoise NT, native step), seconds")
+    run_s: float = Field(1e-8, description="length of the noisy transient of each phase, seconds")
+    burn_in_s: float = Field(1e-9, description="time discarded at the start of each run, seconds")
+    samples: int = Field(20, description="voltage readings per phase, equally spaced after the burn-in")
+    native_sampler: Literal["langevin", "exact_gaussian"] = Field(
+        "langevin", description="native engine: Euler-Maruyama dynamics, or exact Gaussian draws (no diodes)"
+    )
+    quadrature_points: int = Field(3, ge=1, description="path_integral: Gauss-Legendre nudges in (0, beta)")
+
+    @model_validator(mode="after")
+    def _spec(self) -> "NoiseConfig":
+        if self.model != "none":
+            try:
+                self.spec()
+            except NoiseSpecError as exc:
+                raise ValueError(str(exc).removeprefix("noise.")) from None
+        return self
+
+    def spec(self) -> NoiseSpec:
+        return NoiseSpec(
+            model=self.model, dt_s=self.dt_s, run_s=self.run_s, burn_in_s=self.burn_in_s, samples=self.samples,
+            temperature_k=self.temperature_k, t_eff_w=self.t_eff_w, capacitance_f=self.capacitance_f, tau_s=self.tau_s,
+        )  # fmt: skip
+
+
 class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="seed of every random draw in the run")
     data: DataConfig = DataConfig()
@@ -258,6 +299,28 @@ class RunConfig(_Section):
     training: TrainingConfig = TrainingConfig()
     engine: EngineConfig = EngineConfig()
     mismatch: MismatchConfig = MismatchConfig()
+    noise: NoiseConfig = NoiseConfig()
+
+    @model_validator(mode="after")
+    def _noise_fits(self) -> "RunConfig":
+        model, estimator = self.noise.model, self.training.estimator
+        if estimator in ("path_integral", "loss_covariance") and model != "gibbs":
+            raise ValueError(f"training.estimator = {estimator!r} needs the Gibbs density: set noise.model = 'gibbs'")
+        if estimator == "contrastive" and model == "none":
+            raise ValueError("training.estimator = 'contrastive' averages over noise: set noise.model, or use one_sided")
+        if model != "none" and self.training.readout_resolution_v:
+            raise ValueError("training.readout_resolution_v with noise: the noisy rules read exactly; set it to 0")
+        if model != "none" and self.noise.native_sampler == "exact_gaussian" and self.network.nonlinearity != "none":
+            raise ValueError("noise.native_sampler = 'exact_gaussian' needs a linear network (nonlinearity = 'none')")
+        if model != "none" and estimator == "corrected":
+            raise ValueError("training.estimator = 'corrected' is noiseless asymmetric EP: set noise.model = 'none'")
+        m = self.mismatch
+        if model != "none" and (m.nonreciprocal or m.nonreciprocal_file or m.diode_is):
+            raise ValueError(
+                "noise with mismatch.nonreciprocal or mismatch.diode_is is not modelled by the samplers; "
+                "set those to 0 or noise.model = 'none'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _finite(self) -> "RunConfig":

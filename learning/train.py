@@ -192,6 +192,10 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
     circuit = build_circuit(config)
     device = make_device(config)
     rule = make_rule(config)
+    if config.noise.model != "none":
+        from learning.noisy_rules import make_noisy_rule
+
+        rule = make_noisy_rule(config)
     return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config), make_drift(config))
 
 
@@ -224,7 +228,8 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         session.engine.set_conductances(read_conductances(g_now, session.device.read_noise, state.rng))
     elif session.drift is not None:
         session.engine.set_conductances(g_now)
-    phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids)
+    noisy = {"rng": state.rng} if getattr(session.rule, "needs_rng", False) else {}
+    phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids, **noisy)
     t = session.config.training
     read = read_voltages(phases, t.readout_resolution_v)
     grad = session.rule.gradient(session.circuit, read)
@@ -311,6 +316,7 @@ def train(
         return state
     finally:
         session.engine.close()
+        getattr(getattr(session.rule, "sampler", None), "close", lambda: None)()
 
 
 def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | None, progress: bool) -> RunState:

@@ -98,6 +98,23 @@ class Worker:
             raise RuntimeError(f"the sweep returned {out.shape[0]} points for {n_samples} samples")
         return out
 
+    def transient(self, netlist: str, node_names: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Time points (s) and node voltages ``v[time, node]`` of the netlist's ``.tran`` run.
+
+        ``setseed`` reseeds ngspice's generators before the run.  Debian's
+        ngspice 39 draws trnoise values from Gaussian pools filled once per
+        process, which ``setseed`` does not refill: the noise is then
+        statistically right but not repeatable bit for bit.
+        """
+        self.load(netlist, node_names, {})
+        self.run(f"setseed {int(seed)}")
+        self.run("run")
+        plot = self.ng.last_plot
+        t = self.vector(plot, "time")
+        v = np.column_stack([self.vector(plot, name) for name in self.node_names])
+        self.run("destroy all")
+        return t, v
+
     def run(self, command: str) -> None:
         # straight to libngspice: PySpice caps commands at 1023 characters
         self.ng.clear_output()
@@ -157,6 +174,8 @@ def serve(conn) -> None:
                 netlist, node_names, n_samples = args
                 worker.load(netlist, node_names, {})
                 reply = ("ok", worker.sweep(n_samples))
+            elif verb == "transient":
+                reply = ("ok", worker.transient(*args))
             elif verb == "alter":
                 worker.alter(*args)
                 reply = ("ok", None)

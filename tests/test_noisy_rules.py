@@ -81,7 +81,7 @@ def with_(**changes):
     raw = {k: dict(v) for k, v in NOISY.items()}
     for dotted, value in changes.items():
         section, key = dotted.split("__")
-        raw[section][key] = value
+        raw.setdefault(section, {})[key] = value
     return raw
 
 
@@ -96,6 +96,9 @@ def with_(**changes):
         (dict(noise__model="johnson", training__estimator="path_integral"), "gibbs"),
         (dict(noise__model="none", training__estimator="contrastive"), "noise.model"),
         (dict(noise__native_sampler="exact_gaussian"), "linear network"),
+        (dict(training__estimator="corrected"), "noiseless asymmetric EP"),
+        (dict(mismatch__nonreciprocal=0.1), "not modelled by the samplers"),
+        (dict(mismatch__diode_is=0.3), "not modelled by the samplers"),
     ],
 )
 def test_bad_noise_configs_are_one_line_errors(changes, message):

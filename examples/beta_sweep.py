@@ -9,7 +9,7 @@ fraction of g_max) and writes a table and a plot.
 
 Run (about 4 minutes on 2 cores with the defaults):
 
-    .venv/bin/python examples/beta_sweep.py [--config examples/fashion_mnist.toml]
+    .venv/bin/python examples/beta_sweep.py [--config examples/fashion_mnist_3v.toml]
         [--betas 1e-8 1e-7 1e-6 1e-5 1e-4] [--resolution-v 1e-4] [--train 10000] [--epochs 2]
 
 Writes examples/beta_sweep.csv and examples/beta_sweep.png.
@@ -36,7 +36,7 @@ HERE = Path(__file__).parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(HERE / "fashion_mnist.toml"))
+    parser.add_argument("--config", default=str(HERE / "fashion_mnist_3v.toml"))
     parser.add_argument("--betas", nargs="+", type=float, default=[1e-8, 1e-7, 1e-6, 1e-5, 1e-4])
     parser.add_argument("--resolution-v", nargs="+", type=float, default=[1e-4, 0.0])
     parser.add_argument("--train", type=int, default=10000, help="training samples (first N)")

@@ -59,7 +59,7 @@ def base_config(dataset: str, epochs: int, seed: int, args) -> dict:
             "network": {"layers": [64, 32, 10], "input_scale_v": 1.0, "bias_v": 1.0, "diode_bias_v": [0.4, -0.4]},
             "training": training | {"batch_size": 8, "learning_rate": 0.01},
         }
-    # examples/fashion_mnist.toml on a subset and a narrower hidden layer
+    # examples/fashion_mnist_3v.toml on a subset and a narrower hidden layer
     return common | {
         "data": {"name": "fashion_mnist", "limit_train": args.fashion_train, "limit_test": args.fashion_test},
         "network": {"layers": [784, 64, 10], "input_scale_v": 3.0, "bias_v": 1.0, "diode_bias_v": [0.4, -0.4]},

@@ -32,7 +32,7 @@ from learning.mismatch import record as record_mismatch
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.asymmetric import AsymmetricEquilibriumPropagation
-from learning.rules import EquilibriumPropagation, Phases, output_loss
+from learning.rules import EquilibriumPropagation, LearningRule, Phases, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
 from simulator.native import NativeEngine
 from simulator.ngspice import NgspiceEngine
@@ -55,7 +55,7 @@ class Session:
     circuit: Circuit
     engine: Engine
     device: DeviceModel
-    rule: EquilibriumPropagation | AsymmetricEquilibriumPropagation
+    rule: LearningRule
     optimizer: SGD | Adam
     drift: RetentionDrift | None = None
 
@@ -119,8 +119,13 @@ def build_circuit(config: RunConfig) -> Circuit:
     return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
 
 
-def make_rule(config: RunConfig) -> EquilibriumPropagation | AsymmetricEquilibriumPropagation:
+def make_rule(config: RunConfig) -> LearningRule:
+    """The controller's learning rule: EP, asymmetric EP, or (with noise) a rule on sampled expectations."""
     t = config.training
+    if config.noise.model != "none":
+        from learning.noisy_rules import make_noisy_rule
+
+        return make_noisy_rule(config)
     if t.estimator == "corrected":
         return AsymmetricEquilibriumPropagation(t.beta_s)
     return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")
@@ -192,10 +197,6 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
     circuit = build_circuit(config)
     device = make_device(config)
     rule = make_rule(config)
-    if config.noise.model != "none":
-        from learning.noisy_rules import make_noisy_rule
-
-        rule = make_noisy_rule(config)
     return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config), make_drift(config))
 
 

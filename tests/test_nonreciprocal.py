@@ -33,6 +33,18 @@ def diode_network(seed, sigma, layers=(3, 4, 2), batch=3):
     return circuit, g, inputs, targets
 
 
+def finite_difference_gradient(engine, circuit, g, inputs, targets, rel_step=1e-4):
+    """Central differences of the summed free-state loss in every conductance, V^2/S; leaves ``engine`` at ``g``."""
+
+    def loss(gg):
+        engine.set_conductances(gg)
+        return output_loss(circuit, engine.settle(inputs), targets).sum()
+
+    fd = np.array([(loss(g + h) - loss(g - h)) / (2 * h.max()) for h in np.eye(circuit.n_edges) * g * rel_step])
+    engine.set_conductances(g)
+    return fd
+
+
 def relative_error(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
@@ -125,13 +137,7 @@ def test_adjoint_gradient_matches_central_finite_differences_of_the_loss(sigma):
     circuit, g, inputs, targets = diode_network(11, sigma)
     engine = NativeEngine()
     engine.load(circuit, g)
-
-    def loss(gg):
-        engine.set_conductances(gg)
-        return output_loss(circuit, engine.settle(inputs), targets).sum()
-
-    fd = np.array([(loss(g + h) - loss(g - h)) / (2 * h.max()) for h in np.eye(circuit.n_edges) * g * 1e-4])
-    engine.set_conductances(g)
+    fd = finite_difference_gradient(engine, circuit, g, inputs, targets)
     exact = adjoint_gradient(circuit, g, engine.settle(inputs), targets)
     assert relative_error(exact, fd) < 1e-6
 
@@ -161,13 +167,7 @@ def test_corrected_estimator_on_a_graph_with_a_diode_between_free_nodes_against_
     inputs, targets = rng.uniform(-1, 1, (3, 2)), rng.uniform(-0.2, 0.2, (3, 2))
     engine = NativeEngine()
     engine.load(circuit, g)
-
-    def loss(gg):
-        engine.set_conductances(gg)
-        return output_loss(circuit, engine.settle(inputs), targets).sum()
-
-    fd = np.array([(loss(g + h) - loss(g - h)) / (2 * h.max()) for h in np.eye(circuit.n_edges) * g * 1e-4])
-    engine.set_conductances(g)
+    fd = finite_difference_gradient(engine, circuit, g, inputs, targets)
     rule = AsymmetricEquilibriumPropagation(1e-8)
     assert relative_error(rule.gradient(circuit, rule.phases(engine, inputs, targets)), fd) < 1e-5
 

@@ -53,16 +53,22 @@ def mismatched_crossbar(seed=3):
     return mismatched_circuit(base, diode_is=0.8, bias_v=0.05, input_gain=0.1, seed=seed)
 
 
-def test_native_and_ngspice_agree_on_a_mismatched_crossbar(ngspice):
-    circuit = mismatched_crossbar()
-    assert len(set(circuit.fixed_volts)) == len(circuit.fixed_nodes)  # every source its own voltage
-    rng = np.random.default_rng(0)
+def loaded_in_both(circuit, ngspice, seed, batch):
+    """Random conductances (1-100 uS), inputs and targets; ``circuit`` loaded in ngspice and in a native engine."""
+    rng = np.random.default_rng(seed)
     g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
-    inputs = rng.uniform(0, 1, (4, circuit.n_features)) @ circuit.input_gain.T
-    targets = rng.uniform(-0.1, 0.1, (4, len(circuit.output_nodes)))
+    inputs = rng.uniform(0, 1, (batch, circuit.n_features)) @ circuit.input_gain.T
+    targets = rng.uniform(-0.1, 0.1, (batch, len(circuit.output_nodes)))
     native = NativeEngine()
     native.load(circuit, g)
     ngspice.load(circuit, g)
+    return g, inputs, targets, native
+
+
+def test_native_and_ngspice_agree_on_a_mismatched_crossbar(ngspice):
+    circuit = mismatched_crossbar()
+    assert len(set(circuit.fixed_volts)) == len(circuit.fixed_nodes)  # every source its own voltage
+    g, inputs, targets, native = loaded_in_both(circuit, ngspice, seed=0, batch=4)
     for beta in (0.0, 2e-5):
         v_native = native.settle(inputs, targets, beta)
         v_spice = ngspice.settle(inputs, targets, beta)
@@ -173,13 +179,7 @@ def test_circuit_mismatch_and_non_reciprocal_couplings_together(ngspice, tmp_pat
     circuit = run_circuit(load_config(toml))
     assert circuit.diode_area is not None and circuit.nonreciprocal is not None
     assert np.any(circuit.nonreciprocal != 0)
-    rng = np.random.default_rng(1)
-    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
-    inputs = rng.uniform(0, 1, (3, circuit.n_features)) @ circuit.input_gain.T
-    targets = rng.uniform(-0.1, 0.1, (3, len(circuit.output_nodes)))
-    native = NativeEngine()
-    native.load(circuit, g)
-    ngspice.load(circuit, g)
+    g, inputs, targets, native = loaded_in_both(circuit, ngspice, seed=1, batch=3)
     v0 = native.settle(inputs, targets, 0.0)
     assert np.max(np.abs(v0 - ngspice.settle(inputs, targets, 0.0))) <= 1e-6
     injected = correction_currents(circuit, g, v0)

@@ -6,6 +6,7 @@ import pytest
 from learning.config import load_config
 from learning.devices import PulsedDevice
 from learning.train import train
+from runs import whole_and_resumed
 
 G_MIN, G_MAX, DW = 1e-6, 101e-6, 1e-6  # a 100 uS window, 1 uS per pulse at mid-range
 
@@ -101,10 +102,8 @@ def test_pulsed_run_records_pulses_and_resumes_exactly(tmp_path):
         "device.stuck_min": 0.05,
     }
     config = load_config("examples/xor.toml", overrides)
-    whole = train(config, tmp_path / "whole", progress=False)
+    whole, resumed = whole_and_resumed(config, tmp_path)
     assert all(m["pulses"] > 0 for m in whole.metrics)
-    train(config, tmp_path / "split", progress=False, stop_after_epochs=2)
-    resumed = train(config, tmp_path / "split", resume=True, progress=False)
     np.testing.assert_array_equal(resumed.g_s, whole.g_s)
     np.testing.assert_array_equal(resumed.device["stuck"], whole.device["stuck"])
     assert [m["pulses"] for m in resumed.metrics] == [m["pulses"] for m in whole.metrics]

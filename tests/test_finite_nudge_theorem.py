@@ -20,7 +20,7 @@ from circuits.network import circuit_from_graph
 from circuits.noise import NoiseSpec
 from learning.noisy_rules import expected_energy_gradient
 from simulator.sampling import gaussian_samples, langevin_samples
-from tests.nodal import conductance_matrix
+from nodal import conductance_matrix
 
 T_EFF_W = 1e-9  # V^2 S: output noise of about 2 mV rms
 TARGET_V = np.array([0.05])

@@ -13,6 +13,7 @@ from learning.config import ConfigError, load_config
 from learning.mismatch import build_circuit, mismatched_circuit
 from learning.train import train
 from simulator.native import NativeEngine
+from runs import whole_and_resumed
 
 K_B, Q_E, T_K = 1.38064852e-23, 1.6021766208e-19, 300.15  # ngspice's constants at 27 degC
 VT = K_B * T_K / Q_E
@@ -140,9 +141,7 @@ def test_a_run_records_its_mismatch_and_resumes_with_the_same_draw(tmp_path):
         "mismatch.input_gain": 0.1,
     }
     config = load_config("examples/xor.toml", overrides)
-    whole = train(config, tmp_path / "whole", progress=False)
-    train(config, tmp_path / "split", progress=False, stop_after_epochs=2)
-    resumed = train(config, tmp_path / "split", resume=True, progress=False)
+    whole, resumed = whole_and_resumed(config, tmp_path)
     np.testing.assert_array_equal(resumed.g_s, whole.g_s)
     recorded = json.loads((tmp_path / "whole" / "mismatch.json").read_text())
     circuit = build_circuit(config)

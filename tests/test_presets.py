@@ -10,6 +10,7 @@ from learning.devices import PulsedDevice, RetentionDrift
 from learning.presets import PRESETS
 from learning.sweep import load_sweep
 from learning.train import train
+from runs import whole_and_resumed
 
 G_MIN, G_MAX = 1e-7, 1e-4
 XOR = "examples/xor.toml"
@@ -150,9 +151,7 @@ def test_drifting_run_resumes_exactly(tmp_path):
         XOR,
         {"engine.backend": "native", "training.epochs": 4, "device.preset": "pcm_gst", "device.seconds_per_batch": 5.0},
     )
-    whole = train(config, tmp_path / "whole", progress=False)
-    train(config, tmp_path / "split", progress=False, stop_after_epochs=2)
-    resumed = train(config, tmp_path / "split", resume=True, progress=False)
+    whole, resumed = whole_and_resumed(config, tmp_path)
     np.testing.assert_array_equal(resumed.g_s, whole.g_s)
     np.testing.assert_array_equal(resumed.device["programmed_at_s"], whole.device["programmed_at_s"])
     assert [m["test_loss"] for m in resumed.metrics] == [m["test_loss"] for m in whole.metrics]

@@ -233,8 +233,7 @@ class NativeEngine:
         d_a = diag[:, a]
         r_a, r_b = rhs[:, a], rhs[:, b]
         # S = D_B - K_BB - K_BA D_A^-1 K_AB  (J_BA = -K_BA, J_AB = -K_AB)
-        schur = np.einsum("ia,sa,aj->sij", self._g_ba, 1.0 / d_a, self._g_ab)
-        schur = -schur - self._g_bb
+        schur = -((self._g_ba[None] / d_a[:, None, :]) @ self._g_ab) - self._g_bb
         schur[:, np.arange(len(b)), np.arange(len(b))] += diag[:, b]
         x = np.empty_like(rhs)
         x[:, b] = np.linalg.solve(schur, (r_b + (r_a / d_a) @ self._g_ba.T)[..., None])[..., 0]

@@ -185,6 +185,14 @@ class TrainingConfig(_Section):
         gt=0,
         description="adam: typical step of w = G / g_max_s per update; sgd: step per unit dL/dw (1/V^2)",
     )
+    lr_schedule: Literal["constant", "cosine", "step"] = Field(
+        "constant",
+        description="constant; cosine: from learning_rate down to lr_final_fraction of it over the run; "
+        "step: multiplied by lr_step_factor after each epoch listed in lr_step_epochs",
+    )
+    lr_final_fraction: float = Field(0.0, ge=0, le=1, description="cosine: learning rate at the end, as a fraction")
+    lr_step_epochs: list[int] = Field(default_factory=list, description="step: epochs after which the rate drops")
+    lr_step_factor: float = Field(0.1, gt=0, le=1, description="step: factor applied at each of lr_step_epochs")
     beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
     estimator: Literal["centred", "one_sided", "corrected", "contrastive", "path_integral", "loss_covariance"] = Field(
         "centred",
@@ -206,6 +214,26 @@ class TrainingConfig(_Section):
         if self.target_high_v == self.target_low_v:
             raise ValueError("target_high_v equals target_low_v: the nudge would carry no label")
         return self
+
+    @model_validator(mode="after")
+    def _schedule(self) -> "TrainingConfig":
+        if self.lr_schedule == "step" and not self.lr_step_epochs:
+            raise ValueError("lr_schedule = \"step\" needs lr_step_epochs, e.g. [5, 8]")
+        bad = [e for e in self.lr_step_epochs if not 1 <= e < self.epochs]
+        if bad:
+            raise ValueError(f"lr_step_epochs {bad}: each must lie in 1..epochs-1 ({self.epochs - 1})")
+        return self
+
+    def lr_scale(self, step: int, steps_per_epoch: int) -> float:
+        """Factor on ``learning_rate`` for optimizer step ``step`` (0-based) of the run."""
+        if self.lr_schedule == "cosine":
+            progress = min(step / max(self.epochs * steps_per_epoch - 1, 1), 1.0)
+            f = self.lr_final_fraction
+            return f + (1 - f) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.lr_schedule == "step":
+            epoch = step // steps_per_epoch
+            return self.lr_step_factor ** sum(epoch >= e for e in self.lr_step_epochs)
+        return 1.0
 
 
 class MismatchConfig(_Section):

@@ -21,8 +21,8 @@ class SGD:
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {}
 
-    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
-        return -self.lr * grad_w
+    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
+        return -self.lr * lr_scale * grad_w
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,11 @@ class Adam:
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {"m": np.zeros(n), "s": np.zeros(n), "t": np.zeros(1)}
 
-    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
         state["t"] += 1
         t = state["t"][0]
         state["m"] = self.beta1 * state["m"] + (1 - self.beta1) * grad_w
         state["s"] = self.beta2 * state["s"] + (1 - self.beta2) * grad_w**2
         m_hat = state["m"] / (1 - self.beta1**t)
         s_hat = state["s"] / (1 - self.beta2**t)
-        return -self.lr * m_hat / (np.sqrt(s_hat) + self.eps)
+        return -self.lr * lr_scale * m_hat / (np.sqrt(s_hat) + self.eps)

@@ -158,8 +158,13 @@ def make_drift(config: RunConfig) -> RetentionDrift | None:
 
 def run_clock_s(session: "Session", state: RunState) -> float:
     """Device time at the start of the running mini-batch: mini-batches done times ``seconds_per_batch``."""
-    n_batches = -(-len(session.data.x_train) // session.config.training.batch_size)
-    return (state.epoch * n_batches + state.batch_index) * session.config.device.seconds_per_batch
+    return batches_done(session, state)[0] * session.config.device.seconds_per_batch
+
+
+def batches_done(session: "Session", state: RunState) -> tuple[int, int]:
+    """Mini-batches done in the whole run before the running one, and mini-batches per epoch."""
+    per_epoch = -(-len(session.data.x_train) // session.config.training.batch_size)
+    return state.epoch * per_epoch + state.batch_index, per_epoch
 
 
 def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> RunState:
@@ -237,7 +242,7 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     if t.reduce == "mean":
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s
-    dw = session.optimizer.step(grad * g_max, state.optimizer)
+    dw = session.optimizer.step(grad * g_max, state.optimizer, t.lr_scale(*batches_done(session, state)))
     g_new, pulses = session.device.update(g_now, dw * g_max, state.device, state.rng)
     if session.drift is None:
         state.g_s = g_new

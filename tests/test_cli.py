@@ -59,6 +59,8 @@ def assert_one_line_error(result, *words):
         ("g_min_s = 1e-7", 'g_min_s = 1e-7\nmodel = "pulsed"\nup_down = 1.0', ["device.up_down"]),
         ("g_min_s = 1e-7", "g_min_s = 1e-7\nstuck_min = 0.7\nstuck_max = 0.6", ["stuck_min + stuck_max"]),
         ("g_min_s = 1e-7", 'g_min_s = 1e-7\nstep = "cubic"', ["device.step"]),
+        ("epochs = 300", 'epochs = 300\nlr_schedule = "step"', ["lr_step_epochs"]),
+        ("epochs = 300", 'epochs = 300\nlr_schedule = "step"\nlr_step_epochs = [300]', ["lr_step_epochs [300]", "1..epochs-1"]),
     ],
 )
 def test_bad_config_is_one_line_and_leaves_no_run_directory(tmp_path, old, new, words):

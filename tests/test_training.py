@@ -94,3 +94,27 @@ def test_a_nudge_below_the_readout_step_teaches_nothing_and_a_finite_one_does(tm
     learning = train(finite, tmp_path / "finite", progress=False)
     np.testing.assert_array_equal(stalled.g_s, start.g_s)
     assert np.abs(learning.g_s - start.g_s).max() > 1e-6
+
+
+def test_learning_rate_schedules_start_at_the_rate_and_end_where_asked():
+    from learning.config import TrainingConfig
+
+    cosine = TrainingConfig(epochs=4, lr_schedule="cosine", lr_final_fraction=0.05)
+    scales = np.array([cosine.lr_scale(k, 10) for k in range(40)])
+    assert scales[0] == 1.0 and scales[-1] == pytest.approx(0.05)
+    assert np.all(np.diff(scales) < 0)
+    assert scales[19] == pytest.approx(0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * 19 / 39)))
+    step = TrainingConfig(epochs=4, lr_schedule="step", lr_step_epochs=[1, 3], lr_step_factor=0.5)
+    assert [step.lr_scale(k, 10) for k in (0, 9, 10, 29, 30, 39)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    assert TrainingConfig(epochs=4).lr_scale(39, 10) == 1.0
+
+
+def test_a_decaying_learning_rate_changes_the_run_and_resumes_exactly(tmp_path):
+    from runs import whole_and_resumed
+
+    base = {"engine.backend": "native", "training.epochs": 4}
+    decayed = load_config("examples/xor.toml", {**base, "training.lr_schedule": "cosine"})
+    whole, resumed = whole_and_resumed(decayed, tmp_path)
+    np.testing.assert_array_equal(resumed.g_s, whole.g_s)
+    constant = train(load_config("examples/xor.toml", base), tmp_path / "constant", progress=False)
+    assert not np.allclose(constant.g_s, whole.g_s)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from circuits.netlist import render_netlist
 from learning.checkpoint import CHECKPOINT, RunState, write_atomic
@@ -151,7 +152,8 @@ def cmd_eval(args) -> int:
         g_s = conductances_at_evaluation(session, RunState.load(args.source))
     try:
         session.engine.load(session.circuit, g_s)
-        loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
+        with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
+            loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
     finally:
         session.engine.close()
     n = len(session.data.x_test)

@@ -275,6 +275,12 @@ class EngineConfig(_Section):
     timeout_s: float = Field(30.0, gt=0, description="seconds one ngspice operating point may take")
     max_restarts: int = Field(3, ge=0, description="fresh ngspice children per mini-batch before giving up")
     workers: int = Field(2, ge=1, description="ngspice children settling samples in parallel")
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        description="threads of numpy's BLAS in the controller and the native engine; its products are "
+        "small enough that one thread is fastest, and more spin idle on cores other work is using",
+    )
     ngspice_mode: Literal["sweep", "op"] = Field(
         "sweep",
         description="sweep: a mini-batch's samples and phases as the points of one DC sweep; "

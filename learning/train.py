@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from circuits.network import Circuit, nonreciprocal_draw, with_nonreciprocal
@@ -305,6 +306,11 @@ def train(
     """
     run_dir = Path(run_dir)
     session = session or open_session(config)
+    with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
+        return _train(session, config, run_dir, resume, stop_after_epochs, progress)
+
+
+def _train(session: Session, config: RunConfig, run_dir: Path, resume: bool, stop_after_epochs, progress) -> RunState:
     try:
         if resume:
             prepare_run_dir(run_dir, config, resume=True)

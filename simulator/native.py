@@ -39,6 +39,8 @@ from circuits.network import Circuit, antisymmetric_coupling
 from simulator.diode import diode_current, thermal_voltage
 from simulator.engine import ConvergenceError, EngineError, batch_arrays, settle_each_phase
 
+PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
+
 
 def independent_split(n: int, pairs: np.ndarray) -> np.ndarray:
     """Boolean mask of a large independent set of the graph on ``n`` nodes with edges ``pairs``.
@@ -85,6 +87,8 @@ class NativeEngine:
     step_tol_v : Newton step below which a sample counts as settled, volts.
     max_iter : Newton iterations before :class:`ConvergenceError`.
     max_step_v : largest change of one node voltage in one Newton step, volts.
+    pair_products_max : largest ``|A| |B|^2`` for which the products ``K_ia K_aj`` of the
+        Schur complement are stored (8 bytes each); above it they are formed per step.
     """
 
     name = "native"
@@ -96,12 +100,14 @@ class NativeEngine:
         step_tol_v: float = 1e-13,
         max_iter: int = 200,
         max_step_v: float = 0.1,
+        pair_products_max: int = PAIR_PRODUCTS_MAX,
     ) -> None:
         self.gmin_s = gmin_s
         self.tol_a = tol_a
         self.step_tol_v = step_tol_v
         self.max_iter = max_iter
         self.max_step_v = max_step_v
+        self.pair_products_max = pair_products_max
         self.circuit: Circuit | None = None
         self.iterations = 0
 
@@ -169,6 +175,7 @@ class NativeEngine:
         signs = (1.0, -1.0) if np.any(a_ff) else (1.0,)
         self._couplings = {sign: self._coupling_blocks(g_ff + sign * a_ff, g_ff - sign * a_ff) for sign in signs}
         self._use_coupling(1.0)
+        self._drive_cache = None
         self.g_s = g_s.copy()
 
     def _coupling_blocks(self, k_pq: np.ndarray, k_qp: np.ndarray) -> tuple:
@@ -177,14 +184,21 @@ class NativeEngine:
         n_free = self._n_free
         off = sp.csr_matrix((np.concatenate([k_pq, k_qp]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n_free, n_free))
         a, b = self._a, self._b
-        return off, off[b][:, a].toarray(), off[a][:, b].toarray(), off[b][:, b].toarray()
+        g_ba, g_ab = off[b][:, a].toarray(), off[a][:, b].toarray()
+        # K_BA D_A^-1 K_AB = sum_a (1/d_a) K_Ba K_aB: with the products K_ia K_aj stored once per
+        # conductance update, the Schur complement of a whole batch is one matrix product
+        if len(a) * len(b) ** 2 <= self.pair_products_max:
+            pairs = (g_ba.T[:, :, None] * g_ab[:, None, :]).reshape(len(a), len(b) ** 2)
+        else:
+            pairs = None
+        return off, g_ba, g_ab, off[b][:, b].toarray(), pairs
 
     def _use_coupling(self, antisymmetric_sign: float) -> None:
         """Settle with the antisymmetric part between free nodes multiplied by ``antisymmetric_sign``."""
         if antisymmetric_sign not in (1.0, -1.0):
             raise EngineError(f"antisymmetric_sign {antisymmetric_sign!r}: use +1 or -1")
         blocks = self._couplings.get(antisymmetric_sign, self._couplings[1.0])
-        self._g_ff, self._g_ba, self._g_ab, self._g_bb = blocks
+        self._g_ff, self._g_ba, self._g_ab, self._g_bb, self._pairs = blocks
 
     # -- settling -------------------------------------------------------------
     def settle(
@@ -211,7 +225,7 @@ class NativeEngine:
         self._use_coupling(float(antisymmetric_sign))
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
-        drive = known @ self._g_fk.T  # current pushed into free nodes by known ones
+        drive = self._known_drive(known)
         if injected_a is not None:
             drive = drive + np.broadcast_to(np.asarray(injected_a, dtype=float), drive.shape)
         if beta_s != 0:
@@ -225,6 +239,16 @@ class NativeEngine:
             v_free = self._newton(v_free, known, diag, drive, phase, sample_ids)
         return np.hstack([known, v_free])
 
+    def _known_drive(self, known: np.ndarray) -> np.ndarray:
+        """Current pushed into the free nodes by the known ones, amperes; the phases of one
+        batch share it, so the last one is kept until the inputs or the conductances change."""
+        cached = self._drive_cache
+        if cached is not None and cached[0].shape == known.shape and np.array_equal(cached[0], known):
+            return cached[1].copy()
+        drive = known @ self._g_fk.T
+        self._drive_cache = (known.copy(), drive.copy())
+        return drive
+
     def _solve(self, diag: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         """Solve ``(diag(d) - G_ff) x = rhs`` per sample through the Schur complement on B."""
         a, b = self._a, self._b
@@ -233,8 +257,13 @@ class NativeEngine:
         d_a = diag[:, a]
         r_a, r_b = rhs[:, a], rhs[:, b]
         # S = D_B - K_BB - K_BA D_A^-1 K_AB  (J_BA = -K_BA, J_AB = -K_AB)
-        schur = -((self._g_ba[None] / d_a[:, None, :]) @ self._g_ab) - self._g_bb
-        schur[:, np.arange(len(b)), np.arange(len(b))] += diag[:, b]
+        n_b = len(b)
+        if self._pairs is not None:
+            coupled = ((1.0 / d_a) @ self._pairs).reshape(-1, n_b, n_b)
+        else:
+            coupled = (self._g_ba[None] / d_a[:, None, :]) @ self._g_ab
+        schur = -coupled - self._g_bb
+        schur[:, np.arange(n_b), np.arange(n_b)] += diag[:, b]
         x = np.empty_like(rhs)
         x[:, b] = np.linalg.solve(schur, (r_b + (r_a / d_a) @ self._g_ba.T)[..., None])[..., 0]
         x[:, a] = (r_a + x[:, b] @ self._g_ab.T) / d_a

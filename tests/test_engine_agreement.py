@@ -28,7 +28,9 @@ def circuits(draw):
     # beta as a fraction of the nudge the network can take: a -beta phase stronger
     # than stability_limit leaves no stable state to settle into
     beta_fraction = draw(st.sampled_from([0.0, 0.1, 1.0, 5.0, -0.1, -0.5]))
-    return crossbar(spec), seed, beta_fraction
+    # the Schur complement from stored pair products, or formed anew in every step
+    pair_products_max = draw(st.sampled_from([0, 10**6]))
+    return crossbar(spec), seed, beta_fraction, pair_products_max
 
 
 def stability_limit(circuit, g):
@@ -49,13 +51,13 @@ def stability_limit(circuit, g):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(circuits())
 def test_native_and_ngspice_agree_within_a_microvolt(ngspice, case):
-    circuit, seed, beta_fraction = case
+    circuit, seed, beta_fraction, pair_products_max = case
     rng = np.random.default_rng(seed)
     g = 10 ** rng.uniform(-7, -4, circuit.n_edges)
     beta = beta_fraction * stability_limit(circuit, g)
     inputs = rng.uniform(0, 1, (3, circuit.n_features)) @ circuit.input_gain.T
     targets = rng.uniform(-0.5, 0.5, (3, len(circuit.output_nodes)))
-    native = NativeEngine()
+    native = NativeEngine(pair_products_max=pair_products_max)
     native.load(circuit, g)
     ngspice.load(circuit, g)
     v_native = native.settle(inputs, targets, beta)

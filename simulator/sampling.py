@@ -34,6 +34,10 @@ from simulator.diode import diode_current, thermal_voltage
 from simulator.engine import EngineError, SimulatorCrash, batch_arrays
 
 
+#: free nodes up to which the co-content's gradient uses dense matrices (8 n^2 bytes)
+DENSE_FREE_NODES_MAX = 2000
+
+
 class SamplingError(EngineError):
     """The sampler cannot run this circuit with this noise spec; the message says why and what to change."""
 
@@ -86,6 +90,12 @@ class CoContent:
         self._incidence = sp.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n - k, len(d))
         )
+        # the sampler takes hundreds of steps per phase: small systems go through dense products,
+        # which cost less than building sparse results step after step
+        dense = n - k <= DENSE_FREE_NODES_MAX
+        self._h_t = self.h.T.toarray() if dense else self.h.T.tocsr()
+        self._inc_t = self._incidence.T.toarray() if dense else self._incidence.T.tocsr()
+        self._inc_abs_t = abs(self._inc_t)
 
     def gradient(self, v_free: np.ndarray) -> np.ndarray:
         """``dE/dv[batch, free]``, amperes: the net current leaving each free node."""
@@ -93,14 +103,14 @@ class CoContent:
 
     def gradient_and_diode_diagonal(self, v_free: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
         """``dE/dv`` (A) and the diodes' share of the Hessian diagonal (S; 0 without diodes)."""
-        grad = (self.h @ v_free.T).T - self.b
+        grad = v_free @ self._h_t - self.b
         if not len(self._diodes):
             return grad, 0.0
         v_ext = np.hstack([v_free, self._diode_known])
         anode, cathode = self._diode_cols.T
         i_d, g_d = self._diode(v_ext[:, anode] - v_ext[:, cathode])
-        grad += (self._incidence @ i_d.T).T
-        return grad, (abs(self._incidence) @ g_d.T).T
+        grad += i_d @ self._inc_t
+        return grad, g_d @ self._inc_abs_t
 
 
     def _diode(self, v_d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

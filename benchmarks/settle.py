@@ -3,7 +3,8 @@
 For each network size: samples per second for a free + nudged pair of phases,
 the ratio to the naive ngspice path (render and parse the netlist, one ``op``
 per sample and phase), and the largest voltage difference from ngspice's
-one-at-a-time path on the same samples.
+one-at-a-time path on the same samples.  The native engine runs with numpy's
+BLAS on one thread (``engine.blas_threads``' default) and, for comparison, on two.
 
 Run: ``python -m benchmarks.settle [--sizes 64-32-10 784-100-10] [--batch 256]``.
 Writes ``benchmarks/settle.json``.
@@ -18,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from circuits import CrossbarSpec, crossbar, render_netlist
 from simulator.native import NativeEngine
@@ -49,11 +51,12 @@ def naive_pair(circuit, g, inputs, targets) -> tuple[float, list[np.ndarray]]:
     return (time.perf_counter() - started) / len(inputs), out
 
 
-def timed_pair(engine, circuit, g, inputs, targets) -> tuple[float, list[np.ndarray]]:
-    engine.load(circuit, g)
-    engine.settle_phases(inputs[:2], targets[:2], [0.0, BETA_S])  # warm-up: child start, imports
-    started = time.perf_counter()
-    v = engine.settle_phases(inputs, targets, [0.0, BETA_S])
+def timed_pair(engine, circuit, g, inputs, targets, blas_threads: int = 1) -> tuple[float, list[np.ndarray]]:
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        engine.load(circuit, g)
+        engine.settle_phases(inputs[:2], targets[:2], [0.0, BETA_S])  # warm-up: child start, imports
+        started = time.perf_counter()
+        v = engine.settle_phases(inputs, targets, [0.0, BETA_S])
     return (time.perf_counter() - started) / len(inputs), v
 
 
@@ -68,13 +71,14 @@ def run(layers: tuple[int, ...], batch: int, naive_samples: int, workers: int) -
     naive_s, naive_v = naive_pair(circuit, g, inputs[:naive_samples], targets[:naive_samples])
     rows.append(dict(network=name, engine="ngspice naive (parse + op)", batch=1, s_per_sample=naive_s, dv=0.0))
     engines = [
-        ("ngspice op (alter)", NgspiceEngine(mode="op", workers=1), naive_samples),
-        (f"ngspice sweep x{workers}", NgspiceEngine(mode="sweep", workers=workers), batch),
-        ("native", NativeEngine(), batch),
+        ("ngspice op (alter)", NgspiceEngine(mode="op", workers=1), naive_samples, 1),
+        (f"ngspice sweep x{workers}", NgspiceEngine(mode="sweep", workers=workers), batch, 1),
+        ("native", NativeEngine(), batch, 1),
+        ("native, BLAS 2 threads", NativeEngine(), batch, 2),
     ]
-    for label, engine, n in engines:
+    for label, engine, n, blas in engines:
         try:
-            seconds, v = timed_pair(engine, circuit, g, inputs[:n], targets[:n])
+            seconds, v = timed_pair(engine, circuit, g, inputs[:n], targets[:n], blas)
         finally:
             engine.close()
         rows.append(

@@ -140,22 +140,38 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def final_table(rows: list[dict], last: int) -> str:
-    """Final test accuracy per engine and seed, the mean over the last ``last`` epochs, and each engine's mean."""
-    lines = [f"{'engine':8} {'seed':>4} {'final %':>8} {f'last {last} %':>10} {'minutes':>8}"]
-    finals = {}
+def final_table(rows: list[dict], last: int, epochs: int) -> str:
+    """Final test accuracy (%) per engine and seed, the mean over the last ``last`` epochs, and the means.
+
+    Only runs that reached ``epochs`` count; unfinished ones are listed as such.
+    The paired line compares the two engines on the seeds both finished (same
+    data split, initial conductances and first epoch's order).
+    """
+    lines = [f"{'engine':8} {'seed':>4} {'final':>6} {f'last {last}':>7} {'train min':>9}"]
+    final, tail = {}, {}
     for engine in ENGINES:
         for seed in sorted({r["seed"] for r in rows if r["engine"] == engine}):
-            mine = [r for r in rows if r["engine"] == engine and r["seed"] == seed]
-            acc = np.array([r["test_accuracy"] for r in mine])
-            minutes = sum(r["seconds"] for r in mine) / 60
-            finals.setdefault(engine, []).append(acc[-1])
-            lines.append(f"{engine:8} {seed:>4} {100 * acc[-1]:8.1f} {100 * acc[-last:].mean():10.1f} {minutes:8.1f}")
-    for engine, f in finals.items():
-        sd = f" (sd {100 * np.std(f, ddof=1):.1f})" if len(f) > 1 else ""
-        lines.append(f"{engine:8} mean {100 * np.mean(f):8.1f}{sd} over {len(f)} seeds")
-    if len(finals) == 2:
-        lines.append(f"ngspice - native: {100 * (np.mean(finals['ngspice']) - np.mean(finals['native'])):+.1f} points")
+            acc = 100 * np.array([r["test_accuracy"] for r in rows if r["engine"] == engine and r["seed"] == seed])
+            if len(acc) < epochs:
+                lines.append(f"{engine:8} {seed:>4} unfinished: {len(acc)} of {epochs} epochs")
+                continue
+            minutes = sum(r["seconds"] for r in rows if r["engine"] == engine and r["seed"] == seed) / 60
+            final[engine, seed], tail[engine, seed] = acc[-1], acc[-last:].mean()
+            lines.append(f"{engine:8} {seed:>4} {acc[-1]:6.1f} {tail[engine, seed]:7.1f} {minutes:9.1f}")
+    for engine in ENGINES:
+        seeds = [s for e, s in final if e == engine]
+        if seeds:
+            f, t = [final[engine, s] for s in seeds], [tail[engine, s] for s in seeds]
+            sd = f" (sd {np.std(f, ddof=1):.1f})" if len(f) > 1 else ""
+            lines.append(f"{engine:8} mean {np.mean(f):6.1f} {np.mean(t):7.1f}   over {len(f)} seeds{sd}")
+    both = sorted({s for e, s in final if e == "ngspice"} & {s for e, s in final if e == "native"})
+    if both:
+        d = np.array([final["ngspice", s] - final["native", s] for s in both])
+        dt = np.array([tail["ngspice", s] - tail["native", s] for s in both])
+        se = f", standard error {np.std(d, ddof=1) / np.sqrt(len(d)):.1f}" if len(d) > 1 else ""
+        lines.append(
+            f"ngspice - native on seeds {both}: final {d.mean():+.1f} points{se}; last {last} {dt.mean():+.1f} points"
+        )
     return "\n".join(lines)
 
 
@@ -180,7 +196,8 @@ def main() -> None:
     rows = collect(ENGINES, args.seeds, args.epochs, args.run_root)
     write_csv(rows, HERE / "iris_noise_in_the_loop.csv")
     plot(rows, HERE / "iris_noise_in_the_loop.png")
-    print(final_table(rows, args.last))
+    epochs = run_config(ENGINES[0], args.seeds[0], args.epochs).training.epochs
+    print(final_table(rows, args.last, epochs))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ and seed:
 
 The learning rate follows the config's cosine schedule down to a small
 fraction, so the last epochs move the conductances little and the final test
-accuracy is a property of the trained circuit, not of where the last noisy
-step happened to land.  Test accuracy is the same measurement on both
+accuracy depends less on where the last noisy step happened to land (a run
+can still move by a flower or two then; the table also gives the mean of the
+last epochs).  Test accuracy is the same measurement on both
 engines: the noiseless operating point of the free phase (``evaluate`` in
 ``learning/train.py``, ngspice ``op`` or native Newton on the trained
 conductances), so the engines differ only in the noisy training phases.
@@ -19,12 +20,13 @@ conductances), so the engines differ only in the noisy training phases.
 Each run lives in ``--run-root/<engine>_seed<k>`` and is advanced one epoch
 at a time (``--resume``), so an interrupted script continues where it
 stopped, and two invocations (``--engines ngspice`` and ``--engines native``)
-may run side by side.  Every invocation then collects all runs it finds for
-the requested seeds into the table, the CSV and the plot.
+may run side by side.  Every invocation then collects the runs it finds for
+the requested seeds, of both engines, into the table, the CSV and the plot
+(rewriting them: the last invocation should name every seed).
 
 Run:
 
-    python examples/iris_noise_in_the_loop.py [--seeds 0 1 2] [--epochs 20] [--engines ngspice native]
+    python examples/iris_noise_in_the_loop.py [--seeds 0 1 2 3] [--epochs 40] [--engines ngspice native]
 
 Writes examples/iris_noise_in_the_loop.csv (per engine, seed and epoch) and
 examples/iris_noise_in_the_loop.png (test accuracy against epoch).
@@ -134,8 +136,8 @@ def plot(rows: list[dict], path: Path) -> None:
         finished = [c for c in curves if len(c) == max(map(len, curves), default=0)]
         if finished:
             mean = 100 * np.mean(finished, axis=0)
-            ax.plot(np.arange(1, len(mean) + 1), mean, color=colours[engine], linewidth=2.5,
-                    label=f"{engine}, mean of {len(finished)} seeds")  # fmt: skip
+            label = f"{engine}, mean of {len(finished)} seeds"
+            ax.plot(np.arange(1, len(mean) + 1), mean, color=colours[engine], linewidth=2.5, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%), noiseless read-out")
     ax.set_title("Iris 4-8-3, gibbs noise in the loop: ngspice transients vs native Langevin\n(cosine learning rate, 75 test flowers)")
@@ -184,7 +186,7 @@ def final_table(rows: list[dict], last: int, epochs: int) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--epochs", type=int, help="override training.epochs (default: the config's)")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     p.add_argument("--run-root", type=Path, default=Path("runs/iris_noise_in_the_loop"))

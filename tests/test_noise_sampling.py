@@ -205,3 +205,55 @@ def test_matched_capacitances_give_every_node_the_same_time_constant_even_when_n
     s = NoiseSpec(model="gibbs", dt_s=1e-10, run_s=1e-8, burn_in_s=1e-9, samples=4, t_eff_w=1e-11, tau_s=1e-9)
     h, _ = dense_system(circuit, g, X, beta_s=3e-4)
     assert np.allclose(node_capacitances(circuit, g, s, beta_s=3e-4) / np.diag(h), 1e-9, rtol=1e-12)
+
+
+def diode_current_by_hand(v_d, model):
+    """Shockley's law at 27 degC, constants written out: ``IS (exp(v / (N k T / q)) - 1)`` (A)."""
+    vte = model.n * 1.38064852e-23 * 300.15 / 1.6021766208e-19
+    return model.is_a * np.expm1(v_d / vte)
+
+
+def configurational_temperature(circuit, g, v):
+    """``<(v_i - <v_i>) dE/dv_i>`` (W) per input row and free node, ``dE/dv`` from the nodal matrix and Shockley.
+
+    Integrating by parts under ``p ~ exp(-E / T)``: ``<v_i dE/dv_j> = T delta_ij`` and
+    ``<dE/dv_i> = 0``, for any smooth confining E, diodes included.
+    """
+    current = v @ conductance_matrix(circuit, g).T
+    for anode, cathode in circuit.diodes:
+        i_d = diode_current_by_hand(v[..., anode] - v[..., cathode], circuit.diode_model)
+        current[..., anode] += i_d
+        current[..., cathode] -= i_d
+    f = circuit.free_slice
+    centred = v[..., f] - v[..., f].mean(axis=1, keepdims=True)
+    return (centred * current[..., f]).mean(axis=1)
+
+
+@pytest.mark.parametrize("sampler", ["langevin", "ngspice"])
+def test_both_samplers_hold_a_diode_clipped_crossbar_at_the_gibbs_temperature(sampler):
+    """A 2-3-1 crossbar whose hidden diodes conduct (g_d up to 3x the memristors'): the virial theorem.
+
+    Chains of 400 tau at dt = tau / 20 (matched capacitances, diodes excluded from tau):
+    each row's mean over its 4 free nodes has about 3% statistical error, and each
+    sampler's step bias is a few percent (Euler-Maruyama up, trnoise down); a
+    wrong noise amplitude or a sampler blind to the diodes is off by tens of percent.
+    """
+    from circuits.network import CrossbarSpec, crossbar
+
+    circuit = crossbar(CrossbarSpec(layers=(2, 3, 1), bias_v=0.5, diode_bias_v=(0.4, -0.4)))
+    g = np.random.default_rng(0).uniform(2e-5, 1e-4, circuit.n_edges)
+    x = np.array([[0.8, -0.6, -0.8, 0.6], [-0.9, 0.2, 0.9, -0.2]])  # hidden nodes pushed into both clips
+    t_eff_w = 1e-9
+    s = NoiseSpec(model="gibbs", t_eff_w=t_eff_w, tau_s=1e-9, dt_s=5e-11, burn_in_s=5e-9, run_s=4.05e-7, samples=4000)
+    if sampler == "langevin":
+        v = langevin_samples(circuit, g, s, x, None, 0.0, np.random.default_rng(1))
+    else:
+        ng = NgspiceSampler(s, workers=2)
+        try:
+            v = ng.sample(circuit, g, x, None, 0.0, np.random.default_rng(2))
+        finally:
+            ng.close()
+    d = [diode_current_by_hand(v[..., a] - v[..., c], circuit.diode_model) for a, c in circuit.diodes]
+    assert max(np.mean(i) for i in d) > 3e-6  # the diodes carry microamperes: the nonlinearity is in play
+    per_row = configurational_temperature(circuit, g, v).mean(axis=1) / t_eff_w
+    assert np.allclose(per_row, 1.0, atol=0.1), per_row

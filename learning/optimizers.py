@@ -45,8 +45,11 @@ class Adam:
     def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
         state["t"] += 1
         t = state["t"][0]
-        state["m"] = self.beta1 * state["m"] + (1 - self.beta1) * grad_w
-        state["s"] = self.beta2 * state["s"] + (1 - self.beta2) * grad_w**2
-        m_hat = state["m"] / (1 - self.beta1**t)
-        s_hat = state["s"] / (1 - self.beta2**t)
-        return -self.lr * lr_scale * m_hat / (np.sqrt(s_hat) + self.eps)
+        m, s = state["m"], state["s"]  # updated in place: a million devices, no temporaries to spare
+        m *= self.beta1
+        m += (1 - self.beta1) * grad_w
+        s *= self.beta2
+        s += (1 - self.beta2) * grad_w**2
+        denominator = np.sqrt(s / (1 - self.beta2**t))
+        denominator += self.eps
+        return (-self.lr * lr_scale / (1 - self.beta1**t)) * m / denominator

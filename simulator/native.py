@@ -281,11 +281,12 @@ class NativeEngine:
         vcrit = vte * np.log(vte / (np.sqrt(2.0) * model.is_a))
         k, n_free = self._n_known, self._n_free
         v_all = np.hstack([known, v_free, np.zeros((len(v_free), 1))])
-        for anode, cathode in self._diodes:
-            if k <= anode < k + n_free and not k <= cathode < k + n_free:
-                v_all[:, anode] = np.minimum(v_all[:, anode], v_all[:, cathode] + vcrit)
-            elif k <= cathode < k + n_free and not k <= anode < k + n_free:
-                v_all[:, cathode] = np.maximum(v_all[:, cathode], v_all[:, anode] - vcrit)
+        anode, cathode = self._diodes.T
+        free_a = (anode >= k) & (anode < k + n_free)
+        free_c = (cathode >= k) & (cathode < k + n_free)
+        up, down = free_a & ~free_c, free_c & ~free_a  # one free end: the other end holds still
+        np.minimum.at(v_all, (slice(None), anode[up]), v_all[:, cathode[up]] + vcrit)
+        np.maximum.at(v_all, (slice(None), cathode[down]), v_all[:, anode[down]] - vcrit)
         return v_all[:, k : k + n_free]
 
     def _kcl(self, v_free, known, diag, drive):

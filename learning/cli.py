@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,20 @@ def _parse_input(text: str, n_features: int) -> np.ndarray:
     return x
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """``section.key=value`` from ``--set``; the value is read as TOML (a bare word as a string)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or "." not in key or not value.strip():
+        raise ConfigError(f"--set {text!r}: give section.key=value, e.g. --set training.epochs=2")
+    try:
+        return key, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
+
+
 def _overrides(args) -> dict:
-    overrides = {}
+    overrides = dict(_setting(text) for text in getattr(args, "set", None) or [])
     if getattr(args, "backend", None):
         overrides["engine.backend"] = args.backend
     if getattr(args, "data_dir", None):
@@ -222,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set training.epochs=2 --set network.layers=[784,256,10]",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("settle", help="print the output voltages for one input")

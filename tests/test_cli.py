@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from learning.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 XOR = ROOT / "examples" / "xor.toml"
 
@@ -211,3 +213,28 @@ def test_report_refuses_a_folder_without_metrics(tmp_path):
     assert_one_line_error(eqspice("report", tmp_path), "no metrics.csv")
     (tmp_path / "metrics.csv").write_text("epoch,train_loss\n")
     assert_one_line_error(eqspice("report", tmp_path, "-o", tmp_path / "x.pdf"), "give a .png")
+
+
+def test_set_overrides_config_values_and_records_them(tmp_path):
+    run_dir = tmp_path / "run"
+    result = eqspice(
+        "train", XOR, "--run-dir", run_dir, "--backend", "native", "--quiet",
+        "--set", "training.epochs=2", "--set", "training.lr_schedule=cosine", "--set", "network.layers=[2, 3, 2]",
+    )
+    assert result.returncode == 0, result.stderr
+    recorded = load_config(run_dir / "config.toml")
+    assert recorded.training.epochs == 2
+    assert recorded.training.lr_schedule == "cosine"
+    assert recorded.network.layers == [2, 3, 2]
+
+
+@pytest.mark.parametrize(
+    "setting, words",
+    [("epochs=2", ["--set 'epochs=2'", "section.key=value"]), ("training.epochz=2", ["training.epochz", "unknown key"])],
+)
+def test_a_bad_set_is_one_line_and_leaves_no_run_directory(tmp_path, setting, words):
+    run_dir = tmp_path / "run"
+    result = eqspice("train", XOR, "--run-dir", run_dir, "--backend", "native", "--set", setting)
+    assert result.returncode == 2
+    assert_one_line_error(result, *words)
+    assert not run_dir.exists()

@@ -45,3 +45,32 @@ def diode_current(
     current = np.where(forward, i_s * (ev - 1.0), -i_s * (1.0 + arg)) + gmin_s * v
     conductance = np.where(forward, i_s * ev / vte, i_s * 3.0 * arg / vr) + gmin_s
     return current, conductance
+
+
+def diode_co_content(
+    v: np.ndarray, model: DiodeModel, gmin_s: float = 1e-12, area: np.ndarray | float = 1.0
+) -> np.ndarray:
+    """Co-content ``D(v) = integral_0^v I(u) du`` of :func:`diode_current`, watts (V A).
+
+    With ``Vte = N Vt`` and ``a = 3 Vte / e``, piecewise like the current:
+
+    * ``v >= -3 Vte`` (Shockley): ``D = IS (Vte (exp(v / Vte) - 1) - v) + GMIN v^2 / 2``;
+    * ``v < -3 Vte`` (SPICE3's cubic reverse branch, ``I = -IS (1 + a^3 / v^3) + GMIN v``):
+      ``D = D_S(-3 Vte) - IS ((v + 3 Vte) - (a^3 / 2) (1 / v^2 - 1 / (3 Vte)^2)) + GMIN v^2 / 2``,
+      ``D_S`` the Shockley part, so D is continuous with a continuous derivative.
+
+    ``D`` is convex (``D'' = dI/dv > 0``) and 0 at 0: the diode's share of the
+    circuit's co-content ``E`` (DESIGN.md, "Energy").
+    """
+    vte = model.n * thermal_voltage()
+    i_s = model.is_a * np.asarray(area, dtype=float)
+    v = np.asarray(v, dtype=float)
+    forward = v >= -3.0 * vte
+    vf = np.where(forward, v, 0.0)
+    shockley = i_s * (vte * np.expm1(vf / vte) - vf)
+    knee = -3.0 * vte
+    at_knee = i_s * (vte * np.expm1(-3.0) - knee)
+    vr = np.where(forward, knee, v)
+    a3 = (3.0 * vte / np.e) ** 3
+    reverse = at_knee - i_s * ((vr - knee) - 0.5 * a3 * (1.0 / vr**2 - 1.0 / knee**2))
+    return np.where(forward, shockley, reverse) + 0.5 * gmin_s * v * v

@@ -1,0 +1,217 @@
+"""Exact samples of the Gibbs density of a layered circuit, by block Gibbs sweeps.
+
+With gibbs noise the free-node voltages follow
+
+    rho(v) ~ exp(-(E(v) + beta L(v)) / T_eff),
+    E + beta L = v^T H v / 2 - b^T v + sum_d D(v_anode - v_cathode) + const   (watts),
+
+``H`` the conductance matrix of the free nodes (memristors, output loads,
+nudge), ``b`` the currents the sources and targets push in, ``D`` a diode's
+co-content (:func:`simulator.diode.diode_co_content`).  In a layered crossbar
+no memristor or diode joins two free nodes of the same colour class A or B
+(the graph is bipartite), so given B the nodes of A are independent, each with
+a one-dimensional log-concave density
+
+    p(v_n | rest) ~ exp(-phi_n(v_n) / T),
+    phi_n(x) = H_nn x^2 / 2 - c_n x + sum_{d at n} D(s_d (x - w_d)),
+
+``c_n = b_n - sum_m H_nm v_m`` (the neighbours at their present values),
+``s_d = +1`` when n is diode d's anode, -1 when its cathode, ``w_d`` the
+voltage of its other end.  One sweep draws all of A, then all of B.
+
+Each node is drawn by one Metropolis-Hastings step with an independence
+proposal: the Gaussian ``N(m_n, T / phi_n''(m_n))`` around the conditional
+mode ``m_n`` (a few vectorised Newton steps from the noiseless operating
+point, so the proposal depends on the neighbours only, never on the node's own
+present value).  Without diodes ``phi_n`` is quadratic, the proposal is the
+conditional itself and every move is accepted; with diodes the acceptance
+ratio corrects the Gaussian, so the chain's stationary density is ``rho``
+exactly (no time-step bias, unlike Euler-Maruyama).
+
+References
+----------
+"Equilibrium Propagation Without Limits", arXiv 2511.22024 (Gibbs density).
+Geman and Geman, 1984 (Gibbs sampler); Tierney, "Markov chains for exploring
+posterior distributions", Ann. Statist. 22 (1994) (Metropolis-within-Gibbs,
+independence proposals).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from circuits.netlist import TIGHT_OPTIONS
+from circuits.network import Circuit
+from circuits.noise import NoiseSpec
+from simulator.diode import diode_co_content, diode_current
+from simulator.native import NativeEngine, independent_split
+from simulator.sampling import CoContent, SamplingError
+
+#: Newton iterations for a conditional mode; each step is limited to ``NEWTON_STEP_MAX_V``
+NEWTON_ITERATIONS_MAX = 30
+NEWTON_STEP_MAX_V = 0.1
+#: Newton stops when no node moves more than this fraction of its conditional standard deviation
+NEWTON_TOL_SD = 1e-6
+
+
+def colour_classes(circuit: Circuit) -> tuple[np.ndarray, np.ndarray]:
+    """Free-node indices (into ``circuit.free_nodes``) of the two colour classes A and B.
+
+    Edges are the memristors and diodes that join two free nodes.  Raises
+    :class:`~simulator.sampling.SamplingError` when B is not independent (the graph has an odd cycle).
+    """
+    k = circuit.free_slice.start
+    n_free = len(circuit.free_nodes)
+    ends = np.vstack([circuit.edges, circuit.diodes.reshape(-1, 2)])
+    pairs = ends[(ends >= k).all(axis=1)] - k
+    in_a = independent_split(n_free, pairs) if n_free else np.zeros(0, dtype=bool)
+    if np.any(~in_a[pairs[:, 0]] & ~in_a[pairs[:, 1]]):
+        raise SamplingError(
+            "noise.native_sampler = 'block_gibbs' needs a bipartite free-node graph (a layered crossbar); "
+            "this circuit's free nodes form an odd cycle: use native_sampler = 'langevin'"
+        )
+    return np.flatnonzero(in_a), np.flatnonzero(~in_a)
+
+
+class _Conditionals:
+    """The conditional densities of one colour class X given the other class and the known nodes.
+
+    Plain arrays, built once per call: ``diag[node]`` = ``H_nn`` (S);
+    ``coupling[x, free]`` = ``-H_xm`` (S) towards the other class; for every diode
+    with an end in X, that end ``node[d]`` (index into X), its sign ``s[d]`` and
+    the column ``other[d]`` of its other end in ``[free..., known..., ground]``;
+    ``spread[d, x]`` sums per-diode terms onto X's nodes.
+    """
+
+    def __init__(self, circuit: Circuit, h: sp.csr_matrix, nodes: np.ndarray, n_known: int):
+        self.nodes = nodes
+        self.diag = np.asarray(h.diagonal())[nodes]
+        self.coupling = -h[nodes].toarray()
+        self.coupling[np.arange(len(nodes)), nodes] = 0.0
+        k = circuit.free_slice.start
+        n_free = h.shape[0]
+        d = circuit.diodes.reshape(-1, 2)
+        # ends in [free..., known..., ground]
+        col = np.where(d < 0, n_free + n_known, np.where(d >= k, d - k, d + n_free))
+        position = np.full(n_free + n_known + 1, -1)
+        position[nodes] = np.arange(len(nodes))
+        node, sign, other = [], [], []
+        for end, s in ((0, 1.0), (1, -1.0)):
+            hit = np.flatnonzero(position[col[:, end]] >= 0)
+            node.append(position[col[hit, end]])
+            sign.append(np.full(hit.size, s))
+            other.append(col[hit, 1 - end])
+        self.node = np.concatenate(node)
+        self.sign = np.concatenate(sign)
+        self.other = np.concatenate(other)
+        spread = sp.csr_matrix((np.ones(self.node.size), (np.arange(self.node.size), self.node)), shape=(self.node.size, len(nodes)))
+        self.spread = spread.toarray() if spread.shape[0] * spread.shape[1] <= 4_000_000 else spread
+
+    def _sum(self, per_diode: np.ndarray) -> np.ndarray:
+        return np.asarray(per_diode @ self.spread)
+
+    def gradient_and_curvature(self, x, c, w, model, gmin_s):
+        """``phi'(x)`` (A) and ``phi''(x)`` (S) for ``x[batch, node]``."""
+        grad, curv = self.diag * x - c, np.broadcast_to(self.diag, x.shape)
+        if self.node.size:
+            i_d, g_d = diode_current(self.sign * (x[:, self.node] - w), model, gmin_s)
+            grad = grad + self._sum(self.sign * i_d)
+            curv = curv + self._sum(g_d)
+        return grad, curv
+
+    def rise(self, x, m, c, w, model, gmin_s):
+        """``phi(x) - phi(m)`` (W) for ``x, m[batch, node]``, formed as differences to keep precision."""
+        out = (x - m) * (0.5 * self.diag * (x + m) - c)
+        if self.node.size:
+            u_x = self.sign * (x[:, self.node] - w)
+            u_m = self.sign * (m[:, self.node] - w)
+            out = out + self._sum(diode_co_content(u_x, model, gmin_s) - diode_co_content(u_m, model, gmin_s))
+        return out
+
+
+def conditional_modes(cond: _Conditionals, start, c, w, model, gmin_s, t_w):
+    """Modes ``m[batch, node]`` (V) of the conditionals and ``phi''`` there (S), by limited Newton steps."""
+    m = start.copy()
+    for _ in range(NEWTON_ITERATIONS_MAX):
+        grad, curv = cond.gradient_and_curvature(m, c, w, model, gmin_s)
+        step = np.clip(grad / curv, -NEWTON_STEP_MAX_V, NEWTON_STEP_MAX_V)
+        m -= step
+        if np.all(np.abs(step) <= NEWTON_TOL_SD * np.sqrt(t_w / curv)):
+            break
+    return m, cond.gradient_and_curvature(m, c, w, model, gmin_s)[1]
+
+
+def block_gibbs_samples(
+    circuit: Circuit,
+    g_s,
+    spec: NoiseSpec,
+    inputs_v,
+    targets_v,
+    beta_s: float,
+    rng: np.random.Generator,
+    start_v: np.ndarray | None = None,
+    burn_in_sweeps: int = 5,
+    sweeps_per_reading: int = 1,
+    gmin_s: float = TIGHT_OPTIONS["gmin"],
+    acceptance: dict | None = None,
+) -> np.ndarray:
+    """Readings ``v[batch, sample, node]`` (volts) of the gibbs density by block Gibbs sweeps.
+
+    ``start_v[batch, node]`` (default: the native engine's DC solution) starts
+    the chains and every Newton search for a conditional mode;
+    ``burn_in_sweeps`` sweeps are discarded, then ``spec.samples`` readings
+    are taken ``sweeps_per_reading`` sweeps apart.  Only ``spec.t_eff_w`` and
+    ``spec.samples`` of the spec are used (no time steps: a sweep is not a
+    time).  If ``acceptance`` is a dict, its ``"rate"`` is set to the fraction
+    of accepted moves.
+    """
+    if spec.model != "gibbs":
+        raise SamplingError(
+            f"noise.model = {spec.model!r} has no Gibbs density when conductances differ; "
+            "block_gibbs needs noise.model = 'gibbs' (or use native_sampler = 'langevin')"
+        )
+    classes = colour_classes(circuit)
+    system = CoContent(circuit, g_s, inputs_v, targets_v, beta_s, gmin_s)
+    if start_v is None:
+        engine = NativeEngine(gmin_s=gmin_s)
+        engine.load(circuit, g_s)
+        start_v = engine.settle(inputs_v, targets_v, beta_s)
+    batch = len(system.b)
+    t_w, model = spec.t_eff_w, circuit.diode_model
+    v = np.array(start_v[:, circuit.free_slice], dtype=float)
+    conds = [_Conditionals(circuit, system.h, nodes, system.known.shape[1]) for nodes in classes]
+    if any(np.any(cond.diag <= 0) for cond in conds):
+        raise SamplingError(
+            f"beta_s = {beta_s:g} S makes an output's total conductance negative: the Gibbs density "
+            "does not exist; use a smaller |beta_s|"
+        )
+    start = [v[:, cond.nodes].copy() for cond in conds]
+    known_ext = np.hstack([system.known, np.zeros((batch, 1))])
+    accepted = proposed = 0
+    out = np.empty((batch, spec.samples, v.shape[1]))
+    sweeps = burn_in_sweeps + spec.samples * sweeps_per_reading
+    for sweep in range(sweeps):
+        for cond, x0 in zip(conds, start):
+            c = system.b[:, cond.nodes] + v @ cond.coupling.T
+            w = np.hstack([v, known_ext])[:, cond.other]
+            m, curv = conditional_modes(cond, x0, c, w, model, gmin_s, t_w)
+            sd = np.sqrt(t_w / curv)
+            x = v[:, cond.nodes]
+            proposal = m + sd * rng.standard_normal(m.shape)
+            # log alpha = r(x') - r(x), r(y) = -(phi(y) - phi(m) - phi''(m) (y - m)^2 / 2) / T: 0 for a Gaussian
+            r_new = -(cond.rise(proposal, m, c, w, model, gmin_s) - 0.5 * curv * (proposal - m) ** 2) / t_w
+            r_old = -(cond.rise(x, m, c, w, model, gmin_s) - 0.5 * curv * (x - m) ** 2) / t_w
+            take = np.log(rng.uniform(size=m.shape)) < r_new - r_old
+            v[:, cond.nodes] = np.where(take, proposal, x)
+            accepted += int(take.sum())
+            proposed += take.size
+        done = sweep + 1 - burn_in_sweeps
+        if done > 0 and done % sweeps_per_reading == 0:
+            out[:, done // sweeps_per_reading - 1] = v
+    if acceptance is not None:
+        acceptance["rate"] = accepted / max(proposed, 1)
+    if not np.all(np.isfinite(out)):
+        raise SamplingError("the block Gibbs sampler produced non-finite voltages; check the circuit's conductances")
+    known = np.broadcast_to(system.known[:, None, :], (batch, spec.samples, system.known.shape[1]))
+    return np.concatenate([known, out], axis=2)

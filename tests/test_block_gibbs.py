@@ -189,7 +189,7 @@ def test_a_circuit_with_an_odd_cycle_of_free_nodes_is_refused_with_the_fix():
 
 
 def test_block_gibbs_with_johnson_noise_is_a_one_line_config_error():
-    raw = with_(noise__model="johnson", noise__native_sampler="block_gibbs")
+    raw = with_(noise__model="johnson", noise__tau_s=None, noise__native_sampler="block_gibbs")
     with pytest.raises(ConfigError, match="block_gibbs.*johnson") as info:
         parse_config(raw)
     assert "\n" not in str(info.value)

@@ -39,33 +39,38 @@ independence proposals).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from circuits.netlist import TIGHT_OPTIONS
 from circuits.network import Circuit
 from circuits.noise import NoiseSpec
 from simulator.diode import diode_co_content, diode_current
 from simulator.native import NativeEngine, independent_split
-from simulator.sampling import CoContent, SamplingError
+from simulator.sampling import SamplingError
 
 #: Newton iterations for a conditional mode; each step is limited to ``NEWTON_STEP_MAX_V``
 NEWTON_ITERATIONS_MAX = 30
 NEWTON_STEP_MAX_V = 0.1
 #: Newton stops when no node moves more than this fraction of its conditional standard deviation
-NEWTON_TOL_SD = 1e-6
+NEWTON_TOL_SD = 1e-3
 
 
-def colour_classes(circuit: Circuit) -> tuple[np.ndarray, np.ndarray]:
+def colour_classes(circuit: Circuit, engine: NativeEngine | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Free-node indices (into ``circuit.free_nodes``) of the two colour classes A and B.
 
-    Edges are the memristors and diodes that join two free nodes.  Raises
-    :class:`~simulator.sampling.SamplingError` when B is not independent (the graph has an odd cycle).
+    Edges are the memristors and diodes that join two free nodes; A is the
+    native engine's independent set (``engine.split`` if an engine is given).
+    Raises :class:`~simulator.sampling.SamplingError` when B is not independent
+    (the graph has an odd cycle).
     """
     k = circuit.free_slice.start
     n_free = len(circuit.free_nodes)
     ends = np.vstack([circuit.edges, circuit.diodes.reshape(-1, 2)])
     pairs = ends[(ends >= k).all(axis=1)] - k
-    in_a = independent_split(n_free, pairs) if n_free else np.zeros(0, dtype=bool)
+    if engine is None:
+        in_a = independent_split(n_free, pairs) if n_free else np.zeros(0, dtype=bool)
+    else:
+        in_a = np.zeros(n_free, dtype=bool)
+        in_a[engine.split[0]] = True
     if np.any(~in_a[pairs[:, 0]] & ~in_a[pairs[:, 1]]):
         raise SamplingError(
             "noise.native_sampler = 'block_gibbs' needs a bipartite free-node graph (a layered crossbar); "
@@ -77,22 +82,21 @@ def colour_classes(circuit: Circuit) -> tuple[np.ndarray, np.ndarray]:
 class _Conditionals:
     """The conditional densities of one colour class X given the other class and the known nodes.
 
-    Plain arrays, built once per call: ``diag[node]`` = ``H_nn`` (S);
-    ``coupling[x, free]`` = ``-H_xm`` (S) towards the other class; for every diode
-    with an end in X, that end ``node[d]`` (index into X), its sign ``s[d]`` and
-    the column ``other[d]`` of its other end in ``[free..., known..., ground]``;
-    ``spread[d, x]`` sums per-diode terms onto X's nodes.
+    Plain arrays: ``diag[x]`` = ``H_xx`` (S); ``coupling[x, free]`` = ``-H_xm``
+    (S), nonzero only towards the other class; for every diode with an end in
+    X, that end ``node[d]`` (index into X), its sign ``sign[d]`` and the column
+    ``other[d]`` of its other end in ``[free..., known..., ground]``;
+    ``slots[x, j]`` lists the diodes at node x (padded with ``node.size``, a
+    column of zeros), so per-node sums are one gather.
     """
 
-    def __init__(self, circuit: Circuit, h: sp.csr_matrix, nodes: np.ndarray, n_known: int):
+    def __init__(self, circuit: Circuit, diag: np.ndarray, coupling, nodes: np.ndarray, n_known: int):
         self.nodes = nodes
-        self.diag = np.asarray(h.diagonal())[nodes]
-        self.coupling = -h[nodes].toarray()
-        self.coupling[np.arange(len(nodes)), nodes] = 0.0
+        self.diag = diag[nodes]
+        self.coupling = coupling[nodes].T.tocsr() if coupling.shape[0] > 2000 else coupling[nodes].toarray().T
         k = circuit.free_slice.start
-        n_free = h.shape[0]
+        n_free = len(diag)
         d = circuit.diodes.reshape(-1, 2)
-        # ends in [free..., known..., ground]
         col = np.where(d < 0, n_free + n_known, np.where(d >= k, d - k, d + n_free))
         position = np.full(n_free + n_known + 1, -1)
         position[nodes] = np.arange(len(nodes))
@@ -105,33 +109,33 @@ class _Conditionals:
         self.node = np.concatenate(node)
         self.sign = np.concatenate(sign)
         self.other = np.concatenate(other)
-        spread = sp.csr_matrix((np.ones(self.node.size), (np.arange(self.node.size), self.node)), shape=(self.node.size, len(nodes)))
-        self.spread = spread.toarray() if spread.shape[0] * spread.shape[1] <= 4_000_000 else spread
+        count = np.bincount(self.node, minlength=len(nodes))
+        order = np.argsort(self.node, kind="stable")
+        self.slots = np.full((len(nodes), count.max() if count.size else 0), self.node.size)
+        rank = np.arange(self.node.size) - np.repeat(np.cumsum(count) - count, count)
+        self.slots[self.node[order], rank] = order
 
     def _sum(self, per_diode: np.ndarray) -> np.ndarray:
-        return np.asarray(per_diode @ self.spread)
+        """Per-node sums ``[batch, x]`` of per-diode values ``[batch, diode]``."""
+        padded = np.hstack([per_diode, np.zeros((len(per_diode), 1))])
+        return padded[:, self.slots].sum(axis=2)
 
     def gradient_and_curvature(self, x, c, w, model, gmin_s):
         """``phi'(x)`` (A) and ``phi''(x)`` (S) for ``x[batch, node]``."""
-        grad, curv = self.diag * x - c, np.broadcast_to(self.diag, x.shape)
-        if self.node.size:
-            i_d, g_d = diode_current(self.sign * (x[:, self.node] - w), model, gmin_s)
-            grad = grad + self._sum(self.sign * i_d)
-            curv = curv + self._sum(g_d)
-        return grad, curv
+        i_d, g_d = diode_current(self.sign * (x[:, self.node] - w), model, gmin_s)
+        return self.diag * x - c + self._sum(self.sign * i_d), self.diag + self._sum(g_d)
 
-    def rise(self, x, m, c, w, model, gmin_s):
-        """``phi(x) - phi(m)`` (W) for ``x, m[batch, node]``, formed as differences to keep precision."""
-        out = (x - m) * (0.5 * self.diag * (x + m) - c)
-        if self.node.size:
-            u_x = self.sign * (x[:, self.node] - w)
-            u_m = self.sign * (m[:, self.node] - w)
-            out = out + self._sum(diode_co_content(u_x, model, gmin_s) - diode_co_content(u_m, model, gmin_s))
-        return out
+    def diode_co_content(self, x, w, model, gmin_s):
+        """``sum_{d at n} D(s_d (x_n - w_d))`` (W) for ``x[batch, node]``."""
+        return self._sum(diode_co_content(self.sign * (x[:, self.node] - w), model, gmin_s))
 
 
 def conditional_modes(cond: _Conditionals, start, c, w, model, gmin_s, t_w):
-    """Modes ``m[batch, node]`` (V) of the conditionals and ``phi''`` there (S), by limited Newton steps."""
+    """Modes ``m[batch, node]`` (V) of the conditionals and ``phi''`` (S) near them, by limited Newton steps.
+
+    Deterministic in the conditioning (``start``, ``c``, ``w``), as an independence
+    proposal must be; how far Newton gets changes only the acceptance rate.
+    """
     m = start.copy()
     for _ in range(NEWTON_ITERATIONS_MAX):
         grad, curv = cond.gradient_and_curvature(m, c, w, model, gmin_s)
@@ -139,7 +143,7 @@ def conditional_modes(cond: _Conditionals, start, c, w, model, gmin_s, t_w):
         m -= step
         if np.all(np.abs(step) <= NEWTON_TOL_SD * np.sqrt(t_w / curv)):
             break
-    return m, cond.gradient_and_curvature(m, c, w, model, gmin_s)[1]
+    return m, curv
 
 
 def block_gibbs_samples(
@@ -153,6 +157,7 @@ def block_gibbs_samples(
     start_v: np.ndarray | None = None,
     burn_in_sweeps: int = 5,
     sweeps_per_reading: int = 1,
+    engine: NativeEngine | None = None,
     gmin_s: float = TIGHT_OPTIONS["gmin"],
     acceptance: dict | None = None,
 ) -> np.ndarray:
@@ -163,46 +168,56 @@ def block_gibbs_samples(
     ``burn_in_sweeps`` sweeps are discarded, then ``spec.samples`` readings
     are taken ``sweeps_per_reading`` sweeps apart.  Only ``spec.t_eff_w`` and
     ``spec.samples`` of the spec are used (no time steps: a sweep is not a
-    time).  If ``acceptance`` is a dict, its ``"rate"`` is set to the fraction
-    of accepted moves.
+    time).  ``engine``: a :class:`~simulator.native.NativeEngine` already
+    loaded with this circuit and ``g_s``, whose matrices are reused.  If
+    ``acceptance`` is a dict, its ``"rate"`` is set to the fraction of
+    accepted moves.
     """
     if spec.model != "gibbs":
         raise SamplingError(
             f"noise.model = {spec.model!r} has no Gibbs density when conductances differ; "
             "block_gibbs needs noise.model = 'gibbs' (or use native_sampler = 'langevin')"
         )
-    classes = colour_classes(circuit)
-    system = CoContent(circuit, g_s, inputs_v, targets_v, beta_s, gmin_s)
-    if start_v is None:
+    if engine is None:
         engine = NativeEngine(gmin_s=gmin_s)
         engine.load(circuit, g_s)
+    classes = colour_classes(circuit, engine)
+    if start_v is None:
         start_v = engine.settle(inputs_v, targets_v, beta_s)
-    batch = len(system.b)
-    t_w, model = spec.t_eff_w, circuit.diode_model
-    v = np.array(start_v[:, circuit.free_slice], dtype=float)
-    conds = [_Conditionals(circuit, system.h, nodes, system.known.shape[1]) for nodes in classes]
-    if any(np.any(cond.diag <= 0) for cond in conds):
+    diag, coupling, drive, known = engine.quadratic_part(inputs_v, targets_v, beta_s)
+    if np.any(diag <= 0):
         raise SamplingError(
             f"beta_s = {beta_s:g} S makes an output's total conductance negative: the Gibbs density "
             "does not exist; use a smaller |beta_s|"
         )
+    batch = len(drive)
+    t_w, model = spec.t_eff_w, circuit.diode_model
+    v = np.array(start_v[:, circuit.free_slice], dtype=float)
+    conds = [_Conditionals(circuit, diag, coupling, nodes, known.shape[1]) for nodes in classes]
     start = [v[:, cond.nodes].copy() for cond in conds]
-    known_ext = np.hstack([system.known, np.zeros((batch, 1))])
+    known_ext = np.hstack([known, np.zeros((batch, 1))])
     accepted = proposed = 0
     out = np.empty((batch, spec.samples, v.shape[1]))
     sweeps = burn_in_sweeps + spec.samples * sweeps_per_reading
     for sweep in range(sweeps):
         for cond, x0 in zip(conds, start):
-            c = system.b[:, cond.nodes] + v @ cond.coupling.T
+            c = drive[:, cond.nodes] + np.asarray(v @ cond.coupling)
+            if not cond.node.size:  # Gaussian conditionals: exact Gibbs draws
+                v[:, cond.nodes] = c / cond.diag + np.sqrt(t_w / cond.diag) * rng.standard_normal(c.shape)
+                accepted, proposed = accepted + c.size, proposed + c.size
+                continue
             w = np.hstack([v, known_ext])[:, cond.other]
             m, curv = conditional_modes(cond, x0, c, w, model, gmin_s, t_w)
-            sd = np.sqrt(t_w / curv)
             x = v[:, cond.nodes]
-            proposal = m + sd * rng.standard_normal(m.shape)
-            # log alpha = r(x') - r(x), r(y) = -(phi(y) - phi(m) - phi''(m) (y - m)^2 / 2) / T: 0 for a Gaussian
-            r_new = -(cond.rise(proposal, m, c, w, model, gmin_s) - 0.5 * curv * (proposal - m) ** 2) / t_w
-            r_old = -(cond.rise(x, m, c, w, model, gmin_s) - 0.5 * curv * (x - m) ** 2) / t_w
-            take = np.log(rng.uniform(size=m.shape)) < r_new - r_old
+            proposal = m + np.sqrt(t_w / curv) * rng.standard_normal(m.shape)
+            # log alpha = r(x') - r(x),  r(y) = -(phi(y) - phi(m) - phi''(m) (y - m)^2 / 2) / T,
+            # phi(y) - phi(m) formed as differences (the terms are large next to T)
+            d_m = cond.diode_co_content(m, w, model, gmin_s)
+            both = np.concatenate([proposal, x])
+            rise = (both - np.tile(m, (2, 1))) * (0.5 * cond.diag * (both + np.tile(m, (2, 1))) - np.tile(c, (2, 1)))
+            rise += cond.diode_co_content(both, np.tile(w, (2, 1)), model, gmin_s) - np.tile(d_m, (2, 1))
+            r = -(rise - 0.5 * np.tile(curv, (2, 1)) * (both - np.tile(m, (2, 1))) ** 2) / t_w
+            take = np.log(rng.uniform(size=m.shape)) < r[:batch] - r[batch:]
             v[:, cond.nodes] = np.where(take, proposal, x)
             accepted += int(take.sum())
             proposed += take.size
@@ -213,5 +228,5 @@ def block_gibbs_samples(
         acceptance["rate"] = accepted / max(proposed, 1)
     if not np.all(np.isfinite(out)):
         raise SamplingError("the block Gibbs sampler produced non-finite voltages; check the circuit's conductances")
-    known = np.broadcast_to(system.known[:, None, :], (batch, spec.samples, system.known.shape[1]))
+    known = np.broadcast_to(known[:, None, :], (batch, spec.samples, known.shape[1]))
     return np.concatenate([known, out], axis=2)

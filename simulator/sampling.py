@@ -374,7 +374,7 @@ class NativeSampler:
 
             return block_gibbs_samples(
                 circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng, start_v=start,
-                burn_in_sweeps=self.burn_in_sweeps, sweeps_per_reading=self.sweeps_per_reading,
+                burn_in_sweeps=self.burn_in_sweeps, sweeps_per_reading=self.sweeps_per_reading, engine=self._engine,
             )  # fmt: skip
         return langevin_samples(circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng, start_v=start)
 

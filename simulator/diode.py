@@ -37,11 +37,12 @@ def diode_current(
     """
     vte = model.n * thermal_voltage()
     i_s = model.is_a * np.asarray(area, dtype=float)
+    v = np.asarray(v, dtype=float)
     forward = v >= -3.0 * vte
-    vf = np.where(forward, v, 0.0)
-    ev = np.exp(vf / vte)
-    vr = np.where(forward, -1.0, v)
-    arg = (3.0 * vte / (vr * np.e)) ** 3
+    ev = np.exp(np.maximum(v, -3.0 * vte) / vte)  # the forward branch, evaluated where it holds
+    vr = np.minimum(v, -3.0 * vte)  # the reverse branch, evaluated where it holds (never at 0)
+    ratio = 3.0 * vte / (vr * np.e)
+    arg = ratio * ratio * ratio  # (3 N Vt / (e v))^3, by products: a float power is slow
     current = np.where(forward, i_s * (ev - 1.0), -i_s * (1.0 + arg)) + gmin_s * v
     conductance = np.where(forward, i_s * ev / vte, i_s * 3.0 * arg / vr) + gmin_s
     return current, conductance
@@ -65,12 +66,12 @@ def diode_co_content(
     vte = model.n * thermal_voltage()
     i_s = model.is_a * np.asarray(area, dtype=float)
     v = np.asarray(v, dtype=float)
-    forward = v >= -3.0 * vte
-    vf = np.where(forward, v, 0.0)
-    shockley = i_s * (vte * np.expm1(vf / vte) - vf)
     knee = -3.0 * vte
+    forward = v >= knee
+    vf = np.maximum(v, knee)  # each branch evaluated where it holds
+    shockley = i_s * (vte * np.expm1(vf / vte) - vf)
     at_knee = i_s * (vte * np.expm1(-3.0) - knee)
-    vr = np.where(forward, knee, v)
+    vr = np.minimum(v, knee)
     a3 = (3.0 * vte / np.e) ** 3
-    reverse = at_knee - i_s * ((vr - knee) - 0.5 * a3 * (1.0 / vr**2 - 1.0 / knee**2))
+    reverse = at_knee - i_s * ((vr - knee) - 0.5 * a3 * (1.0 / (vr * vr) - 1.0 / knee**2))
     return np.where(forward, shockley, reverse) + 0.5 * gmin_s * v * v

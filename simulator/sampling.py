@@ -17,6 +17,10 @@ the sample axis are the controller's time averages.
   draws from the stationary Gaussian: mean = the DC solution, covariance
   :func:`stationary_covariance` (gibbs: ``T_eff H^-1``; johnson: the solution
   of the Lyapunov equation, ``k T C^-1`` when no controlled source acts).
+* :func:`simulator.block_gibbs.block_gibbs_samples`: for the gibbs model on a
+  layered (bipartite) circuit, an exact Markov chain on ``exp(-E / T_eff)``:
+  the two colour classes drawn in turn, each node by Metropolis-Hastings with
+  a Gaussian proposal at its conditional mode (no time step, no step bias).
 * :class:`NgspiceSampler`: a transient run of the netlist with trnoise sources
   and node capacitors in a supervised ngspice child, read at the same times.
 """

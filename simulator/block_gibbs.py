@@ -45,7 +45,7 @@ from circuits.network import Circuit
 from circuits.noise import NoiseSpec
 from simulator.diode import diode_co_content, diode_current
 from simulator.native import NativeEngine, independent_split
-from simulator.sampling import SamplingError
+from simulator.sampling import DENSE_FREE_NODES_MAX, SamplingError
 
 #: Newton iterations for a conditional mode; each step is limited to ``NEWTON_STEP_MAX_V``
 NEWTON_ITERATIONS_MAX = 30
@@ -82,10 +82,11 @@ def colour_classes(circuit: Circuit, engine: NativeEngine | None = None) -> tupl
 class _Conditionals:
     """The conditional densities of one colour class X given the other class and the known nodes.
 
-    Plain arrays: ``diag[x]`` = ``H_xx`` (S); ``coupling[x, free]`` = ``-H_xm``
-    (S), nonzero only towards the other class; for every diode with an end in
-    X, that end ``node[d]`` (index into X), its sign ``sign[d]`` and the column
-    ``other[d]`` of its other end in ``[free..., known..., ground]``;
+    Plain arrays: ``diag[x]`` = ``H_xx`` (S); ``coupling[free, x]`` = ``-H_mx``
+    (S), nonzero only from the other class; for every diode with an end in
+    X, that end ``node[d]`` (index into X), its sign ``sign[d]``, the column
+    ``other[d]`` of its other end in ``[free..., known..., ground]`` and its
+    SPICE ``area[d]``;
     ``slots[x, j]`` lists the diodes at node x (padded with ``node.size``, a
     column of zeros), so per-node sums are one gather.
     """
@@ -93,19 +94,23 @@ class _Conditionals:
     def __init__(self, circuit: Circuit, diag: np.ndarray, coupling, nodes: np.ndarray, n_known: int):
         self.nodes = nodes
         self.diag = diag[nodes]
-        self.coupling = coupling[nodes].T.tocsr() if coupling.shape[0] > 2000 else coupling[nodes].toarray().T
+        dense = coupling.shape[0] <= DENSE_FREE_NODES_MAX
+        self.coupling = coupling[nodes].toarray().T if dense else coupling[nodes].T.tocsr()
         k = circuit.free_slice.start
         n_free = len(diag)
         d = circuit.diodes.reshape(-1, 2)
         col = np.where(d < 0, n_free + n_known, np.where(d >= k, d - k, d + n_free))
         position = np.full(n_free + n_known + 1, -1)
         position[nodes] = np.arange(len(nodes))
-        node, sign, other = [], [], []
+        area = np.ones(len(d)) if circuit.diode_area is None else np.asarray(circuit.diode_area, dtype=float)
+        node, sign, other, areas = [], [], [], []
         for end, s in ((0, 1.0), (1, -1.0)):
             hit = np.flatnonzero(position[col[:, end]] >= 0)
             node.append(position[col[hit, end]])
             sign.append(np.full(hit.size, s))
             other.append(col[hit, 1 - end])
+            areas.append(area[hit])
+        self.area = np.concatenate(areas)
         self.node = np.concatenate(node)
         self.sign = np.concatenate(sign)
         self.other = np.concatenate(other)
@@ -122,12 +127,12 @@ class _Conditionals:
 
     def gradient_and_curvature(self, x, c, w, model, gmin_s):
         """``phi'(x)`` (A) and ``phi''(x)`` (S) for ``x[batch, node]``."""
-        i_d, g_d = diode_current(self.sign * (x[:, self.node] - w), model, gmin_s)
+        i_d, g_d = diode_current(self.sign * (x[:, self.node] - w), model, gmin_s, self.area)
         return self.diag * x - c + self._sum(self.sign * i_d), self.diag + self._sum(g_d)
 
     def diode_co_content(self, x, w, model, gmin_s):
         """``sum_{d at n} D(s_d (x_n - w_d))`` (W) for ``x[batch, node]``."""
-        return self._sum(diode_co_content(self.sign * (x[:, self.node] - w), model, gmin_s))
+        return self._sum(diode_co_content(self.sign * (x[:, self.node] - w), model, gmin_s, self.area))
 
 
 def conditional_modes(cond: _Conditionals, start, c, w, model, gmin_s, t_w):

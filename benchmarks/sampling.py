@@ -16,14 +16,13 @@ Writes ``benchmarks/sampling.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from benchmarks import write_json
 from learning.config import load_config
 from learning.train import initial_state, open_session, train_step
 from simulator.block_gibbs import block_gibbs_samples
@@ -113,11 +112,7 @@ def main() -> None:
             f"{r['sampler_speed_ratio']:>11.1f}"
         )
     print(f"block Gibbs acceptance rate (nudged phase, first mini-batch): {rate:.4f}")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(args.json) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(rows, fh, indent=2)
-    os.replace(tmp, args.json)
-    print(f"wrote {args.json}")
+    write_json(rows, args.json)
 
 
 if __name__ == "__main__":

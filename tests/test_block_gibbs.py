@@ -23,7 +23,7 @@ from learning.config import ConfigError, parse_config
 from simulator.block_gibbs import block_gibbs_samples, colour_classes
 from simulator.diode import diode_co_content, diode_current, thermal_voltage
 from simulator.sampling import SamplingError
-from tests.nodal import conductance_matrix
+from tests.test_noise_sampling import dense_system
 from tests.test_noisy_rules import with_
 
 GMIN_S = 1e-12
@@ -69,19 +69,6 @@ def layered_linear():
     graph.add_edges_from([("o1", "vss"), ("o2", "vss")])
     circuit = circuit_from_graph(graph, ["in0", "in1"], ["o1", "o2"], fixed={"vss": 0.0})
     return circuit, rng.uniform(2e-5, 1e-4, circuit.n_edges)
-
-
-def dense_system(circuit, g, inputs_v, beta_s=0.0, targets_v=None):
-    lap = conductance_matrix(circuit, g)
-    f = circuit.free_slice
-    known = np.concatenate([inputs_v, circuit.fixed_volts])
-    h = lap[f, f].copy()
-    b = -lap[f, : f.start] @ known
-    out = circuit.output_index - f.start
-    h[out, out] += beta_s
-    if targets_v is not None:
-        b[out] += beta_s * np.asarray(targets_v)
-    return h, b
 
 
 @pytest.mark.parametrize("beta_s", [0.0, 4e-5, -4e-5])

@@ -46,6 +46,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from learning.config import load_config  # noqa: E402
@@ -184,10 +185,11 @@ def main() -> None:
         )
         tqdm.write(f"beta {beta:g} ({beta * g_ref:.3g} S): test accuracy {last['test_accuracy']:.4f}")
     config = load_config(args.config, overrides)
-    stats = gradient_statistics(
-        config, trained[max(args.betas)], [b * g_ref for b in args.betas], args.repeats, args.reference_factor,
-        args.snr_batch, config.seed + 1, g_ref,
-    )  # fmt: skip
+    with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
+        stats = gradient_statistics(
+            config, trained[max(args.betas)], [b * g_ref for b in args.betas], args.repeats, args.reference_factor,
+            args.snr_batch, config.seed + 1, g_ref,
+        )  # fmt: skip
     for row, stat in zip(rows, stats):
         row.update(stat)
     for row in rows:

@@ -51,7 +51,7 @@ from simulator.sampling import DENSE_FREE_NODES_MAX, SamplingError
 NEWTON_ITERATIONS_MAX = 30
 NEWTON_STEP_MAX_V = 0.1
 #: Newton stops when no node moves more than this fraction of its conditional standard deviation
-NEWTON_TOL_SD = 1e-3
+NEWTON_TOL_SD = 0.05
 
 
 def colour_classes(circuit: Circuit, engine: NativeEngine | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +114,14 @@ class _Conditionals:
         self.node = np.concatenate(node)
         self.sign = np.concatenate(sign)
         self.other = np.concatenate(other)
+        self.moving = np.flatnonzero(self.other < n_free)  # diodes whose other end is a free node
         count = np.bincount(self.node, minlength=len(nodes))
         order = np.argsort(self.node, kind="stable")
         self.slots = np.full((len(nodes), count.max() if count.size else 0), self.node.size)
         rank = np.arange(self.node.size) - np.repeat(np.cumsum(count) - count, count)
         self.slots[self.node[order], rank] = order
 
-    def _sum(self, per_diode: np.ndarray) -> np.ndarray:
+    def per_node(self, per_diode: np.ndarray) -> np.ndarray:
         """Per-node sums ``[batch, x]`` of per-diode values ``[batch, diode]``."""
         padded = np.hstack([per_diode, np.zeros((len(per_diode), 1))])
         return padded[:, self.slots].sum(axis=2)
@@ -128,11 +129,12 @@ class _Conditionals:
     def gradient_and_curvature(self, x, c, w, model, gmin_s):
         """``phi'(x)`` (A) and ``phi''(x)`` (S) for ``x[batch, node]``."""
         i_d, g_d = diode_current(self.sign * (x[:, self.node] - w), model, gmin_s, self.area)
-        return self.diag * x - c + self._sum(self.sign * i_d), self.diag + self._sum(g_d)
+        return self.diag * x - c + self.per_node(self.sign * i_d), self.diag + self.per_node(g_d)
 
-    def diode_co_content(self, x, w, model, gmin_s):
-        """``sum_{d at n} D(s_d (x_n - w_d))`` (W) for ``x[batch, node]``."""
-        return self._sum(diode_co_content(self.sign * (x[:, self.node] - w), model, gmin_s, self.area))
+    def diode_co_content(self, x, w, model, gmin_s, diodes=slice(None)):
+        """Each diode's ``D(s_d (x_n - w_d))`` (W), ``[batch, diode]``, for ``x[batch, node]``."""
+        u = self.sign[diodes] * (x[:, self.node[diodes]] - w[:, diodes])
+        return diode_co_content(u, model, gmin_s, self.area[diodes])
 
 
 def conditional_modes(cond: _Conditionals, start, c, w, model, gmin_s, t_w):
@@ -200,12 +202,15 @@ def block_gibbs_samples(
     v = np.array(start_v[:, circuit.free_slice], dtype=float)
     conds = [_Conditionals(circuit, diag, coupling, nodes, known.shape[1]) for nodes in classes]
     start = [v[:, cond.nodes].copy() for cond in conds]
+    # each diode's co-content at the present state: kept between sweeps, recomputed only where
+    # the other end is a free node that has moved
+    d_now = [None] * len(conds)
     known_ext = np.hstack([known, np.zeros((batch, 1))])
     accepted = proposed = 0
     out = np.empty((batch, spec.samples, v.shape[1]))
     sweeps = burn_in_sweeps + spec.samples * sweeps_per_reading
     for sweep in range(sweeps):
-        for cond, x0 in zip(conds, start):
+        for which, (cond, x0) in enumerate(zip(conds, start)):
             c = drive[:, cond.nodes] + np.asarray(v @ cond.coupling)
             if not cond.node.size:  # Gaussian conditionals: exact Gibbs draws
                 v[:, cond.nodes] = c / cond.diag + np.sqrt(t_w / cond.diag) * rng.standard_normal(c.shape)
@@ -215,15 +220,18 @@ def block_gibbs_samples(
             m, curv = conditional_modes(cond, x0, c, w, model, gmin_s, t_w)
             x = v[:, cond.nodes]
             proposal = m + np.sqrt(t_w / curv) * rng.standard_normal(m.shape)
-            # log alpha = r(x') - r(x),  r(y) = -(phi(y) - phi(m) - phi''(m) (y - m)^2 / 2) / T,
-            # phi(y) - phi(m) formed as differences (the terms are large next to T)
-            d_m = cond.diode_co_content(m, w, model, gmin_s)
-            both = np.concatenate([proposal, x])
-            rise = (both - np.tile(m, (2, 1))) * (0.5 * cond.diag * (both + np.tile(m, (2, 1))) - np.tile(c, (2, 1)))
-            rise += cond.diode_co_content(both, np.tile(w, (2, 1)), model, gmin_s) - np.tile(d_m, (2, 1))
-            r = -(rise - 0.5 * np.tile(curv, (2, 1)) * (both - np.tile(m, (2, 1))) ** 2) / t_w
-            take = np.log(rng.uniform(size=m.shape)) < r[:batch] - r[batch:]
+            if d_now[which] is None:
+                d_now[which] = cond.diode_co_content(x, w, model, gmin_s)
+            elif cond.moving.size:
+                d_now[which][:, cond.moving] = cond.diode_co_content(x, w, model, gmin_s, cond.moving)
+            d_new = cond.diode_co_content(proposal, w, model, gmin_s)
+            # log alpha = -(phi(x') - phi(x)) / T + phi''(m) ((x' - m)^2 - (x - m)^2) / (2 T), the quadratic
+            # part of phi(x') - phi(x) formed as a product of differences (its terms are large next to T)
+            rise = (proposal - x) * (0.5 * cond.diag * (proposal + x) - c) + cond.per_node(d_new - d_now[which])
+            log_alpha = (0.5 * curv * ((proposal - m) ** 2 - (x - m) ** 2) - rise) / t_w
+            take = np.log(rng.uniform(size=m.shape)) < log_alpha
             v[:, cond.nodes] = np.where(take, proposal, x)
+            d_now[which] = np.where(take[:, cond.node], d_new, d_now[which])
             accepted += int(take.sum())
             proposed += take.size
         done = sweep + 1 - burn_in_sweeps

@@ -13,14 +13,13 @@ Writes ``benchmarks/settle.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import tempfile
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from benchmarks import write_json
 from circuits import CrossbarSpec, crossbar, render_netlist
 from simulator.native import NativeEngine
 from simulator.ngspice import NgspiceEngine
@@ -108,11 +107,7 @@ def main() -> None:
             f"{r['network']:>11} {r['engine']:>28} {r['batch']:>6} {r['pairs_per_s']:>10.2f} "
             f"{r['ratio_to_naive']:>9.1f} {r['dv']:>10.1e}"
         )
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(args.json) or ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(rows, fh, indent=2)
-    os.replace(tmp, args.json)
-    print(f"wrote {args.json}")
+    write_json(rows, args.json)
 
 
 if __name__ == "__main__":

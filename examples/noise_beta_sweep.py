@@ -1,7 +1,7 @@
 """Finite nudges with thermal noise: test accuracy and gradient SNR against beta.
 
-The circuit of ``examples/fashion_noise.toml`` (a 784-64-10 crossbar with
-gibbs noise at T_eff, native Langevin sampler) is trained by the stochastic
+The circuit of ``examples/fashion_noise.toml`` (a 784-256-10 crossbar with
+gibbs noise at T_eff, the config's native sampler: block Gibbs) is trained by the stochastic
 contrastive rule ``(E_beta[dE/dG] - E_0[dE/dG]) / beta`` from time averages
 at several nudges.  Nudges are given in the paper's units (beta in [0, 1]
 scaling the loss) and mapped to conductance units by
@@ -46,6 +46,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from learning.config import load_config  # noqa: E402
@@ -92,12 +93,14 @@ def gradient_statistics(config, g_s, betas_s, repeats: int, reference_factor: in
     ep = EquilibriumPropagation(1e-3 * g_ref, centred=True)
     loss_grad = ep.gradient(session.circuit, ep.phases(engine, x, y))
     spec = config.noise.spec()
-    big = NativeSampler(spec.__class__(**{**spec.__dict__, "samples": spec.samples * reference_factor,
-                                         "run_s": spec.burn_in_s + spec.window_s * reference_factor}))  # fmt: skip
+    n = config.noise
+    sampler = lambda s: NativeSampler(s, n.native_sampler, n.burn_in_sweeps, n.sweeps_per_reading)  # noqa: E731
+    big = sampler(spec.__class__(**{**spec.__dict__, "samples": spec.samples * reference_factor,
+                                    "run_s": spec.burn_in_s + spec.window_s * reference_factor}))  # fmt: skip
     rows = []
     rng = np.random.default_rng(seed)
     for beta in tqdm(betas_s, desc="gradient SNR", unit="beta"):
-        rule = NoisyRule("contrastive", beta, NativeSampler(spec), temperature_w=spec.temperature_w)
+        rule = NoisyRule("contrastive", beta, sampler(spec), temperature_w=spec.temperature_w)
         runs = np.array([rule.objective_gradient(session.circuit, rule.phases(engine, x, y, rng=rng)) for _ in range(repeats)])
         ref_rule = NoisyRule("contrastive", beta, big, temperature_w=spec.temperature_w)
         reference = np.mean(
@@ -182,10 +185,11 @@ def main() -> None:
         )
         tqdm.write(f"beta {beta:g} ({beta * g_ref:.3g} S): test accuracy {last['test_accuracy']:.4f}")
     config = load_config(args.config, overrides)
-    stats = gradient_statistics(
-        config, trained[max(args.betas)], [b * g_ref for b in args.betas], args.repeats, args.reference_factor,
-        args.snr_batch, config.seed + 1, g_ref,
-    )  # fmt: skip
+    with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
+        stats = gradient_statistics(
+            config, trained[max(args.betas)], [b * g_ref for b in args.betas], args.repeats, args.reference_factor,
+            args.snr_batch, config.seed + 1, g_ref,
+        )  # fmt: skip
     for row, stat in zip(rows, stats):
         row.update(stat)
     for row in rows:

@@ -304,9 +304,13 @@ class NoiseConfig(_Section):
     run_s: float = Field(1e-8, description="length of the noisy transient of each phase, seconds")
     burn_in_s: float = Field(1e-9, description="time discarded at the start of each run, seconds")
     samples: int = Field(20, description="voltage readings per phase, equally spaced after the burn-in")
-    native_sampler: Literal["langevin", "exact_gaussian"] = Field(
-        "langevin", description="native engine: Euler-Maruyama dynamics, or exact Gaussian draws (no diodes)"
+    native_sampler: Literal["langevin", "exact_gaussian", "block_gibbs"] = Field(
+        "langevin",
+        description="native engine: Euler-Maruyama dynamics; exact Gaussian draws (no diodes); or block_gibbs, "
+        "an exact Markov chain on the gibbs density of a layered circuit (ignores dt_s, run_s, burn_in_s, tau_s)",
     )
+    burn_in_sweeps: int = Field(5, ge=0, description="block_gibbs: sweeps discarded after the noiseless operating point")
+    sweeps_per_reading: int = Field(1, ge=1, description="block_gibbs: sweeps between two of the `samples` readings")
     quadrature_points: int = Field(3, ge=1, description="path_integral: Gauss-Legendre nudges in (0, beta)")
 
     @model_validator(mode="after")
@@ -346,6 +350,11 @@ class RunConfig(_Section):
             raise ValueError("training.readout_resolution_v with noise: the noisy rules read exactly; set it to 0")
         if model != "none" and self.noise.native_sampler == "exact_gaussian" and self.network.nonlinearity != "none":
             raise ValueError("noise.native_sampler = 'exact_gaussian' needs a linear network (nonlinearity = 'none')")
+        if model == "johnson" and self.noise.native_sampler == "block_gibbs":
+            raise ValueError(
+                "noise.native_sampler = 'block_gibbs' needs the Gibbs density, which johnson noise lacks when "
+                "conductances differ: set noise.model = 'gibbs' or native_sampler = 'langevin'"
+            )
         if model != "none" and estimator == "corrected":
             raise ValueError("training.estimator = 'corrected' is noiseless asymmetric EP: set noise.model = 'none'")
         m = self.mismatch

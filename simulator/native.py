@@ -239,6 +239,29 @@ class NativeEngine:
             v_free = self._newton(v_free, known, diag, drive, phase, sample_ids)
         return np.hstack([known, v_free])
 
+    def quadratic_part(self, inputs_v, targets_v=None, beta_s: float = 0.0) -> tuple:
+        """The memristor, load and nudge terms of the co-content on the free nodes.
+
+        ``E + beta L = sum_n d_n v_n^2 / 2 - v^T K v / 2 - i^T v + const + diode terms``:
+        returns ``d[free]`` (S, total conductance of each node, nudge included),
+        ``K`` (sparse, S, zero diagonal: the couplings between free nodes),
+        ``i[batch, free]`` (A, the current the known nodes and targets push in) and
+        ``known[batch, known]`` (V).  Only for reciprocal circuits.
+        """
+        c = self.circuit
+        inputs_v, targets_v, _ = batch_arrays(c, inputs_v, targets_v, None)
+        known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (len(inputs_v), len(self._fixed_v)))])
+        diag = self._degree.copy()
+        drive = self._known_drive(known)
+        diag[self._out] += beta_s
+        drive[:, self._out] += beta_s * targets_v
+        return diag, self._couplings[1.0][0], drive, known
+
+    @property
+    def split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Free-node indices of the independent set A and of the rest B (see the module docstring)."""
+        return self._a, self._b
+
     def _known_drive(self, known: np.ndarray) -> np.ndarray:
         """Current pushed into the free nodes by the known ones, amperes; the phases of one
         batch share it, so the last one is kept until the inputs or the conductances change."""

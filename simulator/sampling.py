@@ -17,6 +17,10 @@ the sample axis are the controller's time averages.
   draws from the stationary Gaussian: mean = the DC solution, covariance
   :func:`stationary_covariance` (gibbs: ``T_eff H^-1``; johnson: the solution
   of the Lyapunov equation, ``k T C^-1`` when no controlled source acts).
+* :func:`simulator.block_gibbs.block_gibbs_samples`: for the gibbs model on a
+  layered (bipartite) circuit, an exact Markov chain on ``exp(-E / T_eff)``:
+  the two colour classes drawn in turn, each node by Metropolis-Hastings with
+  a Gaussian proposal at its conditional mode (no time step, no step bias).
 * :class:`NgspiceSampler`: a transient run of the netlist with trnoise sources
   and node capacitors in a supervised ngspice child, read at the same times.
 """
@@ -337,18 +341,24 @@ class NgspiceSampler:
 
 
 class NativeSampler:
-    """The native samplers behind one ``sample`` call: ``"langevin"`` or ``"exact_gaussian"`` (no diodes).
+    """The native samplers behind one ``sample`` call.
 
-    Langevin chains start from the noiseless operating point of the same
-    nudge (native Newton), so the burn-in only has to forget that point.
+    ``method``: ``"langevin"`` (Euler-Maruyama dynamics), ``"exact_gaussian"``
+    (independent draws, no diodes) or ``"block_gibbs"`` (exact Markov chain on
+    the gibbs density of a layered circuit, :mod:`simulator.block_gibbs`, with
+    ``burn_in_sweeps`` discarded sweeps and ``sweeps_per_reading``).  Langevin
+    and block Gibbs chains start from the noiseless operating point of the
+    same nudge (native Newton), so the burn-in only has to forget that point.
     """
 
     name = "native"
+    methods = ("langevin", "exact_gaussian", "block_gibbs")
 
-    def __init__(self, spec: NoiseSpec, method: str = "langevin"):
-        if method not in ("langevin", "exact_gaussian"):
-            raise ValueError(f"method {method!r}: use 'langevin' or 'exact_gaussian'")
+    def __init__(self, spec: NoiseSpec, method: str = "langevin", burn_in_sweeps: int = 5, sweeps_per_reading: int = 1):
+        if method not in self.methods:
+            raise ValueError(f"method {method!r}: use one of {', '.join(map(repr, self.methods))}")
         self.spec, self.method = spec, method
+        self.burn_in_sweeps, self.sweeps_per_reading = burn_in_sweeps, sweeps_per_reading
         self._engine = None
 
     def sample(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -363,6 +373,13 @@ class NativeSampler:
         else:
             self._engine.set_conductances(g_s)
         start = self._engine.settle(inputs_v, targets_v, beta_s)
+        if self.method == "block_gibbs":
+            from simulator.block_gibbs import block_gibbs_samples
+
+            return block_gibbs_samples(
+                circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng, start_v=start,
+                burn_in_sweeps=self.burn_in_sweeps, sweeps_per_reading=self.sweeps_per_reading, engine=self._engine,
+            )  # fmt: skip
         return langevin_samples(circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng, start_v=start)
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from circuits.network import Circuit
 
@@ -131,3 +132,23 @@ def settle_each_phase(
             free = v
         out.append(v)
     return out
+
+
+def free_end_incidence(ends: np.ndarray, first_free: int, n_free: int) -> sp.csr_matrix:
+    """``(n_free, len(ends))`` signed incidence of two-terminal elements on the free nodes.
+
+    Element e runs from node ``ends[e, 0]`` (entry +1) to ``ends[e, 1]`` (entry -1);
+    ends outside the free nodes ``first_free .. first_free + n_free - 1`` (known
+    nodes, ground) have no entry.
+    """
+    ends = np.asarray(ends).reshape(-1, 2)
+    free = (ends >= first_free) & (ends < first_free + n_free)
+    rows, cols, signs = [], [], []
+    for col, sign in ((0, 1.0), (1, -1.0)):
+        hit = np.flatnonzero(free[:, col])
+        rows.append(ends[hit, col] - first_free)
+        cols.append(hit)
+        signs.append(np.full(hit.size, sign))
+    return sp.csr_matrix(
+        (np.concatenate(signs), (np.concatenate(rows), np.concatenate(cols))), shape=(n_free, len(ends))
+    )

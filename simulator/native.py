@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from circuits.netlist import TIGHT_OPTIONS
 from circuits.network import Circuit, antisymmetric_coupling
 from simulator.diode import diode_current, thermal_voltage
-from simulator.engine import ConvergenceError, EngineError, batch_arrays, settle_each_phase
+from simulator.engine import ConvergenceError, EngineError, batch_arrays, free_end_incidence, settle_each_phase
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
 
@@ -140,15 +140,7 @@ class NativeEngine:
         self._diodes = d
         self._diode_area = 1.0 if circuit.diode_area is None else np.asarray(circuit.diode_area, dtype=float)
         d_free = (d >= k) & (d < k + n_free)
-        rows, cols, signs = [], [], []
-        for col, sign in ((0, 1.0), (1, -1.0)):
-            hit = np.flatnonzero(d_free[:, col])
-            rows.append(d[hit, col] - k)
-            cols.append(hit)
-            signs.append(np.full(hit.size, sign))
-        self._incidence = sp.csr_matrix(
-            (np.concatenate(signs), (np.concatenate(rows), np.concatenate(cols))), shape=(n_free, len(d))
-        )
+        self._incidence = free_end_incidence(d, k, n_free)
         both_diode = d_free.all(axis=1)
         # the diagonal of the diode Jacobian: each diode's conductance at each free end
         self._diode_diag = abs(self._incidence)

@@ -35,7 +35,7 @@ from circuits.netlist import TIGHT_OPTIONS, render_netlist
 from circuits.network import Circuit
 from circuits.noise import NoiseSpec, node_capacitances, noise_netlist_lines, noisy_edges
 from simulator.diode import diode_current, thermal_voltage
-from simulator.engine import EngineError, SimulatorCrash, batch_arrays
+from simulator.engine import EngineError, SimulatorCrash, batch_arrays, free_end_incidence
 
 
 #: free nodes up to which the co-content's gradient uses dense matrices (8 n^2 bytes)
@@ -85,15 +85,7 @@ class CoContent:
         self._diode_known = known_ext[:, np.where(touched == n, k, touched)] if touched.size else known_ext[:, :0]
         column = {int(node): n - k + j for j, node in enumerate(touched)}
         self._diode_cols = np.vectorize(lambda i: i - k if k <= i < n else column[int(i)], otypes=[int])(d) if len(d) else d
-        rows, cols, vals = [], [], []
-        for col, sign in ((0, 1.0), (1, -1.0)):
-            hit = np.flatnonzero((d[:, col] >= k) & (d[:, col] < n))
-            rows.append(d[hit, col] - k)
-            cols.append(hit)
-            vals.append(np.full(hit.size, sign))
-        self._incidence = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n - k, len(d))
-        )
+        self._incidence = free_end_incidence(d, k, n - k)
         # the sampler takes hundreds of steps per phase: small systems go through dense products,
         # which cost less than building sparse results step after step
         dense = n - k <= DENSE_FREE_NODES_MAX
@@ -229,16 +221,8 @@ def langevin_samples(
     else:
         k = circuit.free_slice.start
         pairs, g_noise = noisy_edges(circuit, g_s)
-        rows, cols, vals = [], [], []
-        for col, sign in ((0, 1.0), (1, -1.0)):
-            hit = np.flatnonzero(pairs[:, col] >= k)
-            rows.append(pairs[hit, col] - k)
-            cols.append(hit)
-            vals.append(np.full(hit.size, sign))
         # current of noise source e flows from its first node to its second: it leaves a, enters b
-        spread = sp.csr_matrix(
-            (-np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(cap), len(g_noise))
-        )
+        spread = -free_end_incidence(pairs, k, len(cap))
         edge_sd = np.sqrt(2.0 * spec.temperature_w * g_noise / dt)
     steps = int(round(spec.run_s / dt))
     record = np.minimum((spec.sample_times() / dt).astype(int), steps - 1)

@@ -14,9 +14,10 @@ changed by hand or by ``alter``:
 * ``Gf<k>_<row>_<col>`` and ``Gb<k>_<row>_<col>``: the antisymmetric part of a
   non-reciprocal coupling (:func:`circuits.network.with_nonreciprocal`), two
   grounded VCCS: ``+a V(q)`` into p and ``-a V(p)`` into q;
-* ``Iinj_<node>``: a constant current into a free node, the controller's
-  correction current of the asymmetric learning phases (present only in
-  non-reciprocal circuits; 0 A otherwise).
+* ``Iinj_<node>``: a constant current into a free node from the controller: a
+  current nudge at every output (e.g. of the cross-entropy) and, in
+  non-reciprocal circuits, the correction current of the asymmetric learning
+  phases at every free node; 0 A otherwise.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def render_netlist(
     antisymmetric_sign : +1, or -1 to reverse the antisymmetric sources between two
         free nodes (the learning phases of asymmetric EP).
     injected_a : constant current into every free node, amperes (default 0 A);
-        written only for a non-reciprocal circuit.
+        only ``circuit.injection_nodes`` have a source.
     """
     g_s = np.asarray(g_s, dtype=float)
     if g_s.shape != (circuit.n_edges,):
@@ -194,9 +195,10 @@ def render_netlist(
             if a != 0:
                 lines.append(f"{fwd} 0 {names[p]} {names[q]} 0 {_fmt(a)}")
                 lines.append(f"{bwd} {names[q]} 0 {names[p]} 0 {_fmt(a)}")
-        injected = np.zeros(len(circuit.free_nodes)) if injected_a is None else np.asarray(injected_a, float)
-        lines.append("* correction currents into the free nodes (asymmetric EP learning phases)")
-        lines += [f"{injection_name(n)} 0 {n} dc {_fmt(i)}" for n, i in zip(circuit.free_nodes, injected.tolist())]
+    injected = np.zeros(len(circuit.free_nodes)) if injected_a is None else np.asarray(injected_a, float)
+    current = dict(zip(circuit.free_nodes, injected.tolist()))
+    lines.append("* controller currents into the free nodes (current nudges, asymmetric EP corrections)")
+    lines += [f"{injection_name(n)} 0 {n} dc {_fmt(current[n])}" for n in circuit.injection_nodes]
     if circuit.output_load_s > 0:
         lines.append(f"* output loads: {circuit.output_load_s:g} S to ground")
         lines += [f"Rload_{n} {n} 0 {_fmt(1.0 / circuit.output_load_s)}" for n in circuit.output_nodes]

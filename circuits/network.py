@@ -138,6 +138,12 @@ class Circuit:
         return np.array([index[name] for name in self.output_nodes], dtype=int)
 
     @property
+    def injection_nodes(self) -> tuple[str, ...]:
+        """Free nodes with a controller current source: every free node of a non-reciprocal
+        circuit (the corrections of asymmetric EP), else the outputs (current nudges)."""
+        return self.free_nodes if self.nonreciprocal is not None else self.output_nodes
+
+    @property
     def n_features(self) -> int:
         return self.input_gain.shape[1]
 

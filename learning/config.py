@@ -202,6 +202,15 @@ class TrainingConfig(_Section):
         "path_integral: -(1/T) int_0^beta Cov_b(L, dE/dG) db (gibbs); "
         "loss_covariance: -(1/T) Cov_0(L, dE/dG), the gradient of E_0[L] (gibbs)",
     )
+    loss: Literal["squared", "cross_entropy"] = Field(
+        "squared",
+        description="squared: L = |v_out - y|^2 / 2, nudged by resistors to the targets; cross_entropy: "
+        "softmax cross-entropy of the class scores, nudged by currents the controller computes "
+        "from the free state (centred estimator, no noise)",
+    )
+    softmax_scale_v: float = Field(
+        0.01, gt=0, description="cross_entropy: volts of class score per unit of logit (the softmax temperature)"
+    )
     reduce: Literal["mean", "sum"] = Field("mean", description="how updates combine over a mini-batch")
     readout_resolution_v: float = Field(
         0.0, ge=0, description="step of the controller's voltage readout (ADC), volts; 0 reads exactly"
@@ -354,6 +363,11 @@ class RunConfig(_Section):
             raise ValueError(
                 "noise.native_sampler = 'block_gibbs' needs the Gibbs density, which johnson noise lacks when "
                 "conductances differ: set noise.model = 'gibbs' or native_sampler = 'langevin'"
+            )
+        if self.training.loss == "cross_entropy" and (model != "none" or estimator != "centred"):
+            raise ValueError(
+                "training.loss = 'cross_entropy' is a noiseless centred nudge: set noise.model = 'none' and "
+                "training.estimator = 'centred', or loss = 'squared'"
             )
         if model != "none" and estimator == "corrected":
             raise ValueError("training.estimator = 'corrected' is noiseless asymmetric EP: set noise.model = 'none'")

@@ -98,3 +98,51 @@ class EquilibriumPropagation:
         if self.centred:
             return energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)
         return energy_contrast(circuit, phases.plus, phases.free) / self.beta_s
+
+
+def softmax_nudge_currents(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray, beta_s: float, scale_v: float) -> np.ndarray:
+    """Currents into the free nodes that nudge the outputs down the cross-entropy, ``[batch, free]`` amperes.
+
+    The class scores ``s = readout v_out`` (volts) are read in the free state;
+    with ``p = softmax(s / scale_v)`` and the one-hot label ``y`` (the class
+    whose target is highest), the current into output node k is
+    ``-beta * scale_v^2 * dL/dv_k = -beta * scale_v * [(p - y) readout]_k``,
+    the same size as a squared-error nudge with a ``scale_v`` error.
+    """
+    scores = v_free[:, circuit.output_index] @ circuit.readout.T / scale_v
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    class_targets = targets_v @ circuit.readout.T
+    y = (class_targets == class_targets.max(axis=1, keepdims=True)).astype(float)
+    currents = np.zeros((len(v_free), len(circuit.free_nodes)))
+    currents[:, circuit.output_index - circuit.free_slice.start] = -beta_s * scale_v * ((p - y) @ circuit.readout)
+    return currents
+
+
+@dataclass(frozen=True)
+class CrossEntropyPropagation:
+    """Centred EP on the softmax cross-entropy of the class scores (temperature ``scale_v``, volts).
+
+    The controller reads the free state, computes ``p = softmax(s / scale_v)``
+    and drives the outputs with the constant currents of
+    :func:`softmax_nudge_currents`, ``+`` then ``-``.  A constant current is
+    the nudge of the loss linearised at the free state, whose gradient is the
+    cross-entropy's; the centred contrast estimates ``scale_v^2 dL/dG`` with an
+    O(beta^2) error.
+    """
+
+    beta_s: float
+    scale_v: float
+
+    def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
+        circuit = engine.circuit
+        free = engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
+        nudge = softmax_nudge_currents(circuit, free, targets_v, self.beta_s, self.scale_v)
+        plus, minus = (
+            engine.settle(inputs_v, phase=name, sample_ids=sample_ids, initial_v=free, injected_a=sign * nudge)
+            for name, sign in (("nudged (+beta)", 1.0), ("nudged (-beta)", -1.0))
+        )
+        return Phases(free, plus, minus)
+
+    def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
+        return energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)

@@ -33,7 +33,7 @@ from learning.mismatch import record as record_mismatch
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.asymmetric import AsymmetricEquilibriumPropagation
-from learning.rules import EquilibriumPropagation, LearningRule, Phases, output_loss
+from learning.rules import CrossEntropyPropagation, EquilibriumPropagation, LearningRule, Phases, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
 from simulator.native import NativeEngine
 from simulator.ngspice import NgspiceEngine
@@ -127,6 +127,8 @@ def make_rule(config: RunConfig) -> LearningRule:
         from learning.noisy_rules import make_noisy_rule
 
         return make_noisy_rule(config)
+    if t.loss == "cross_entropy":
+        return CrossEntropyPropagation(t.beta_s, t.softmax_scale_v)
     if t.estimator == "corrected":
         return AsymmetricEquilibriumPropagation(t.beta_s)
     return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")

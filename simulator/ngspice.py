@@ -103,6 +103,12 @@ class _Child:
         self.conn.close()
 
 
+def injection_columns(circuit: Circuit) -> np.ndarray:
+    """Columns of ``injected_a[batch, free]`` whose nodes have an ``Iinj`` source."""
+    where = {name: k for k, name in enumerate(circuit.free_nodes)}
+    return np.array([where[n] for n in circuit.injection_nodes], dtype=int)
+
+
 class NgspiceEngine:
     """Settle circuits with ngspice, one operating point per sample and phase.
 
@@ -157,8 +163,7 @@ class NgspiceEngine:
             current[source_name(target_node(out))] = 0.0
             current[nudge_name(out)] = 0.0
         current.update({name: v for name, (_, v) in self._antisymmetric_values(1.0).items()})
-        if self.circuit.nonreciprocal is not None:
-            current.update({injection_name(n): 0.0 for n in self.circuit.free_nodes})
+        current.update({injection_name(n): 0.0 for n in self.circuit.injection_nodes})
         return ("load", netlist, list(self.circuit.node_names), current)
 
     def _antisymmetric_values(self, antisymmetric_sign: float, edges: np.ndarray | None = None) -> dict:
@@ -253,7 +258,8 @@ class NgspiceEngine:
             )[0]  # fmt: skip
         # only couplings between free nodes change with the sign; the worker skips unchanged values
         reversal = self._antisymmetric_values(antisymmetric_sign, np.flatnonzero(free_free_edges(circuit)))
-        inj_names = [injection_name(n) for n in circuit.free_nodes] if circuit.nonreciprocal is not None else []
+        inj_columns = injection_columns(circuit)
+        inj_names = [injection_name(circuit.free_nodes[k]) for k in inj_columns]
         in_names = [source_name(n) for n in circuit.input_nodes]
         tgt_names = [source_name(target_node(n)) for n in circuit.output_nodes]
         gain_names = [nudge_name(n) for n in circuit.output_nodes]
@@ -263,7 +269,7 @@ class NgspiceEngine:
             values = {n: ("dc", float(x)) for n, x in zip(in_names, inputs_v[b])}
             values.update({n: ("gain", float(beta_s)) for n in gain_names})
             values.update(reversal)
-            values.update({n: ("dc", float(i)) for n, i in zip(inj_names, injected[b])})
+            values.update({n: ("dc", float(i)) for n, i in zip(inj_names, injected[b, inj_columns])})
             if beta_s != 0:
                 values.update({n: ("dc", float(y)) for n, y in zip(tgt_names, targets_v[b])})
             return ("settle", [values])
@@ -320,8 +326,13 @@ class NgspiceEngine:
         if injected_a is None:
             return np.zeros((batch, n_free))
         injected = np.broadcast_to(np.asarray(injected_a, dtype=float), (batch, n_free))
-        if self.circuit.nonreciprocal is None and np.any(injected):
-            raise EngineError("injected currents need a non-reciprocal circuit (its netlist has no Iinj sources)")
+        elsewhere = np.ones(n_free, dtype=bool)
+        elsewhere[injection_columns(self.circuit)] = False
+        if np.any(injected[:, elsewhere]):
+            raise EngineError(
+                "injected currents into hidden nodes need a non-reciprocal circuit (only its netlist has "
+                "Iinj sources there); inject at the outputs"
+            )
         return injected
 
     def _sweep_request(
@@ -343,7 +354,9 @@ class NgspiceEngine:
         lines = render_netlist(
             circuit, self.g_s, options=self.options, antisymmetric_sign=antisymmetric_sign
         ).split("\n")
-        injections = {injection_name(n): (n, injected_a[:, k]) for k, n in enumerate(circuit.free_nodes)}
+        injections = {
+            injection_name(circuit.free_nodes[k]): (circuit.free_nodes[k], injected_a[:, k]) for k in injection_columns(circuit)
+        }
         waves = {n: inputs_v[:, k] for k, n in enumerate(circuit.input_nodes)}
         waves.update({target_node(n): targets_v[:, k] for k, n in enumerate(circuit.output_nodes)})
         nudged = {nudge_name(n): n for n in circuit.output_nodes}

@@ -1,0 +1,93 @@
+"""The cross-entropy nudge: its currents and its EP update against finite differences."""
+
+import numpy as np
+import pytest
+
+from circuits import CrossbarSpec, DiodeModel, crossbar
+from learning.config import ConfigError, load_config
+from learning.rules import CrossEntropyPropagation, softmax_nudge_currents
+from simulator.native import NativeEngine
+
+SCALE_V = 0.02
+
+
+def cross_entropy(circuit, v, label):
+    logits = v[:, circuit.output_index] @ circuit.readout.T / SCALE_V
+    return float(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[0, label])
+
+
+@pytest.fixture(scope="module")
+def problem():
+    # diodes conducting, differential outputs: the gradient runs through the clip and the readout
+    circuit = crossbar(
+        CrossbarSpec(
+            layers=(3, 4, 3), diode_bias_v=(0.35, -0.35), input_scale_v=1.5,
+            differential_outputs=True, diode_model=DiodeModel(n=1.2),
+        )
+    )  # fmt: skip
+    rng = np.random.default_rng(11)
+    g = rng.uniform(5e-6, 1e-4, circuit.n_edges)
+    inputs = np.array([[0.9, 0.1, 0.6]]) @ circuit.input_gain.T
+    label = 1
+    targets = np.array([[-0.05, 0.05, -0.05]]) @ circuit.target_gain.T
+    engine = NativeEngine()
+    engine.load(circuit, g)
+
+    def loss(gg):
+        engine.set_conductances(gg)
+        return cross_entropy(circuit, engine.settle(inputs), label)
+
+    h = 1e-9  # siemens; central differences
+    fd = np.array([(loss(g + e) - loss(g - e)) / (2 * h) for e in np.eye(circuit.n_edges) * h])
+    engine.set_conductances(g)
+    return circuit, engine, inputs, targets, label, fd
+
+
+def test_nudge_currents_are_minus_beta_scale_squared_times_the_loss_gradient(problem):
+    circuit, engine, inputs, targets, label, _ = problem
+    v = engine.settle(inputs)
+    beta = 1e-6
+    currents = softmax_nudge_currents(circuit, v, targets, beta, SCALE_V)
+    out = circuit.output_index
+    h = 1e-7
+    dl_dv = []
+    for k in out:  # finite differences of the loss in each output voltage
+        up, down = v.copy(), v.copy()
+        up[0, k] += h
+        down[0, k] -= h
+        dl_dv.append((cross_entropy(circuit, up, label) - cross_entropy(circuit, down, label)) / (2 * h))
+    np.testing.assert_allclose(currents[0, out - circuit.free_slice.start], -beta * SCALE_V**2 * np.array(dl_dv), rtol=1e-6, atol=1e-17)
+    hidden = np.ones(len(circuit.free_nodes), dtype=bool)
+    hidden[out - circuit.free_slice.start] = False
+    assert np.all(currents[:, hidden] == 0)
+
+
+@pytest.mark.parametrize("beta", [1e-7, 1e-6])
+def test_update_is_the_cross_entropy_gradient(problem, beta):
+    circuit, engine, inputs, targets, _, fd = problem
+    rule = CrossEntropyPropagation(beta, SCALE_V)
+    estimate = rule.gradient(circuit, rule.phases(engine, inputs, targets)) / SCALE_V**2
+    assert np.linalg.norm(estimate - fd) < 1e-3 * np.linalg.norm(fd)
+
+
+def test_ngspice_gives_the_same_update(ngspice, problem):
+    circuit, engine, inputs, targets, _, _ = problem
+    rule = CrossEntropyPropagation(1e-6, SCALE_V)
+    ngspice.load(circuit, engine.g_s)
+    expected = rule.gradient(circuit, rule.phases(engine, inputs, targets))
+    np.testing.assert_allclose(rule.gradient(circuit, rule.phases(ngspice, inputs, targets)), expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"training": {"loss": "cross_entropy", "estimator": "one_sided"}}, "centred"),
+        ({"training": {"loss": "cross_entropy"}, "noise": {"model": "gibbs", "t_eff_w": 1e-9}}, "noise.model = 'none'"),
+        ({"training": {"loss": "cross_entropy", "softmax_scale_v": -0.01}}, "softmax_scale_v"),
+        ({"training": {"loss": "crossentropy"}}, "training.loss"),
+    ],
+)
+def test_bad_cross_entropy_settings_are_refused_in_one_line(overrides, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config("examples/digits.toml", overrides)
+    assert fragment in str(err.value) and "\n" not in str(err.value)

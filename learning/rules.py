@@ -138,11 +138,14 @@ class CrossEntropyPropagation:
         circuit = engine.circuit
         free = engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
         nudge = softmax_nudge_currents(circuit, free, targets_v, self.beta_s, self.scale_v)
-        plus, minus = (
-            engine.settle(inputs_v, phase=name, sample_ids=sample_ids, initial_v=free, injected_a=sign * nudge)
-            for name, sign in (("nudged (+beta)", 1.0), ("nudged (-beta)", -1.0))
-        )
-        return Phases(free, plus, minus)
+        # both nudged phases in one call: the batch twice, with +nudge then -nudge
+        ids = None if sample_ids is None else np.concatenate([sample_ids, sample_ids])
+        twice = lambda a: np.concatenate([a, a])  # noqa: E731
+        both = engine.settle(
+            twice(np.asarray(inputs_v, dtype=float)), phase="nudged (+/-beta)", sample_ids=ids,
+            initial_v=twice(free), injected_a=np.concatenate([nudge, -nudge]),
+        )  # fmt: skip
+        return Phases(free, both[: len(free)], both[len(free) :])
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         return energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)

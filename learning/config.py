@@ -206,7 +206,8 @@ class TrainingConfig(_Section):
         "squared",
         description="squared: L = |v_out - y|^2 / 2, nudged by resistors to the targets; cross_entropy: "
         "softmax cross-entropy of the class scores, nudged by currents the controller computes "
-        "from the free state (centred estimator, no noise)",
+        "from the free state (centred; with noise, a nudge towards targets computed from the free "
+        "phase's time average, contrastive estimators only)",
     )
     softmax_scale_v: float = Field(
         0.01, gt=0, description="cross_entropy: volts of class score per unit of logit (the softmax temperature)"
@@ -364,11 +365,13 @@ class RunConfig(_Section):
                 "noise.native_sampler = 'block_gibbs' needs the Gibbs density, which johnson noise lacks when "
                 "conductances differ: set noise.model = 'gibbs' or native_sampler = 'langevin'"
             )
-        if self.training.loss == "cross_entropy" and (model != "none" or estimator != "centred"):
-            raise ValueError(
-                "training.loss = 'cross_entropy' is a noiseless centred nudge: set noise.model = 'none' and "
-                "training.estimator = 'centred', or loss = 'squared'"
-            )
+        if self.training.loss == "cross_entropy":
+            allowed = ("centred",) if model == "none" else ("centred", "one_sided", "contrastive")
+            if estimator not in allowed:
+                raise ValueError(
+                    f"training.loss = 'cross_entropy' with noise.model = {model!r} needs training.estimator in "
+                    f"{list(allowed)}, not {estimator!r}; or set loss = 'squared'"
+                )
         if model != "none" and estimator == "corrected":
             raise ValueError("training.estimator = 'corrected' is noiseless asymmetric EP: set noise.model = 'none'")
         m = self.mismatch

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from circuits.network import Circuit
-from learning.rules import output_loss
+from learning.rules import output_loss, softmax_targets
 
 
 def weighted_energy_gradient(circuit: Circuit, v: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -102,6 +102,11 @@ class NoisyRule:
     beta_s : nudge, siemens (unused by ``loss_covariance``).
     temperature_w : T_eff, watts (the covariance rules).
     points : quadrature nudges of ``path_integral``.
+    softmax_scale_v : contrastive only: nudge towards the softmax targets of the
+        free phase's time average (:func:`learning.rules.softmax_targets`, the
+        cross-entropy loss) instead of the labels' targets; ``None`` for the
+        squared error.  The rule is then the exact finite-nudge gradient of
+        ``J`` for the squared error to those targets.
     sampler : object with ``sample(circuit, g_s, inputs_v, targets_v, beta_s, rng)``
         returning ``v[batch, sample, node]``.
     """
@@ -112,6 +117,7 @@ class NoisyRule:
     temperature_w: float = 0.0
     points: int = 3
     centred: bool = False
+    softmax_scale_v: float | None = None
 
     needs_rng = True
 
@@ -124,7 +130,12 @@ class NoisyRule:
 
     def phases(self, engine, inputs_v, targets_v, sample_ids=None, rng=None) -> NoisyPhases:
         circuit, g_s = engine.circuit, engine.g_s
-        samples = {b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()}
+        if self.softmax_scale_v is None:
+            samples = {b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()}
+        else:  # the free phase first: its time average sets the targets of the nudged phases
+            samples = {0.0: self.sampler.sample(circuit, g_s, inputs_v, targets_v, 0.0, rng)}
+            targets_v = softmax_targets(circuit, samples[0.0].mean(axis=1), np.atleast_2d(targets_v), self.softmax_scale_v)
+            samples.update({b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()[1:]})
         free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
         return NoisyPhases(free=free, samples=samples, targets_v=np.atleast_2d(targets_v))
 
@@ -169,4 +180,5 @@ def make_noisy_rule(config) -> NoisyRule:
         temperature_w=spec.temperature_w,
         points=noise.quadrature_points,
         centred=t.estimator == "centred",
+        softmax_scale_v=t.softmax_scale_v if t.loss == "cross_entropy" else None,
     )

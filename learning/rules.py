@@ -100,22 +100,35 @@ class EquilibriumPropagation:
         return energy_contrast(circuit, phases.plus, phases.free) / self.beta_s
 
 
-def softmax_nudge_currents(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray, beta_s: float, scale_v: float) -> np.ndarray:
-    """Currents into the free nodes that nudge the outputs down the cross-entropy, ``[batch, free]`` amperes.
+def softmax_targets(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray, scale_v: float) -> np.ndarray:
+    """Output voltages one softmax step from the free state, ``[batch, output]`` volts.
 
     The class scores ``s = readout v_out`` (volts) are read in the free state;
     with ``p = softmax(s / scale_v)`` and the one-hot label ``y`` (the class
-    whose target is highest), the current into output node k is
-    ``-beta * scale_v^2 * dL/dv_k = -beta * scale_v * [(p - y) readout]_k``,
-    the same size as a squared-error nudge with a ``scale_v`` error.
+    whose target is highest), the result is
+    ``v_out - scale_v * (p - y) readout = v_out - scale_v^2 dL/dv_out``.  A
+    squared-error nudge towards it has, at the free state, the cross-entropy's
+    gradient times ``scale_v^2``.
     """
-    scores = v_free[:, circuit.output_index] @ circuit.readout.T / scale_v
+    out = v_free[:, circuit.output_index]
+    scores = out @ circuit.readout.T / scale_v
     p = np.exp(scores - scores.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     class_targets = targets_v @ circuit.readout.T
     y = (class_targets == class_targets.max(axis=1, keepdims=True)).astype(float)
+    return out - scale_v * ((p - y) @ circuit.readout)
+
+
+def softmax_nudge_currents(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray, beta_s: float, scale_v: float) -> np.ndarray:
+    """Currents into the free nodes that nudge the outputs down the cross-entropy, ``[batch, free]`` amperes.
+
+    Into output k: ``-beta * scale_v^2 * dL/dv_k``, i.e. ``beta`` times the
+    step to :func:`softmax_targets`, the same size as a squared-error nudge
+    with a ``scale_v`` error; zero elsewhere.
+    """
+    step = softmax_targets(circuit, v_free, targets_v, scale_v) - v_free[:, circuit.output_index]
     currents = np.zeros((len(v_free), len(circuit.free_nodes)))
-    currents[:, circuit.output_index - circuit.free_slice.start] = -beta_s * scale_v * ((p - y) @ circuit.readout)
+    currents[:, circuit.output_index - circuit.free_slice.start] = beta_s * step
     return currents
 
 

@@ -4,9 +4,13 @@ import numpy as np
 import pytest
 
 from circuits import CrossbarSpec, DiodeModel, crossbar
+from circuits.noise import NoiseSpec
 from learning.config import ConfigError, load_config
-from learning.rules import CrossEntropyPropagation, softmax_nudge_currents
+from learning.gradcheck_noise import grad_j
+from learning.noisy_rules import NoisyRule
+from learning.rules import CrossEntropyPropagation, softmax_nudge_currents, softmax_targets
 from simulator.native import NativeEngine
+from simulator.sampling import NativeSampler
 
 SCALE_V = 0.02
 
@@ -78,11 +82,37 @@ def test_ngspice_gives_the_same_update(ngspice, problem):
     np.testing.assert_allclose(rule.gradient(circuit, rule.phases(ngspice, inputs, targets)), expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
 
 
+def test_with_noise_the_rule_is_the_exact_gradient_of_j_for_the_softmax_targets():
+    """Linear crossbar, gibbs noise, exact Gaussian draws: the contrast against the closed-form dJ/dG."""
+    circuit = crossbar(CrossbarSpec(layers=(2, 3, 3), nonlinearity="none", bias_v=0.0, input_scale_v=0.5))
+    g = np.random.default_rng(5).uniform(2e-5, 1e-4, circuit.n_edges)
+    x = np.array([[0.8, -0.3]]) @ circuit.input_gain.T
+    targets = np.array([[0.0, 0.05, 0.0]]) @ circuit.target_gain.T
+    t_eff_w, beta = 1e-10, 1e-4  # about 1 mV rms; a finite nudge
+    spec = NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=100_000, t_eff_w=t_eff_w, capacitance_f=1e-9)
+    engine = NativeEngine()
+    engine.load(circuit, g)
+    rule = NoisyRule("contrastive", beta, NativeSampler(spec, "exact_gaussian"), softmax_scale_v=SCALE_V)
+    phases = rule.phases(engine, x, targets, rng=np.random.default_rng(6))
+    # the nudge aims at the softmax targets of the free phase's time average
+    np.testing.assert_allclose(phases.targets_v, softmax_targets(circuit, phases.free, targets, SCALE_V), rtol=1e-12)
+    assert not np.allclose(phases.targets_v, targets)
+    exact = grad_j(circuit, g, x[0], phases.targets_v[0], beta, t_eff_w)
+    estimate = rule.objective_gradient(circuit, phases)
+    a, b = circuit.edges.T
+    spread = np.sqrt(sum(((v[0][:, a] - v[0][:, b]) ** 2 / 2).var(0) / len(v[0]) for v in phases.samples.values()))
+    assert np.all(np.abs(estimate - exact) < 5 * spread), (estimate, exact, spread)
+    assert np.linalg.norm(estimate - exact) < 0.05 * np.linalg.norm(exact)
+
+
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
         ({"training": {"loss": "cross_entropy", "estimator": "one_sided"}}, "centred"),
-        ({"training": {"loss": "cross_entropy"}, "noise": {"model": "gibbs", "t_eff_w": 1e-9}}, "noise.model = 'none'"),
+        (
+            {"training": {"loss": "cross_entropy", "estimator": "path_integral"}, "noise": {"model": "gibbs", "t_eff_w": 1e-9}},
+            "'contrastive'",
+        ),
         ({"training": {"loss": "cross_entropy", "softmax_scale_v": -0.01}}, "softmax_scale_v"),
         ({"training": {"loss": "crossentropy"}}, "training.loss"),
     ],

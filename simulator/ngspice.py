@@ -103,6 +103,44 @@ class _Child:
         self.conn.close()
 
 
+class ChildPool:
+    """``workers`` ngspice children, started on first use; a dead or hung one is replaced.
+
+    ``on_start(child)`` runs on every replacement (e.g. loading the circuit the
+    others hold); ``restarts`` counts the replacements.
+    """
+
+    def __init__(self, workers: int, on_start=None) -> None:
+        self.workers = workers
+        self.on_start = on_start
+        self.restarts = 0
+        self._children: list[_Child] = []
+
+    @property
+    def children(self) -> list[_Child]:
+        if not self._children:
+            self._children = [_Child() for _ in range(self.workers)]
+        return self._children
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.process.pid for c in self._children]
+
+    def replace(self, k: int) -> None:
+        """Kill child k and start a fresh one in its place."""
+        self._children[k].kill()
+        self.restarts += 1
+        self._children[k] = _Child()
+        if self.on_start is not None:
+            self.on_start(self._children[k])
+
+    def close(self) -> None:
+        for child in self._children:
+            child.send(("exit", 0))
+            child.kill()
+        self._children = []
+
+
 def injection_columns(circuit: Circuit) -> np.ndarray:
     """Columns of ``injected_a[batch, free]`` whose nodes have an ``Iinj`` source."""
     where = {name: k for k, name in enumerate(circuit.free_nodes)}
@@ -148,12 +186,19 @@ class NgspiceEngine:
         self.options = dict(TIGHT_OPTIONS if options is None else options)
         self.circuit: Circuit | None = None
         self.g_s: np.ndarray | None = None
-        self.restarts = 0
-        self._children: list[_Child] = []
+        self._pool = ChildPool(workers, on_start=self._reload)
 
     @property
     def child_pids(self) -> list[int]:
-        return [c.process.pid for c in self._children]
+        return self._pool.pids
+
+    @property
+    def restarts(self) -> int:
+        return self._pool.restarts
+
+    @property
+    def _children(self) -> list[_Child]:
+        return self._pool.children
 
     # -- children ------------------------------------------------------------
     def _load_request(self) -> tuple:
@@ -183,8 +228,6 @@ class NgspiceEngine:
 
     def _broadcast(self, request: tuple, what: str) -> None:
         """Send ``request`` to every child and check every reply."""
-        if not self._children:
-            self._children = [_Child() for _ in range(self.workers)]
         failures = [child.send(request) for child in self._children]
         for k, child in enumerate(self._children):
             reply, gone = (None, failures[k]) if failures[k] else child.receive(self.load_timeout_s)
@@ -196,10 +239,9 @@ class NgspiceEngine:
 
     def _replace(self, k: int) -> None:
         """Kill child k and start a fresh one holding the current circuit."""
-        self._children[k].kill()
-        self.restarts += 1
-        fresh = _Child()
-        self._children[k] = fresh
+        self._pool.replace(k)
+
+    def _reload(self, fresh: _Child) -> None:
         if self.circuit is not None:
             gone = fresh.send(self._load_request())
             reply, gone = (None, gone) if gone else fresh.receive(self.load_timeout_s)
@@ -401,10 +443,7 @@ class NgspiceEngine:
                 raise failure
 
     def close(self) -> None:
-        for child in self._children:
-            child.send(("exit", 0))
-            child.kill()
-        self._children = []
+        self._pool.close()
 
     def __enter__(self) -> "NgspiceEngine":
         return self

@@ -264,8 +264,13 @@ class NgspiceSampler:
         self.workers = workers
         self.timeout_s = timeout_s
         self.options = dict(TRANSIENT_OPTIONS if options is None else options)
-        self.restarts = 0
-        self._children: list = []
+        from simulator.ngspice import ChildPool
+
+        self._pool = ChildPool(workers)
+
+    @property
+    def restarts(self) -> int:
+        return self._pool.restarts
 
     def netlist(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, seed: int | None = None) -> str:
         """SPICE text of one noisy transient run (runs as it is under ``ngspice -b``)."""
@@ -274,19 +279,16 @@ class NgspiceSampler:
 
     def sample(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, rng: np.random.Generator) -> np.ndarray:
         """Readings ``v[batch, sample, node]`` (volts), one transient run per input row."""
-        from simulator.ngspice import _Child
-
         check_time_step(circuit, g_s, self.spec, beta_s)
         inputs_v, targets_v, _ = batch_arrays(circuit, inputs_v, targets_v, None)
         seeds = rng.integers(1, 2**31 - 1, size=len(inputs_v))
         times = self.spec.sample_times()
         out = np.empty((len(inputs_v), self.spec.samples, len(circuit.node_names)))
-        if not self._children:
-            self._children = [_Child() for _ in range(self.workers)]
-        for first in range(0, len(inputs_v), len(self._children)):
-            rows = range(first, min(first + len(self._children), len(inputs_v)))
+        children = self._pool.children
+        for first in range(0, len(inputs_v), len(children)):
+            rows = range(first, min(first + len(children), len(inputs_v)))
             gone = [
-                self._children[k].send(
+                children[k].send(
                     (
                         "transient",
                         self.netlist(circuit, g_s, inputs_v[r], targets_v[r], beta_s, int(seeds[r])),
@@ -297,11 +299,9 @@ class NgspiceSampler:
                 for k, r in enumerate(rows)
             ]
             for k, r in enumerate(rows):
-                reply, why = (None, gone[k]) if gone[k] else self._children[k].receive(self.timeout_s)
+                reply, why = (None, gone[k]) if gone[k] else children[k].receive(self.timeout_s)
                 if why:
-                    self._children[k].kill()
-                    self._children[k] = _Child()
-                    self.restarts += 1
+                    self._pool.replace(k)
                     raise SimulatorCrash(f"ngspice child {why} during the noisy transient of row {r}; started a fresh one")
                 if reply[0] != "ok":
                     raise EngineError(f"ngspice failed in the noisy transient of row {r}: {reply[1]}")
@@ -312,10 +312,7 @@ class NgspiceSampler:
         return out
 
     def close(self) -> None:
-        for child in self._children:
-            child.send(("exit", 0))
-            child.kill()
-        self._children = []
+        self._pool.close()
 
     def __del__(self) -> None:
         try:

@@ -269,8 +269,8 @@ class MismatchConfig(_Section):
     )
     nonreciprocal_file: str | None = Field(
         None,
-        description="file of delta_e per edge in edge order (.npy, or text with one number per line), "
-        "instead of the draw",
+        description="file of delta_e per edge in edge order (.npy, text with one number per line, or a "
+        "run's mismatch.json), instead of the draw",
     )
 
     @model_validator(mode="after")

@@ -60,9 +60,11 @@ def build_circuit(config) -> Circuit:
 
 
 def record(run_dir: str | Path, config, circuit: Circuit) -> None:
-    """Write the drawn mismatch (diode areas, source volts, input gains) to ``run_dir/mismatch.json``, if any."""
+    """Write the drawn mismatch to ``run_dir/mismatch.json``, if any: diode areas, source
+    volts, input gains, and the non-reciprocal part ``delta[edge]`` of every coupling
+    (``K_pq = G (1 + delta)``, ``K_qp = G (1 - delta)``)."""
     m = config.mismatch
-    if not (m.diode_is or m.bias_v or m.input_gain):
+    if not (m.diode_is or m.bias_v or m.input_gain or circuit.nonreciprocal is not None):
         return
     gains = np.linalg.norm(circuit.input_gain, axis=1)
     data = {
@@ -71,5 +73,6 @@ def record(run_dir: str | Path, config, circuit: Circuit) -> None:
         ),
         "fixed_volts": dict(zip(circuit.fixed_nodes, circuit.fixed_volts)),
         "input_gain_v_per_unit": dict(zip(circuit.input_nodes, gains.tolist())),
+        "nonreciprocal_delta": None if circuit.nonreciprocal is None else circuit.nonreciprocal.tolist(),
     }
     write_atomic(Path(run_dir) / RECORD, json.dumps(data, indent=1).encode())

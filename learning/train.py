@@ -14,6 +14,8 @@ device model.
 
 from __future__ import annotations
 
+import json
+
 import sys
 import time
 from dataclasses import dataclass
@@ -98,8 +100,11 @@ def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
     if m.nonreciprocal_file is not None:
         path = Path(m.nonreciprocal_file)
         try:
-            delta = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
-        except (OSError, ValueError) as exc:
+            if path.suffix == ".json":  # a run's mismatch.json
+                delta = np.array(json.loads(path.read_text())["nonreciprocal_delta"], dtype=float)
+            else:
+                delta = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"mismatch.nonreciprocal_file {path}: cannot read ({exc})") from None
         delta = np.asarray(delta, dtype=float).ravel()
         if delta.size != n_edges or not np.all(np.isfinite(delta)):
@@ -273,17 +278,6 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
         raise ConfigError(f"run directory {run_dir} is not writable ({exc.strerror}); pick another") from None
 
 
-#: Where a run records its non-reciprocal mismatch delta[edge] (relative, dimensionless).
-NONRECIPROCAL_FILE = "nonreciprocal_delta.txt"
-
-
-def record_nonreciprocal(run_dir: Path, circuit: Circuit) -> None:
-    if circuit.nonreciprocal is not None:
-        text = "# relative non-reciprocal part delta_e per edge: K_pq = G (1 + delta), K_qp = G (1 - delta)\n"
-        text += "\n".join(repr(float(d)) for d in circuit.nonreciprocal) + "\n"
-        write_atomic(run_dir / NONRECIPROCAL_FILE, text.encode())
-
-
 def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
     write_metrics(run_dir, state.metrics)
     if state.metrics:
@@ -322,7 +316,6 @@ def _train(session: Session, config: RunConfig, run_dir: Path, resume: bool, sto
         session.engine.load(session.circuit, state.g_s)
         if not resume:
             prepare_run_dir(run_dir, config, resume=False)
-            record_nonreciprocal(run_dir, session.circuit)
             state.save(run_dir)
             record_mismatch(run_dir, config, session.circuit)
         state = _epochs(session, state, run_dir, stop_after_epochs, progress)

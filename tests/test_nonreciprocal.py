@@ -1,5 +1,6 @@
 """Non-reciprocal couplings K = S + A: both engines, the exact gradient and asymmetric EP."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -267,8 +268,11 @@ def test_nonsense_mismatch_config_is_refused_in_one_line(sections, words):
 def test_training_with_the_corrected_rule_records_the_mismatch_and_resumes_exactly(tmp_path):
     config = xor_config(mismatch={"nonreciprocal": 0.2}, training={"estimator": "corrected", "epochs": 2})
     train(config, tmp_path / "run", progress=False, stop_after_epochs=1)
-    recorded = np.loadtxt(tmp_path / "run" / "nonreciprocal_delta.txt")
+    recorded = np.array(json.loads((tmp_path / "run" / "mismatch.json").read_text())["nonreciprocal_delta"])
     np.testing.assert_array_equal(recorded, build_circuit(config).nonreciprocal)
+    # the record feeds another run the same couplings
+    again = xor_config(mismatch={"nonreciprocal_file": str(tmp_path / "run" / "mismatch.json")})
+    np.testing.assert_array_equal(build_circuit(again).nonreciprocal, recorded)
     resumed = train(config, tmp_path / "run", resume=True, progress=False)
     # the resumed session rebuilt the same mismatched circuit from the seed
     session = open_session(config)

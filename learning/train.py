@@ -15,7 +15,6 @@ device model.
 from __future__ import annotations
 
 import json
-
 import sys
 import time
 from dataclasses import dataclass

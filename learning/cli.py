@@ -172,7 +172,7 @@ def cmd_eval(args) -> int:
     n = len(session.data.x_test)
     print(
         f"{origin}: {session.engine.name} engine, {n} test samples of {session.data.name}: "
-        f"accuracy {accuracy:.4f} ({round(accuracy * n)}/{n}), loss {loss:.6g} V^2"
+        f"accuracy {accuracy:.4f} ({round(accuracy * n)}/{n}), loss {loss:.6g} ({session.loss_label})"
     )
     return 0
 

@@ -29,7 +29,8 @@ METRIC_COLUMNS = (
 
 
 def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
-    """``metrics.csv``: one row per completed epoch; losses in V^2, accuracies in [0, 1],
+    """``metrics.csv``: one row per completed epoch; losses in V^2 (squared error) or nats
+    (cross-entropy), accuracies in [0, 1],
     ``pulses``: programming pulses applied in the epoch (0 for an ideal device)."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
@@ -45,14 +46,16 @@ def _save(fig, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def plot_learning_curves(run_dir: str | Path, rows: list[dict], title: str = "") -> Path:
+def plot_learning_curves(
+    run_dir: str | Path, rows: list[dict], title: str = "", loss_label: str = "|v_out - y|^2 / 2 (V^2)"
+) -> Path:
     """``learning_curves.png``: loss and accuracy against epoch, train and test."""
     epochs = [r["epoch"] for r in rows]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-o"), ("test", "-s")):
         ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], style, label=split)
         ax_acc.plot(epochs, [100 * r[f"{split}_accuracy"] for r in rows], style, label=split)
-    ax_loss.set(xlabel="epoch", ylabel="loss |v_out - y|^2 / 2 (V^2)", yscale="log")
+    ax_loss.set(xlabel="epoch", ylabel=f"loss {loss_label}", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -108,7 +111,7 @@ def plot_comparison(path: str | Path, runs: dict[str, list[dict]], title: str = 
         epochs = [r["epoch"] for r in rows]
         ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", label=name)
         ax_acc.plot(epochs, [100 * r["test_accuracy"] for r in rows], "-s", label=name)
-    ax_loss.set(xlabel="epoch", ylabel="train loss (V^2)", yscale="log")
+    ax_loss.set(xlabel="epoch", ylabel="train loss (V^2 or nats, as trained)", yscale="log")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)

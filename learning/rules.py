@@ -100,6 +100,23 @@ class EquilibriumPropagation:
         return energy_contrast(circuit, phases.plus, phases.free) / self.beta_s
 
 
+def _softmax_and_labels(circuit: Circuit, v: np.ndarray, targets_v: np.ndarray, scale_v: float) -> tuple:
+    """Logits ``s / scale_v``, their softmax ``p`` and the one-hot labels (the classes whose target is highest)."""
+    logits = v[:, circuit.output_index] @ circuit.readout.T / scale_v
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    class_targets = targets_v @ circuit.readout.T
+    y = (class_targets == class_targets.max(axis=1, keepdims=True)).astype(float)
+    return logits, p, y
+
+
+def cross_entropy(circuit: Circuit, v: np.ndarray, targets_v: np.ndarray, scale_v: float) -> np.ndarray:
+    """``-log p_label`` per sample (nats), ``p = softmax(s / scale_v)`` of the class scores."""
+    logits, _, y = _softmax_and_labels(circuit, v, targets_v, scale_v)
+    top = logits.max(axis=1)
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1)) - np.sum(logits * y, axis=1)
+
+
 def softmax_targets(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray, scale_v: float) -> np.ndarray:
     """Output voltages one softmax step from the free state, ``[batch, output]`` volts.
 
@@ -110,13 +127,8 @@ def softmax_targets(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray,
     squared-error nudge towards it has, at the free state, the cross-entropy's
     gradient times ``scale_v^2``.
     """
-    out = v_free[:, circuit.output_index]
-    scores = out @ circuit.readout.T / scale_v
-    p = np.exp(scores - scores.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    class_targets = targets_v @ circuit.readout.T
-    y = (class_targets == class_targets.max(axis=1, keepdims=True)).astype(float)
-    return out - scale_v * ((p - y) @ circuit.readout)
+    _, p, y = _softmax_and_labels(circuit, v_free, targets_v, scale_v)
+    return v_free[:, circuit.output_index] - scale_v * ((p - y) @ circuit.readout)
 
 
 def softmax_nudge_currents(circuit: Circuit, v_free: np.ndarray, targets_v: np.ndarray, beta_s: float, scale_v: float) -> np.ndarray:

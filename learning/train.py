@@ -34,7 +34,7 @@ from learning.mismatch import record as record_mismatch
 from learning.optimizers import SGD, Adam
 from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.asymmetric import AsymmetricEquilibriumPropagation
-from learning.rules import CrossEntropyPropagation, EquilibriumPropagation, LearningRule, Phases, output_loss
+from learning.rules import CrossEntropyPropagation, EquilibriumPropagation, LearningRule, Phases, cross_entropy, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
 from simulator.native import NativeEngine
 from simulator.ngspice import NgspiceEngine
@@ -72,6 +72,17 @@ class Session:
 
     def scores(self, v: np.ndarray) -> np.ndarray:
         return v[:, self.circuit.output_index] @ self.circuit.readout.T
+
+    def loss(self, v: np.ndarray, targets_v: np.ndarray) -> np.ndarray:
+        """The trained loss per sample: squared error (V^2) or cross-entropy (nats)."""
+        t = self.config.training
+        if t.loss == "cross_entropy":
+            return cross_entropy(self.circuit, v, targets_v, t.softmax_scale_v)
+        return output_loss(self.circuit, v, targets_v)
+
+    @property
+    def loss_label(self) -> str:
+        return "cross-entropy (nats)" if self.config.training.loss == "cross_entropy" else "|v_out - y|^2 / 2 (V^2)"
 
 
 def check_sizes(config: RunConfig, data: Dataset) -> None:
@@ -213,12 +224,12 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
 
 
 def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:
-    """Mean loss (V^2) and accuracy of the free phase on ``x``."""
+    """Mean loss (:meth:`Session.loss`) and accuracy of the free phase on ``x``."""
     losses, correct = [], 0
     for start in range(0, len(x), batch):
         ids = np.arange(start, min(start + batch, len(x)))
         v = session.engine.settle(session.inputs_v(x[ids]), phase="free (evaluation)", sample_ids=ids)
-        losses.append(output_loss(session.circuit, v, session.targets_v(labels[ids])))
+        losses.append(session.loss(v, session.targets_v(labels[ids])))
         correct += int(np.sum(np.argmax(session.scores(v), axis=1) == labels[ids]))
     return float(np.mean(np.concatenate(losses))), correct / len(x)
 
@@ -258,7 +269,7 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         state.g_s = session.drift.reprogram(state.g_s, g_new, programmed, state.device, now_s)
     state.running["pulses"] = state.running.get("pulses", 0) + int(np.abs(pulses).sum())
     session.engine.set_conductances(state.g_s)
-    loss = float(np.sum(output_loss(session.circuit, phases.free, targets)))
+    loss = float(np.sum(session.loss(phases.free, targets)))
     hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))
     return loss, hits
 
@@ -280,7 +291,9 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
 def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
     write_metrics(run_dir, state.metrics)
     if state.metrics:
-        plot_learning_curves(run_dir, state.metrics, title=f"{session.data.name}, {session.engine.name}")
+        plot_learning_curves(
+            run_dir, state.metrics, title=f"{session.data.name}, {session.engine.name}", loss_label=session.loss_label
+        )
     d = session.config.device
     plot_conductance_histograms(run_dir, session.circuit, state.g_s, d.g_min_s, d.g_max_s)
 
@@ -383,7 +396,7 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
         if progress:
             tqdm.write(
                 f"epoch {state.epoch}: train acc {r['correct'] / r['seen']:.3f}, "
-                f"test acc {test_acc:.3f}, test loss {test_loss:.3g} V^2"
+                f"test acc {test_acc:.3f}, test loss {test_loss:.3g} ({session.loss_label})"
             )
         state.save(run_dir)
         write_metrics(run_dir, state.metrics)

@@ -8,7 +8,8 @@ from circuits.noise import NoiseSpec
 from learning.config import ConfigError, load_config
 from learning.gradcheck_noise import grad_j
 from learning.noisy_rules import NoisyRule
-from learning.rules import CrossEntropyPropagation, softmax_nudge_currents, softmax_targets
+from learning.rules import CrossEntropyPropagation, cross_entropy as library_cross_entropy, softmax_nudge_currents, softmax_targets
+from learning.train import train
 from simulator.native import NativeEngine
 from simulator.sampling import NativeSampler
 
@@ -103,6 +104,24 @@ def test_with_noise_the_rule_is_the_exact_gradient_of_j_for_the_softmax_targets(
     spread = np.sqrt(sum(((v[0][:, a] - v[0][:, b]) ** 2 / 2).var(0) / len(v[0]) for v in phases.samples.values()))
     assert np.all(np.abs(estimate - exact) < 5 * spread), (estimate, exact, spread)
     assert np.linalg.norm(estimate - exact) < 0.05 * np.linalg.norm(exact)
+
+
+def test_reported_loss_is_the_cross_entropy(problem):
+    circuit, engine, inputs, targets, label, _ = problem
+    v = engine.settle(np.vstack([inputs, 0.5 * inputs]))
+    expected = [cross_entropy(circuit, v[k : k + 1], label) for k in range(2)]
+    np.testing.assert_allclose(library_cross_entropy(circuit, v, np.vstack([targets, targets]), SCALE_V), expected, rtol=1e-12)
+
+
+def test_digits_learn_with_the_cross_entropy_nudge(tmp_path):
+    config = load_config(
+        "examples/digits.toml",
+        {"engine": {"backend": "native"}, "training": {"loss": "cross_entropy", "epochs": 3}, "data": {"limit_train": 600}},
+    )
+    state = train(config, tmp_path / "run", progress=False)
+    losses = [row["train_loss"] for row in state.metrics]
+    assert losses[2] < losses[0] < np.log(10)  # nats: below chance from the first epoch on
+    assert state.metrics[-1]["test_accuracy"] > 0.8
 
 
 @pytest.mark.parametrize(

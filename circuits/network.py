@@ -143,6 +143,12 @@ class Circuit:
         circuit (the corrections of asymmetric EP), else the outputs (current nudges)."""
         return self.free_nodes if self.nonreciprocal is not None else self.output_nodes
 
+    @cached_property
+    def injection_columns(self) -> np.ndarray:
+        """Indices of :attr:`injection_nodes` among the free nodes (columns of ``injected_a[batch, free]``)."""
+        index = {name: k for k, name in enumerate(self.free_nodes)}
+        return np.array([index[name] for name in self.injection_nodes], dtype=int)
+
     @property
     def n_features(self) -> int:
         return self.input_gain.shape[1]

@@ -141,12 +141,6 @@ class ChildPool:
         self._children = []
 
 
-def injection_columns(circuit: Circuit) -> np.ndarray:
-    """Columns of ``injected_a[batch, free]`` whose nodes have an ``Iinj`` source."""
-    where = {name: k for k, name in enumerate(circuit.free_nodes)}
-    return np.array([where[n] for n in circuit.injection_nodes], dtype=int)
-
-
 class NgspiceEngine:
     """Settle circuits with ngspice, one operating point per sample and phase.
 
@@ -182,7 +176,6 @@ class NgspiceEngine:
         self.chunk = chunk
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s
-        self.workers = workers
         self.options = dict(TIGHT_OPTIONS if options is None else options)
         self.circuit: Circuit | None = None
         self.g_s: np.ndarray | None = None
@@ -232,16 +225,13 @@ class NgspiceEngine:
         for k, child in enumerate(self._children):
             reply, gone = (None, failures[k]) if failures[k] else child.receive(self.load_timeout_s)
             if gone:
-                self._replace(k)
+                self._pool.replace(k)
                 raise SimulatorCrash(f"ngspice child {gone} during {what}; started a fresh one")
             if reply[0] != "ok":
                 raise EngineError(f"ngspice failed during {what}: {reply[1]}")
 
-    def _replace(self, k: int) -> None:
-        """Kill child k and start a fresh one holding the current circuit."""
-        self._pool.replace(k)
-
     def _reload(self, fresh: _Child) -> None:
+        """Load the current circuit into a child that replaced a dead or hung one."""
         if self.circuit is not None:
             gone = fresh.send(self._load_request())
             reply, gone = (None, gone) if gone else fresh.receive(self.load_timeout_s)
@@ -300,8 +290,8 @@ class NgspiceEngine:
             )[0]  # fmt: skip
         # only couplings between free nodes change with the sign; the worker skips unchanged values
         reversal = self._antisymmetric_values(antisymmetric_sign, np.flatnonzero(free_free_edges(circuit)))
-        inj_columns = injection_columns(circuit)
-        inj_names = [injection_name(circuit.free_nodes[k]) for k in inj_columns]
+        inj_columns = circuit.injection_columns
+        inj_names = [injection_name(n) for n in circuit.injection_nodes]
         in_names = [source_name(n) for n in circuit.input_nodes]
         tgt_names = [source_name(target_node(n)) for n in circuit.output_nodes]
         gain_names = [nudge_name(n) for n in circuit.output_nodes]
@@ -369,7 +359,7 @@ class NgspiceEngine:
             return np.zeros((batch, n_free))
         injected = np.broadcast_to(np.asarray(injected_a, dtype=float), (batch, n_free))
         elsewhere = np.ones(n_free, dtype=bool)
-        elsewhere[injection_columns(self.circuit)] = False
+        elsewhere[self.circuit.injection_columns] = False
         if np.any(injected[:, elsewhere]):
             raise EngineError(
                 "injected currents into hidden nodes need a non-reciprocal circuit (only its netlist has "
@@ -397,7 +387,7 @@ class NgspiceEngine:
             circuit, self.g_s, options=self.options, antisymmetric_sign=antisymmetric_sign
         ).split("\n")
         injections = {
-            injection_name(circuit.free_nodes[k]): (circuit.free_nodes[k], injected_a[:, k]) for k in injection_columns(circuit)
+            injection_name(n): (n, injected_a[:, k]) for n, k in zip(circuit.injection_nodes, circuit.injection_columns)
         }
         waves = {n: inputs_v[:, k] for k, n in enumerate(circuit.input_nodes)}
         waves.update({target_node(n): targets_v[:, k] for k, n in enumerate(circuit.output_nodes)})
@@ -426,7 +416,7 @@ class NgspiceEngine:
                 timeout = self.timeout_s * len(rows)
                 reply, why = (None, gone[k]) if gone[k] else self._children[k].receive(timeout)
                 if why:
-                    self._replace(k)
+                    self._pool.replace(k)
                     failure = failure or SimulatorCrash(
                         f"ngspice child {why} during {what(rows)}; started a fresh one"
                     )

@@ -261,7 +261,6 @@ class NgspiceSampler:
 
     def __init__(self, spec: NoiseSpec, workers: int = 1, timeout_s: float = 120.0, options: dict | None = None):
         self.spec = spec
-        self.workers = workers
         self.timeout_s = timeout_s
         self.options = dict(TRANSIENT_OPTIONS if options is None else options)
         from simulator.ngspice import ChildPool

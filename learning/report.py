@@ -46,8 +46,12 @@ def _save(fig, path: Path) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+#: Axis label of the squared-error loss the runs report unless they train the cross-entropy.
+SQUARED_LOSS_LABEL = "|v_out - y|^2 / 2 (V^2)"
+
+
 def plot_learning_curves(
-    run_dir: str | Path, rows: list[dict], title: str = "", loss_label: str = "|v_out - y|^2 / 2 (V^2)"
+    run_dir: str | Path, rows: list[dict], title: str = "", loss_label: str = SQUARED_LOSS_LABEL
 ) -> Path:
     """``learning_curves.png``: loss and accuracy against epoch, train and test."""
     epochs = [r["epoch"] for r in rows]

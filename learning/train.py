@@ -32,7 +32,7 @@ from learning.devices import DeviceModel, IdealDevice, PulsedDevice, RetentionDr
 from learning.mismatch import build_circuit as build_mismatched_circuit
 from learning.mismatch import record as record_mismatch
 from learning.optimizers import SGD, Adam
-from learning.report import plot_conductance_histograms, plot_learning_curves, write_metrics
+from learning.report import SQUARED_LOSS_LABEL, plot_conductance_histograms, plot_learning_curves, write_metrics
 from learning.asymmetric import AsymmetricEquilibriumPropagation
 from learning.rules import CrossEntropyPropagation, EquilibriumPropagation, LearningRule, Phases, cross_entropy, output_loss
 from simulator.engine import Engine, EngineError, SimulatorCrash
@@ -82,7 +82,7 @@ class Session:
 
     @property
     def loss_label(self) -> str:
-        return "cross-entropy (nats)" if self.config.training.loss == "cross_entropy" else "|v_out - y|^2 / 2 (V^2)"
+        return "cross-entropy (nats)" if self.config.training.loss == "cross_entropy" else SQUARED_LOSS_LABEL
 
 
 def check_sizes(config: RunConfig, data: Dataset) -> None:

@@ -207,7 +207,8 @@ class TrainingConfig(_Section):
         description="squared: L = |v_out - y|^2 / 2, nudged by resistors to the targets; cross_entropy: "
         "softmax cross-entropy of the class scores, nudged by currents the controller computes "
         "from the free state (centred; with noise, a nudge towards targets computed from the free "
-        "phase's time average, contrastive estimators only)",
+        "phase's time average, contrastive estimators only; centred then also nudges, through the "
+        "same +beta, towards the mirror image of those targets about the free mean)",
     )
     softmax_scale_v: float = Field(
         0.01, gt=0, description="cross_entropy: volts of class score per unit of logit (the softmax temperature)"

@@ -85,6 +85,8 @@ class NoisyPhases:
     """
 
     free: np.ndarray
+    #: keyed by the signed nudge; with softmax targets and the centred rule, key ``-beta``
+    #: holds the phase nudged by ``+beta`` towards the mirrored targets (see :class:`NoisyRule`)
     samples: dict[float, np.ndarray] = field(default_factory=dict)
     targets_v: np.ndarray | None = None
     plus: np.ndarray | None = None
@@ -106,7 +108,16 @@ class NoisyRule:
         free phase's time average (:func:`learning.rules.softmax_targets`, the
         cross-entropy loss) instead of the labels' targets; ``None`` for the
         squared error.  The rule is then the exact finite-nudge gradient of
-        ``J`` for the squared error to those targets.
+        ``J`` for the squared error to those targets.  Centred, the second
+        nudged phase aims at the mirrored targets ``2 <v_out>_0 - t`` through
+        the same ``+beta`` conductance (a ``-beta`` conductance as large as an
+        output's own would leave the output unbound); the contrast is then the
+        exact gradient of ``J_c = [F(beta, t) - F(beta, t_mirrored)] / 2``.
+        Both phases are equally stiffened by the nudge conductance, so the
+        fall of the outputs' fluctuations under a nudge, which is the same for
+        every label, cancels; what is left is the cross-entropy's step
+        ``scale_v (y - p) readout`` seen by a circuit whose outputs are held by
+        ``beta`` at their free mean.
     sampler : object with ``sample(circuit, g_s, inputs_v, targets_v, beta_s, rng)``
         returning ``v[batch, sample, node]``.
     """
@@ -134,8 +145,12 @@ class NoisyRule:
             samples = {b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()}
         else:  # the free phase first: its time average sets the targets of the nudged phases
             samples = {0.0: self.sampler.sample(circuit, g_s, inputs_v, targets_v, 0.0, rng)}
-            targets_v = softmax_targets(circuit, samples[0.0].mean(axis=1), np.atleast_2d(targets_v), self.softmax_scale_v)
-            samples.update({b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()[1:]})
+            mean_out = samples[0.0].mean(axis=1)
+            targets_v = softmax_targets(circuit, mean_out, np.atleast_2d(targets_v), self.softmax_scale_v)
+            samples[self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, targets_v, self.beta_s, rng)
+            if self.centred:  # the mirrored targets, through the same +beta conductance (key -beta)
+                mirrored = 2 * mean_out[:, circuit.output_index] - targets_v
+                samples[-self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, mirrored, self.beta_s, rng)
         free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
         return NoisyPhases(free=free, samples=samples, targets_v=np.atleast_2d(targets_v))
 

@@ -145,11 +145,11 @@ class NoisyRule:
             samples = {b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()}
         else:  # the free phase first: its time average sets the targets of the nudged phases
             samples = {0.0: self.sampler.sample(circuit, g_s, inputs_v, targets_v, 0.0, rng)}
-            mean_out = samples[0.0].mean(axis=1)
-            targets_v = softmax_targets(circuit, mean_out, np.atleast_2d(targets_v), self.softmax_scale_v)
+            free_mean = samples[0.0].mean(axis=1)
+            targets_v = softmax_targets(circuit, free_mean, np.atleast_2d(targets_v), self.softmax_scale_v)
             samples[self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, targets_v, self.beta_s, rng)
             if self.centred:  # the mirrored targets, through the same +beta conductance (key -beta)
-                mirrored = 2 * mean_out[:, circuit.output_index] - targets_v
+                mirrored = 2 * free_mean[:, circuit.output_index] - targets_v
                 samples[-self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, mirrored, self.beta_s, rng)
         free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
         return NoisyPhases(free=free, samples=samples, targets_v=np.atleast_2d(targets_v))

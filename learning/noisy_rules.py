@@ -143,15 +143,15 @@ class NoisyRule:
         circuit, g_s = engine.circuit, engine.g_s
         if self.softmax_scale_v is None:
             samples = {b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()}
+            free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
         else:  # the free phase first: its time average sets the targets of the nudged phases
             samples = {0.0: self.sampler.sample(circuit, g_s, inputs_v, targets_v, 0.0, rng)}
-            free_mean = samples[0.0].mean(axis=1)
-            targets_v = softmax_targets(circuit, free_mean, np.atleast_2d(targets_v), self.softmax_scale_v)
+            free = samples[0.0].mean(axis=1)
+            targets_v = softmax_targets(circuit, free, np.atleast_2d(targets_v), self.softmax_scale_v)
             samples[self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, targets_v, self.beta_s, rng)
             if self.centred:  # the mirrored targets, through the same +beta conductance (key -beta)
-                mirrored = 2 * free_mean[:, circuit.output_index] - targets_v
+                mirrored = 2 * free[:, circuit.output_index] - targets_v
                 samples[-self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, mirrored, self.beta_s, rng)
-        free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
         return NoisyPhases(free=free, samples=samples, targets_v=np.atleast_2d(targets_v))
 
     def gradient(self, circuit: Circuit, phases: NoisyPhases) -> np.ndarray:

@@ -83,17 +83,24 @@ def test_ngspice_gives_the_same_update(ngspice, problem):
     np.testing.assert_allclose(rule.gradient(circuit, rule.phases(ngspice, inputs, targets)), expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
 
 
-def test_with_noise_the_rule_is_the_exact_gradient_of_j_for_the_softmax_targets():
-    """Linear crossbar, gibbs noise, exact Gaussian draws: the contrast against the closed-form dJ/dG."""
+@pytest.fixture(scope="module")
+def linear_noisy():
+    """A linear crossbar with gibbs noise (about 1 mV rms) drawn exactly, and a finite nudge."""
     circuit = crossbar(CrossbarSpec(layers=(2, 3, 3), nonlinearity="none", bias_v=0.0, input_scale_v=0.5))
     g = np.random.default_rng(5).uniform(2e-5, 1e-4, circuit.n_edges)
     x = np.array([[0.8, -0.3]]) @ circuit.input_gain.T
     targets = np.array([[0.0, 0.05, 0.0]]) @ circuit.target_gain.T
-    t_eff_w, beta = 1e-10, 1e-4  # about 1 mV rms; a finite nudge
+    t_eff_w, beta = 1e-10, 1e-4
     spec = NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=100_000, t_eff_w=t_eff_w, capacitance_f=1e-9)
     engine = NativeEngine()
     engine.load(circuit, g)
-    rule = NoisyRule("contrastive", beta, NativeSampler(spec, "exact_gaussian"), softmax_scale_v=SCALE_V)
+    return circuit, g, x, targets, t_eff_w, beta, NativeSampler(spec, "exact_gaussian"), engine
+
+
+def test_with_noise_the_rule_is_the_exact_gradient_of_j_for_the_softmax_targets(linear_noisy):
+    """Linear crossbar, gibbs noise, exact Gaussian draws: the contrast against the closed-form dJ/dG."""
+    circuit, g, x, targets, t_eff_w, beta, sampler, engine = linear_noisy
+    rule = NoisyRule("contrastive", beta, sampler, softmax_scale_v=SCALE_V)
     phases = rule.phases(engine, x, targets, rng=np.random.default_rng(6))
     # the nudge aims at the softmax targets of the free phase's time average
     np.testing.assert_allclose(phases.targets_v, softmax_targets(circuit, phases.free, targets, SCALE_V), rtol=1e-12)
@@ -106,19 +113,12 @@ def test_with_noise_the_rule_is_the_exact_gradient_of_j_for_the_softmax_targets(
     assert np.linalg.norm(estimate - exact) < 0.05 * np.linalg.norm(exact)
 
 
-def test_with_noise_the_centred_rule_is_the_exact_gradient_for_mirrored_targets():
+def test_with_noise_the_centred_rule_is_the_exact_gradient_for_mirrored_targets(linear_noisy):
     """Centred with noise: +beta towards t and +beta towards 2 <v_out>_0 - t; the contrast is
     d/dG [F(beta, t) - F(beta, t_mirrored)] / 2 from the closed form, and points along the
     noiseless cross-entropy gradient."""
-    circuit = crossbar(CrossbarSpec(layers=(2, 3, 3), nonlinearity="none", bias_v=0.0, input_scale_v=0.5))
-    g = np.random.default_rng(5).uniform(2e-5, 1e-4, circuit.n_edges)
-    x = np.array([[0.8, -0.3]]) @ circuit.input_gain.T
-    targets = np.array([[0.0, 0.05, 0.0]]) @ circuit.target_gain.T
-    t_eff_w, beta = 1e-10, 1e-4
-    spec = NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=100_000, t_eff_w=t_eff_w, capacitance_f=1e-9)
-    engine = NativeEngine()
-    engine.load(circuit, g)
-    rule = NoisyRule("contrastive", beta, NativeSampler(spec, "exact_gaussian"), centred=True, softmax_scale_v=SCALE_V)
+    circuit, g, x, targets, t_eff_w, beta, sampler, engine = linear_noisy
+    rule = NoisyRule("contrastive", beta, sampler, centred=True, softmax_scale_v=SCALE_V)
     phases = rule.phases(engine, x, targets, rng=np.random.default_rng(7))
     mirrored = 2 * phases.free[:, circuit.output_index] - phases.targets_v
     exact = 0.5 * (
@@ -126,11 +126,10 @@ def test_with_noise_the_centred_rule_is_the_exact_gradient_for_mirrored_targets(
     )
     estimate = rule.objective_gradient(circuit, phases)
     a, b = circuit.edges.T
-    spread = 0.5 * np.sqrt(sum(((phases.samples[k][0][:, a] - phases.samples[k][0][:, b]) ** 2 / 2).var(0) / spec.samples for k in (beta, -beta)))
+    spread = 0.5 * np.sqrt(sum(((phases.samples[k][0][:, a] - phases.samples[k][0][:, b]) ** 2 / 2).var(0) / len(phases.samples[k][0]) for k in (beta, -beta)))
     assert np.all(np.abs(estimate - exact) < 5 * spread), (estimate, exact, spread)
     assert np.linalg.norm(estimate - exact) < 0.05 * np.linalg.norm(exact)
-    # the label-independent part (the outputs' fluctuations held down by the nudge) cancels:
-    # what is left points along the noiseless cross-entropy gradient of this linear circuit
+    # and it points along the noiseless cross-entropy gradient of this linear circuit
     noiseless = CrossEntropyPropagation(1e-9, SCALE_V)
     reference = noiseless.gradient(circuit, noiseless.phases(engine, x, targets))
     assert estimate @ reference / np.linalg.norm(estimate) / np.linalg.norm(reference) > 0.95

@@ -31,6 +31,7 @@ Run (defaults: a subset, about 30 minutes on 2 shared cores):
 
     python examples/noise_beta_sweep.py [--train 2000] [--test 1000] [--epochs 2] [--repeats 6]
     python examples/noise_beta_sweep.py --full       # all of Fashion-MNIST, the config's epochs
+    python examples/noise_beta_sweep.py --trained RUN_DIR --out OUT   # SNR and cosines only, on a trained run
 
 Writes examples/noise_beta_sweep.csv and examples/noise_beta_sweep.png.
 """
@@ -53,6 +54,7 @@ from tqdm import tqdm  # noqa: E402
 
 from learning.config import load_config  # noqa: E402
 from learning.noisy_rules import make_noisy_rule  # noqa: E402
+from learning.checkpoint import RunState  # noqa: E402
 from learning.train import make_rule, open_session, train  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -126,10 +128,14 @@ def plot(rows: list[dict], out: Path, g_ref: float, t_eff_w: float) -> None:
     """Accuracy, SNR and cosines against beta (paper's units), one panel each."""
     betas = [float(r["beta_paper"]) for r in rows]
     col = lambda key: [float(r[key]) for r in rows]  # noqa: E731
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    axes[0].semilogx(betas, [100 * a for a in col("test_accuracy")], "o-")
-    axes[0].set_ylabel("test accuracy (%)")
-    axes[0].set_title(f"Fashion-MNIST, gibbs noise, T_eff = {t_eff_w:g} W")
+    trained = "test_accuracy" in rows[0]  # else the statistics of one trained run (--trained)
+    fig, axes = plt.subplots(1, 3 if trained else 2, figsize=(14 if trained else 9.5, 4))
+    if trained:
+        axes[0].semilogx(betas, [100 * a for a in col("test_accuracy")], "o-")
+        axes[0].set_ylabel("test accuracy (%)")
+    else:
+        axes = [None, *axes]
+    axes[1].set_title(f"Fashion-MNIST, gibbs noise, T_eff = {t_eff_w:g} W")
     axes[1].semilogx(betas, col("snr"), "o-", label="all devices")
     axes[1].semilogx(betas, col("snr_output_layer"), "s-", label="output crossbar")
     axes[1].set_ylabel("SNR of the dJ/dG estimate")
@@ -138,7 +144,7 @@ def plot(rows: list[dict], out: Path, g_ref: float, t_eff_w: float) -> None:
     axes[2].semilogx(betas, col("cos_loss"), "^-", label="to dL/dG (noiseless)")
     axes[2].set_ylabel("cosine of one estimate")
     axes[2].legend()
-    for ax in axes:
+    for ax in axes[0 if trained else 1 :]:
         ax.set_xlabel(f"beta (paper's units; 1 = {g_ref:.3g} S)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -159,8 +165,13 @@ def main() -> None:
     parser.add_argument("--snr-batch", type=int, default=32, help="samples of the fixed mini-batch")
     parser.add_argument("--out", default=str(HERE / "noise_beta_sweep"))
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the CSV")
+    parser.add_argument(
+        "--trained", metavar="RUN_DIR", help="no training: the SNR and cosines on this run's conductances, with its config"
+    )
     args = parser.parse_args()
 
+    if args.trained:
+        args.config = str(Path(args.trained) / "config.toml")
     base = load_config(args.config)
     g_ref = reference_conductance(base)
     if args.plot_only:
@@ -169,7 +180,11 @@ def main() -> None:
         return
     overrides = {} if args.full else {"data.limit_train": args.train, "data.limit_test": args.test, "training.epochs": args.epochs}
     rows, trained = [], {}
-    for beta in tqdm(args.betas, desc="noisy beta sweep", unit="run"):
+    if args.trained:
+        overrides = {}
+        rows = [{"beta_paper": beta, "beta_s": beta * g_ref} for beta in args.betas]
+        trained[max(args.betas)] = RunState.load(args.trained).g_s
+    for beta in tqdm([] if args.trained else args.betas, desc="noisy beta sweep", unit="run", disable=bool(args.trained)):
         config = load_config(args.config, {**overrides, "training.beta_s": beta * g_ref})
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as run_dir:

@@ -53,8 +53,8 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from learning.config import load_config  # noqa: E402
-from learning.noisy_rules import make_noisy_rule  # noqa: E402
 from learning.checkpoint import RunState  # noqa: E402
+from learning.noisy_rules import make_noisy_rule  # noqa: E402
 from learning.train import make_rule, open_session, train  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -130,26 +130,51 @@ def plot(rows: list[dict], out: Path, g_ref: float, t_eff_w: float) -> None:
     col = lambda key: [float(r[key]) for r in rows]  # noqa: E731
     trained = "test_accuracy" in rows[0]  # else the statistics of one trained run (--trained)
     fig, axes = plt.subplots(1, 3 if trained else 2, figsize=(14 if trained else 9.5, 4))
+    snr_ax, cos_ax = axes[-2:]
     if trained:
         axes[0].semilogx(betas, [100 * a for a in col("test_accuracy")], "o-")
         axes[0].set_ylabel("test accuracy (%)")
-    else:
-        axes = [None, *axes]
-    axes[1].set_title(f"Fashion-MNIST, gibbs noise, T_eff = {t_eff_w:g} W")
-    axes[1].semilogx(betas, col("snr"), "o-", label="all devices")
-    axes[1].semilogx(betas, col("snr_output_layer"), "s-", label="output crossbar")
-    axes[1].set_ylabel("SNR of the dJ/dG estimate")
-    axes[1].legend()
-    axes[2].semilogx(betas, col("cos_j"), "s-", label="to dJ/dG (reference)")
-    axes[2].semilogx(betas, col("cos_loss"), "^-", label="to dL/dG (noiseless)")
-    axes[2].set_ylabel("cosine of one estimate")
-    axes[2].legend()
-    for ax in axes[0 if trained else 1 :]:
+    snr_ax.set_title(f"Fashion-MNIST, gibbs noise, T_eff = {t_eff_w:g} W")
+    snr_ax.semilogx(betas, col("snr"), "o-", label="all devices")
+    snr_ax.semilogx(betas, col("snr_output_layer"), "s-", label="output crossbar")
+    snr_ax.set_ylabel("SNR of the dJ/dG estimate")
+    snr_ax.legend()
+    cos_ax.semilogx(betas, col("cos_j"), "s-", label="to dJ/dG (reference)")
+    cos_ax.semilogx(betas, col("cos_loss"), "^-", label="to dL/dG (noiseless)")
+    cos_ax.set_ylabel("cosine of one estimate")
+    cos_ax.legend()
+    for ax in axes:
         ax.set_xlabel(f"beta (paper's units; 1 = {g_ref:.3g} S)")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
     plt.close(fig)
+
+
+def train_at_each_nudge(config_path, overrides: dict, betas: list[float], g_ref: float) -> tuple[list[dict], np.ndarray]:
+    """Train the config at each nudge (paper's units); a row of accuracies per nudge, and the
+    conductances trained at the largest."""
+    rows, trained = [], {}
+    for beta in tqdm(betas, desc="noisy beta sweep", unit="run"):
+        config = load_config(config_path, {**overrides, "training.beta_s": beta * g_ref})
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory() as run_dir:
+            state = train(config, run_dir, progress=False)
+        trained[beta] = state.g_s
+        last = state.metrics[-1]
+        rows.append(
+            {
+                "beta_paper": beta,
+                "beta_s": beta * g_ref,
+                "test_accuracy": last["test_accuracy"],
+                "train_accuracy": last["train_accuracy"],
+                "epochs": state.epoch,
+                "train_samples": config.data.limit_train or "all",
+                "minutes": round((time.perf_counter() - started) / 60, 2),
+            }
+        )
+        tqdm.write(f"beta {beta:g} ({beta * g_ref:.3g} S): test accuracy {last['test_accuracy']:.4f}")
+    return rows, trained[max(betas)]
 
 
 def main() -> None:
@@ -178,35 +203,17 @@ def main() -> None:
         with open(Path(args.out).with_suffix(".csv")) as f:
             plot(list(csv.DictReader(f)), Path(args.out), g_ref, base.noise.t_eff_w)
         return
-    overrides = {} if args.full else {"data.limit_train": args.train, "data.limit_test": args.test, "training.epochs": args.epochs}
-    rows, trained = [], {}
-    if args.trained:
+    if args.trained:  # the statistics of one trained run, with its own config
         overrides = {}
         rows = [{"beta_paper": beta, "beta_s": beta * g_ref} for beta in args.betas]
-        trained[max(args.betas)] = RunState.load(args.trained).g_s
-    for beta in tqdm([] if args.trained else args.betas, desc="noisy beta sweep", unit="run", disable=bool(args.trained)):
-        config = load_config(args.config, {**overrides, "training.beta_s": beta * g_ref})
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as run_dir:
-            state = train(config, run_dir, progress=False)
-        trained[beta] = state.g_s
-        last = state.metrics[-1]
-        rows.append(
-            {
-                "beta_paper": beta,
-                "beta_s": beta * g_ref,
-                "test_accuracy": last["test_accuracy"],
-                "train_accuracy": last["train_accuracy"],
-                "epochs": state.epoch,
-                "train_samples": config.data.limit_train or "all",
-                "minutes": round((time.perf_counter() - started) / 60, 2),
-            }
-        )
-        tqdm.write(f"beta {beta:g} ({beta * g_ref:.3g} S): test accuracy {last['test_accuracy']:.4f}")
+        g_s = RunState.load(args.trained).g_s
+    else:
+        overrides = {} if args.full else {"data.limit_train": args.train, "data.limit_test": args.test, "training.epochs": args.epochs}
+        rows, g_s = train_at_each_nudge(args.config, overrides, args.betas, g_ref)
     config = load_config(args.config, overrides)
     with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
         stats = gradient_statistics(
-            args.config, overrides, trained[max(args.betas)], [b * g_ref for b in args.betas], args.repeats, args.reference_factor,
+            args.config, overrides, g_s, [b * g_ref for b in args.betas], args.repeats, args.reference_factor,
             args.snr_batch, config.seed + 1, g_ref,
         )  # fmt: skip
     for row, stat in zip(rows, stats):

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from circuits import CrossbarSpec, crossbar, render_netlist
+from eqspice.circuits import CrossbarSpec, crossbar, render_netlist
 
 SIZES = [(2, 4, 1), (4, 16, 3), (64, 32, 10), (784, 100, 10)]
 

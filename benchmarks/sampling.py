@@ -23,9 +23,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks import write_json
-from learning.config import load_config
-from learning.train import initial_state, open_session, train_step
-from simulator.block_gibbs import block_gibbs_samples
+from eqspice.learning.run.config import load_config
+from eqspice.learning.run.build import initial_state, open_session
+from eqspice.learning.run.loop import train_step
+from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples
 
 
 def time_training(config, batches: int, limit: int) -> float:
@@ -43,7 +44,7 @@ def time_training(config, batches: int, limit: int) -> float:
 
 def time_sampler(config, limit: int, repeats: int = 2) -> float:
     """Seconds per phase (one mini-batch, nudged) spent in the native sampler alone."""
-    from simulator.sampling import NativeSampler
+    from eqspice.simulator.sampling.native import NativeSampler
 
     session = open_session(config.model_copy(update={"data": config.data.model_copy(update={"limit_train": limit})}))
     state = initial_state(config, session.circuit, session.device)

@@ -20,10 +20,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks import write_json
-from circuits import CrossbarSpec, crossbar, render_netlist
-from simulator.native import NativeEngine
-from simulator.ngspice import NgspiceEngine
-from simulator.ngspice_worker import Worker
+from eqspice.circuits import CrossbarSpec, crossbar, render_netlist
+from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.ngspice.engine import NgspiceEngine
+from eqspice.simulator.ngspice.worker import Worker
 
 BETA_S = 1e-5
 

@@ -1,8 +1,15 @@
 """What the hardware is: networks of programmable conductances, rendered as SPICE."""
 
-from circuits.netlist import TIGHT_OPTIONS, edge_names, render_netlist
-from circuits.network import Circuit, CrossbarSpec, DiodeModel, EdgeGroup, circuit_from_graph, crossbar
-from circuits.network import antisymmetric_coupling, nonreciprocal_draw, with_nonreciprocal
+from eqspice.circuits.netlist import TIGHT_OPTIONS, edge_names, render_netlist
+from eqspice.circuits.network import (
+    Circuit,
+    CrossbarSpec,
+    DiodeModel,
+    EdgeGroup,
+    circuit_from_graph,
+    crossbar,
+)
+from eqspice.circuits.network import antisymmetric_coupling, nonreciprocal_draw, with_nonreciprocal
 
 __all__ = [
     "Circuit",

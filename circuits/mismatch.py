@@ -1,6 +1,6 @@
 """Fabrication mismatch of a circuit's fixed parts, as plain values written into the circuit.
 
-Nothing here is random: :mod:`learning.mismatch` draws the values from the
+Nothing here is random: :mod:`eqspice.learning.run.build` draws the values from the
 run's seed and these functions put them into a :class:`Circuit`, so the netlist
 writer and both engines read the same mismatched hardware.
 
@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from circuits.network import Circuit
+from eqspice.circuits.network import Circuit
 
 
 def split_diode_bias(circuit: Circuit) -> Circuit:

@@ -1,4 +1,4 @@
-"""Render a :class:`~circuits.network.Circuit` as readable SPICE text.
+"""Render a :class:`~eqspice.circuits.network.Circuit` as readable SPICE text.
 
 Element names follow the nodes they touch so that a netlist can be read and
 changed by hand or by ``alter``:
@@ -12,7 +12,7 @@ changed by hand or by ``alter``:
   from the output node to its target source, i.e. a conductance beta that may
   be negative (the -beta phase of the centred estimator).
 * ``Gf<k>_<row>_<col>`` and ``Gb<k>_<row>_<col>``: the antisymmetric part of a
-  non-reciprocal coupling (:func:`circuits.network.with_nonreciprocal`), two
+  non-reciprocal coupling (:func:`eqspice.circuits.network.with_nonreciprocal`), two
   grounded VCCS: ``+a V(q)`` into p and ``-a V(p)`` into q;
 * ``Iinj_<node>``: a constant current into a free node from the controller: a
   current nudge at every output (e.g. of the cross-entropy) and, in
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.network import GROUND, Circuit, antisymmetric_coupling
+from eqspice.circuits.network import GROUND, Circuit, antisymmetric_coupling
 
 #: Tolerances under which ngspice agrees with Kirchhoff's law to well below
 #: 1e-12 A on diode networks; ngspice's defaults (RELTOL 1e-3, VNTOL 1e-6 V)

@@ -97,7 +97,7 @@ class Circuit:
     nonreciprocal : relative non-reciprocal part ``delta[edge]`` of every coupling,
         or None for a reciprocal network (see :func:`with_nonreciprocal`).
     diode_area : (n_diodes,) SPICE area factor of each diode (its IS is
-        ``diode_model.is_a * area``), or None for 1 (see :mod:`circuits.mismatch`).
+        ``diode_model.is_a * area``), or None for 1 (see :mod:`eqspice.circuits.mismatch`).
     """
 
     title: str

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from circuits.network import Circuit
+from eqspice.circuits.network import Circuit
 
 #: Boltzmann's constant, J/K (ngspice's value).
 BOLTZMANN_J_PER_K = 1.38064852e-23

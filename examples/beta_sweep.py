@@ -28,8 +28,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from learning.config import load_config  # noqa: E402
-from learning.train import train  # noqa: E402
+from eqspice.learning.run.config import load_config  # noqa: E402
+from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent
 

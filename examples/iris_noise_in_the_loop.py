@@ -46,10 +46,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from learning.checkpoint import CHECKPOINT, RunState  # noqa: E402
-from learning.config import load_config  # noqa: E402
-from learning.data import load_dataset  # noqa: E402
-from learning.train import train  # noqa: E402
+from eqspice.learning.run.checkpoint import CHECKPOINT, RunState  # noqa: E402
+from eqspice.learning.run.config import load_config  # noqa: E402
+from eqspice.learning.run.data import load_dataset  # noqa: E402
+from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent
 CONFIG = HERE / "iris_noise.toml"

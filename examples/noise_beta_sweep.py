@@ -52,10 +52,11 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from learning.config import load_config  # noqa: E402
-from learning.checkpoint import RunState  # noqa: E402
-from learning.noisy_rules import make_noisy_rule  # noqa: E402
-from learning.train import make_rule, open_session, train  # noqa: E402
+from eqspice.learning.run.config import load_config  # noqa: E402
+from eqspice.learning.run.checkpoint import RunState  # noqa: E402
+from eqspice.learning.rules.noisy import make_noisy_rule  # noqa: E402
+from eqspice.learning.run.build import make_rule, open_session  # noqa: E402
+from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent
 

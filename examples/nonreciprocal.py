@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 import matplotlib  # noqa: E402
 
@@ -35,9 +33,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from learning.checkpoint import write_atomic  # noqa: E402
-from learning.config import parse_config  # noqa: E402
-from learning.train import train  # noqa: E402
+from eqspice.learning.run.checkpoint import write_atomic  # noqa: E402
+from eqspice.learning.run.config import parse_config  # noqa: E402
+from eqspice.learning.run.loop import train  # noqa: E402
 
 RULES = {"plain": "centred", "corrected": "corrected"}
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from circuits.netlist import render_netlist
-from learning.checkpoint import CHECKPOINT, RunState, write_atomic
-from learning.config import ConfigError, RunConfig, load_config
-from learning.data import DataError, load_dataset
-from learning.train import RunError, build_circuit, evaluate, initial_state, make_device, make_engine, open_session, train
-from simulator.engine import EngineError
+from eqspice.circuits.netlist import render_netlist
+from eqspice.learning.run.checkpoint import CHECKPOINT, RunState, write_atomic
+from eqspice.learning.run.config import ConfigError, RunConfig, load_config
+from eqspice.learning.run.data import DataError, load_dataset
+from eqspice.learning.run.loop import RunError, evaluate, train
+from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
+from eqspice.simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_STOPPED = 3
@@ -160,7 +161,7 @@ def cmd_eval(args) -> int:
     config = config.model_copy(update=overrides)
     session = open_session(config)
     if session.drift is not None and Path(args.source).is_dir():  # as the run measured it: drifted
-        from learning.train import conductances_at_evaluation
+        from eqspice.learning.run.loop import conductances_at_evaluation
 
         g_s = conductances_at_evaluation(session, RunState.load(args.source))
     try:
@@ -178,7 +179,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from learning.sweep import load_sweep, run_sweep
+    from eqspice.learning.run.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(args.sweep, out=args.out)
     if args.workers < 1:
@@ -189,7 +190,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from learning.report import metrics_table, plot_comparison, read_metrics
+    from eqspice.learning.run.report import metrics_table, plot_comparison, read_metrics
 
     runs = {}
     for source in args.run_dirs:
@@ -209,8 +210,8 @@ def cmd_report(args) -> int:
 
 
 GRADCHECKS = {
-    "nonreciprocal": "learning.gradcheck_nonreciprocal",
-    "noise": "learning.gradcheck_noise",
+    "nonreciprocal": "eqspice.learning.gradcheck.nonreciprocal",
+    "noise": "eqspice.learning.gradcheck.noise",
 }
 
 

@@ -1,6 +1,6 @@
 """How circuits settle: engines behind one interface."""
 
-from simulator.engine import ConvergenceError, Engine, EngineError, SimulatorCrash, phase_name
-from simulator.ngspice import NgspiceEngine
+from eqspice.simulator.engine import ConvergenceError, Engine, EngineError, SimulatorCrash, phase_name
+from eqspice.simulator.ngspice.engine import NgspiceEngine
 
 __all__ = ["ConvergenceError", "Engine", "EngineError", "NgspiceEngine", "SimulatorCrash", "phase_name"]

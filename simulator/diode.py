@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.network import DiodeModel
+from eqspice.circuits.network import DiodeModel
 
 #: ngspice's physical constants (src/include/ngspice/const.h).
 BOLTZMANN_J_PER_K = 1.38064852e-23

@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from circuits.network import Circuit
+from eqspice.circuits.network import Circuit
 
 
 class EngineError(RuntimeError):
@@ -63,7 +63,7 @@ class Engine(Protocol):
         ``antisymmetric_sign = -1`` reverses the antisymmetric (non-reciprocal)
         couplings between free nodes and ``injected_a[batch, free]`` adds constant
         currents into the free nodes, amperes: the learning phases of asymmetric
-        EP (:mod:`learning.asymmetric`).  A reciprocal circuit ignores the sign.
+        EP (:mod:`eqspice.learning.rules.asymmetric`).  A reciprocal circuit ignores the sign.
         """
 
     def settle_phases(

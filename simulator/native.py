@@ -7,7 +7,7 @@ Kirchhoff's current law at every free node n,
 
 (``s_dn = +1`` if n is the diode's anode, -1 if its cathode) is solved for all
 samples of a batch at once.  The diode current is ngspice's
-(:func:`simulator.diode.diode_current`, GMIN included), so both engines settle
+(:func:`eqspice.simulator.diode.diode_current`, GMIN included), so both engines settle
 the same circuit to the same voltages.  Newton steps are limited to
 ``max_step_v`` per node, the role junction-voltage limiting plays in SPICE.
 
@@ -18,7 +18,7 @@ step eliminates A exactly and solves only the Schur complement on B, a dense
 ``|B| x |B|`` system per sample (10 x 10 for a one-hidden-layer classifier),
 instead of the whole ``n_free x n_free`` one.
 
-Non-reciprocal couplings (:func:`circuits.network.with_nonreciprocal`) make
+Non-reciprocal couplings (:func:`eqspice.circuits.network.with_nonreciprocal`) make
 the coupling matrix ``K`` non-symmetric (``K_pq = G + a``, ``K_qp = G - a``); the
 blocks ``K_AB`` and ``K_BA`` are kept apart and the Schur complement
 ``D_B - K_BB - K_BA D_A^-1 K_AB`` still needs only the diagonal of block A.
@@ -34,10 +34,16 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from circuits.netlist import TIGHT_OPTIONS
-from circuits.network import Circuit, antisymmetric_coupling
-from simulator.diode import diode_current, thermal_voltage
-from simulator.engine import ConvergenceError, EngineError, batch_arrays, free_end_incidence, settle_each_phase
+from eqspice.circuits.netlist import TIGHT_OPTIONS
+from eqspice.circuits.network import Circuit, antisymmetric_coupling
+from eqspice.simulator.diode import diode_current, thermal_voltage
+from eqspice.simulator.engine import (
+    ConvergenceError,
+    EngineError,
+    batch_arrays,
+    free_end_incidence,
+    settle_each_phase,
+)
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simulator.ngspice import NgspiceEngine
+from eqspice.simulator.ngspice.engine import NgspiceEngine
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Shared steps of the training tests."""
 
-from learning.train import train
+from eqspice.learning.run.loop import train
 
 
 def whole_and_resumed(config, tmp_path, stop_after_epochs=2):

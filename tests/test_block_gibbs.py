@@ -3,7 +3,7 @@
 References are independent of the sampler's code: the closed form of a linear
 network (dense nodal matrix of :mod:`tests.nodal`), and for diode circuits
 the density ``exp(-(E + beta L) / T)`` integrated on a 2-D grid, with the
-diode co-content obtained by integrating :func:`simulator.diode.diode_current`
+diode co-content obtained by integrating :func:`eqspice.simulator.diode.diode_current`
 numerically.
 
 Statistical tolerances: the chains are independent (one per batch row), so
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from scipy.integrate import cumulative_trapezoid, quad
 
-from circuits.network import DiodeModel, circuit_from_graph
-from circuits.noise import NoiseSpec
-from learning.config import ConfigError, parse_config
-from simulator.block_gibbs import block_gibbs_samples, colour_classes
-from simulator.diode import diode_co_content, diode_current, thermal_voltage
-from simulator.sampling import SamplingError
+from eqspice.circuits.network import DiodeModel, circuit_from_graph
+from eqspice.circuits.noise import NoiseSpec
+from eqspice.learning.run.config import ConfigError, parse_config
+from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples, colour_classes
+from eqspice.simulator.diode import diode_co_content, diode_current, thermal_voltage
+from eqspice.simulator.sampling.co_content import SamplingError
 from tests.test_noise_sampling import dense_system
 from tests.test_noisy_rules import with_
 
@@ -154,7 +154,7 @@ def test_diode_network_expectations_match_the_integral_over_the_density(beta_s):
     assert np.all(np.abs(de_dg - de_dg_ref) < 5 * de_dg_se), (de_dg, de_dg_ref, de_dg_se)
     # the diodes matter: the proposal is not the conditional (some moves refused), and the noise
     # moves the hidden node's mean away from the noiseless operating point by many standard errors
-    from simulator.native import NativeEngine
+    from eqspice.simulator.native import NativeEngine
 
     engine = NativeEngine()
     engine.load(circuit, g)

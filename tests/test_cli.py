@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learning.config import load_config
+from eqspice.learning.run.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 XOR = ROOT / "examples" / "xor.toml"
@@ -20,7 +20,7 @@ XOR = ROOT / "examples" / "xor.toml"
 
 def eqspice(*args, cwd=None, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "learning.cli", *map(str, args)],
+        [sys.executable, "-m", "eqspice.learning.cli", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -134,7 +134,7 @@ def test_settle_prints_the_same_outputs_from_both_engines():
 def start_training(config, run_dir):
     """A training run in the background, returned once its first epoch is on disk."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "learning.cli", "train", str(config), "--run-dir", str(run_dir), "--quiet"],
+        [sys.executable, "-m", "eqspice.learning.cli", "train", str(config), "--run-dir", str(run_dir), "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -172,7 +172,7 @@ def test_a_child_that_always_dies_stops_the_run_with_its_state_saved(tmp_path, m
     config = config_with(tmp_path, "epochs = 300", "epochs = 2", name="xor.toml")
     env = dict(os.environ, NGSPICE_LIBRARY_PATH="/nonexistent/libngspice.so")
     result = subprocess.run(
-        [sys.executable, "-m", "learning.cli", "train", str(config), "--run-dir", str(tmp_path / "run"), "--quiet"],
+        [sys.executable, "-m", "eqspice.learning.cli", "train", str(config), "--run-dir", str(tmp_path / "run"), "--quiet"],
         capture_output=True,
         text=True,
         env=env,

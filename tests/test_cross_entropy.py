@@ -3,15 +3,20 @@
 import numpy as np
 import pytest
 
-from circuits import CrossbarSpec, DiodeModel, crossbar
-from circuits.noise import NoiseSpec
-from learning.config import ConfigError, load_config
-from learning.gradcheck_noise import grad_j
-from learning.noisy_rules import NoisyRule
-from learning.rules import CrossEntropyPropagation, cross_entropy as library_cross_entropy, softmax_nudge_currents, softmax_targets
-from learning.train import train
-from simulator.native import NativeEngine
-from simulator.sampling import NativeSampler
+from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
+from eqspice.circuits.noise import NoiseSpec
+from eqspice.learning.run.config import ConfigError, load_config
+from eqspice.learning.gradcheck.noise import grad_j
+from eqspice.learning.rules.noisy import NoisyRule
+from eqspice.learning.rules.equilibrium import (
+    CrossEntropyPropagation,
+    cross_entropy as library_cross_entropy,
+    softmax_nudge_currents,
+    softmax_targets,
+)
+from eqspice.learning.run.loop import train
+from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.sampling.native import NativeSampler
 
 SCALE_V = 0.02
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learning.data import (
+from eqspice.learning.run.data import (
     FASHION_MNIST_DIR,
     DataError,
     Dataset,

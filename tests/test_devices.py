@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from learning.config import load_config
-from learning.devices import PulsedDevice
-from learning.train import train
+from eqspice.learning.run.config import load_config
+from eqspice.learning.devices.models import PulsedDevice
+from eqspice.learning.run.loop import train
 from runs import whole_and_resumed
 
 G_MIN, G_MAX, DW = 1e-6, 101e-6, 1e-6  # a 100 uS window, 1 uS per pulse at mid-range
@@ -110,7 +110,7 @@ def test_pulsed_run_records_pulses_and_resumes_exactly(tmp_path):
 
 
 def test_read_noise_has_the_requested_spread_and_leaves_the_programmed_value_alone():
-    from learning.devices import read_conductances
+    from eqspice.learning.devices.models import read_conductances
 
     rng = np.random.default_rng(4)
     g = np.full(50000, 40e-6)

@@ -4,9 +4,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from circuits import CrossbarSpec, DiodeModel, crossbar
+from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
 from nodal import conductance_matrix
-from simulator.native import NativeEngine
+from eqspice.simulator.native import NativeEngine
 
 layer_sizes = st.lists(st.integers(1, 6), min_size=2, max_size=4).map(tuple)
 
@@ -66,8 +66,8 @@ def test_native_and_ngspice_agree_within_a_microvolt(ngspice, case):
 
 
 def test_training_on_digits_gives_the_same_conductances_with_either_engine(tmp_path):
-    from learning.config import load_config
-    from learning.train import train
+    from eqspice.learning.run.config import load_config
+    from eqspice.learning.run.loop import train
 
     overrides = {
         "network.layers": [64, 8, 10],
@@ -92,8 +92,8 @@ def test_eval_gives_the_same_accuracy_in_ngspice_as_in_the_native_engine(tmp_pat
     import subprocess
     import sys
 
-    from learning.config import load_config
-    from learning.train import train
+    from eqspice.learning.run.config import load_config
+    from eqspice.learning.run.loop import train
 
     config = load_config(
         "examples/digits.toml",
@@ -103,7 +103,7 @@ def test_eval_gives_the_same_accuracy_in_ngspice_as_in_the_native_engine(tmp_pat
     lines = {}
     for backend in ("native", "ngspice"):
         out = subprocess.run(
-            [sys.executable, "-m", "learning.cli", "eval", str(tmp_path / "run"), "--backend", backend, "--limit", "120"],
+            [sys.executable, "-m", "eqspice.learning.cli", "eval", str(tmp_path / "run"), "--backend", backend, "--limit", "120"],
             capture_output=True,
             text=True,
             check=True,

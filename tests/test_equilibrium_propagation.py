@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from circuits import CrossbarSpec, DiodeModel, crossbar
-from learning.rules import EquilibriumPropagation, energy_contrast, energy_gradient, output_loss
+from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
+from eqspice.learning.rules.equilibrium import (
+    EquilibriumPropagation,
+    energy_contrast,
+    energy_gradient,
+    output_loss,
+)
 
 
 @pytest.fixture(scope="module")

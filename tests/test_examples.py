@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learning.config import load_config
-from learning.sweep import load_sweep
+from eqspice.learning.run.config import load_config
+from eqspice.learning.run.sweep import load_sweep
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SWEEPS = {"robustness_circuit.toml", "robustness_digits.toml"}

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuits import crossbar
-from learning.checkpoint import RunState
-from learning.config import load_config
-from learning.train import train
-from simulator.ngspice import NgspiceEngine
-from simulator.rawfile import read_rawfile
+from eqspice.circuits import crossbar
+from eqspice.learning.run.checkpoint import RunState
+from eqspice.learning.run.config import load_config
+from eqspice.learning.run.loop import train
+from eqspice.simulator.ngspice.engine import NgspiceEngine
+from eqspice.simulator.ngspice.rawfile import read_rawfile
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def trained_xor(tmp_path_factory):
 def test_exported_netlist_runs_in_plain_ngspice_with_the_engines_voltages(trained_xor, tmp_path):
     netlist = tmp_path / "xor.cir"
     result = subprocess.run(
-        [sys.executable, "-m", "learning.cli", "export", str(trained_xor), "-o", str(netlist), "--input", "1,0"],
+        [sys.executable, "-m", "eqspice.learning.cli", "export", str(trained_xor), "-o", str(netlist), "--input", "1,0"],
         capture_output=True,
         text=True,
     )
@@ -53,7 +53,7 @@ def test_exported_netlist_runs_in_plain_ngspice_with_the_engines_voltages(traine
 def test_netlist_names_say_layer_and_index(trained_xor, tmp_path):
     netlist = tmp_path / "x.cir"
     subprocess.run(
-        [sys.executable, "-m", "learning.cli", "export", str(trained_xor), "-o", str(netlist), "--sample", "3"],
+        [sys.executable, "-m", "eqspice.learning.cli", "export", str(trained_xor), "-o", str(netlist), "--sample", "3"],
         check=True,
         capture_output=True,
     )

@@ -16,10 +16,11 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from circuits.network import circuit_from_graph
-from circuits.noise import NoiseSpec
-from learning.noisy_rules import expected_energy_gradient
-from simulator.sampling import gaussian_samples, langevin_samples
+from eqspice.circuits.network import circuit_from_graph
+from eqspice.circuits.noise import NoiseSpec
+from eqspice.learning.rules.noisy import expected_energy_gradient
+from eqspice.simulator.sampling.gaussian import gaussian_samples
+from eqspice.simulator.sampling.langevin import langevin_samples
 from nodal import conductance_matrix
 
 T_EFF_W = 1e-9  # V^2 S: output noise of about 2 mV rms

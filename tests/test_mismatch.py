@@ -6,13 +6,13 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar
-from circuits.mismatch import split_diode_bias, with_mismatch
-from circuits.netlist import render_netlist
-from learning.config import ConfigError, load_config
-from learning.mismatch import build_circuit, mismatched_circuit
-from learning.train import train
-from simulator.native import NativeEngine
+from eqspice.circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar
+from eqspice.circuits.mismatch import split_diode_bias, with_mismatch
+from eqspice.circuits.netlist import render_netlist
+from eqspice.learning.run.config import ConfigError, load_config
+from eqspice.learning.run.build import build_circuit, mismatched_circuit
+from eqspice.learning.run.loop import train
+from eqspice.simulator.native import NativeEngine
 from runs import whole_and_resumed
 
 K_B, Q_E, T_K = 1.38064852e-23, 1.6021766208e-19, 300.15  # ngspice's constants at 27 degC
@@ -167,8 +167,8 @@ def test_bad_mismatch_keys_are_one_line(key, value, words):
 def test_circuit_mismatch_and_non_reciprocal_couplings_together(ngspice, tmp_path):
     """A run's circuit carries every kind of mismatch at once, and both engines still agree,
     in the free phase and in the reversed learning phases of asymmetric EP."""
-    from learning.asymmetric import correction_currents
-    from learning.train import build_circuit as run_circuit
+    from eqspice.learning.rules.asymmetric import correction_currents
+    from eqspice.learning.run.build import build_circuit as run_circuit
 
     toml = tmp_path / "all.toml"
     toml.write_text(

@@ -6,10 +6,10 @@ import signal
 import numpy as np
 import pytest
 
-from circuits import CrossbarSpec, crossbar
-from simulator.engine import SimulatorCrash
-from simulator.ngspice import NgspiceEngine
-from simulator.native import NativeEngine
+from eqspice.circuits import CrossbarSpec, crossbar
+from eqspice.simulator.engine import SimulatorCrash
+from eqspice.simulator.ngspice.engine import NgspiceEngine
+from eqspice.simulator.native import NativeEngine
 
 
 @pytest.fixture

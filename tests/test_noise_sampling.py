@@ -17,9 +17,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from circuits.network import circuit_from_graph
-from circuits.noise import BOLTZMANN_J_PER_K, NoiseSpec, NoiseSpecError, noise_netlist_lines
-from simulator.sampling import NgspiceSampler, SamplingError, gaussian_samples, langevin_samples
+from eqspice.circuits.network import circuit_from_graph
+from eqspice.circuits.noise import BOLTZMANN_J_PER_K, NoiseSpec, NoiseSpecError, noise_netlist_lines
+from eqspice.simulator.ngspice.sampler import NgspiceSampler
+from eqspice.simulator.sampling.co_content import SamplingError
+from eqspice.simulator.sampling.gaussian import gaussian_samples
+from eqspice.simulator.sampling.langevin import langevin_samples
 from tests.nodal import conductance_matrix
 
 C_F = 1e-9  # node capacitance
@@ -199,7 +202,7 @@ def test_a_time_step_beyond_the_circuit_time_constant_is_refused():
 
 
 def test_matched_capacitances_give_every_node_the_same_time_constant_even_when_nudged():
-    from circuits.noise import node_capacitances
+    from eqspice.circuits.noise import node_capacitances
 
     circuit, g = small_network()
     s = NoiseSpec(model="gibbs", dt_s=1e-10, run_s=1e-8, burn_in_s=1e-9, samples=4, t_eff_w=1e-11, tau_s=1e-9)
@@ -240,7 +243,7 @@ def test_both_samplers_hold_a_diode_clipped_crossbar_at_the_gibbs_temperature(sa
     unlucky draw from the bound); a wrong noise amplitude or a sampler blind to the
     diodes is off by tens of percent.
     """
-    from circuits.network import CrossbarSpec, crossbar
+    from eqspice.circuits.network import CrossbarSpec, crossbar
 
     circuit = crossbar(CrossbarSpec(layers=(2, 3, 1), bias_v=0.5, diode_bias_v=(0.4, -0.4)))
     g = np.random.default_rng(0).uniform(2e-5, 1e-4, circuit.n_edges)

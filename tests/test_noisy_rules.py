@@ -10,12 +10,12 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from circuits.network import circuit_from_graph
-from circuits.noise import NoiseSpec
-from learning.config import ConfigError, parse_config
-from learning.noisy_rules import NoisyRule, gauss_legendre_nudges
-from simulator.native import NativeEngine
-from simulator.sampling import NativeSampler
+from eqspice.circuits.network import circuit_from_graph
+from eqspice.circuits.noise import NoiseSpec
+from eqspice.learning.run.config import ConfigError, parse_config
+from eqspice.learning.rules.noisy import NoisyRule, gauss_legendre_nudges
+from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.sampling.native import NativeSampler
 from tests.nodal import conductance_matrix
 from tests.test_finite_nudge_theorem import TARGET_V, T_EFF_W, X, free_energy, network
 
@@ -109,10 +109,10 @@ def test_bad_noise_configs_are_one_line_errors(changes, message):
 
 @pytest.mark.parametrize("estimator", ["centred", "path_integral"])
 def test_noisy_training_runs_from_a_config_and_repeats_with_its_seed(tmp_path, monkeypatch, estimator):
-    import learning.train
-    from learning.train import train
+    import eqspice.learning.run.loop as loop
+    from eqspice.learning.run.loop import train
 
-    monkeypatch.setattr(learning.train, "save_reports", lambda *a: None)  # plots are not the point here
+    monkeypatch.setattr(loop, "save_reports", lambda *a: None)  # plots are not the point here
 
     config = parse_config(with_(training__estimator=estimator, noise__quadrature_points=2))
     a = train(config, tmp_path / "a", progress=False)
@@ -123,11 +123,12 @@ def test_noisy_training_runs_from_a_config_and_repeats_with_its_seed(tmp_path, m
 
 def test_chip_in_the_loop_with_ngspice_transients(tmp_path, monkeypatch):
     """Every phase a noisy ngspice transient; the run records its loss and the conductances move."""
-    import learning.train
-    from learning.train import initial_state, make_device, train
-    from circuits.network import crossbar
+    import eqspice.learning.run.loop as loop
+    from eqspice.learning.run.build import initial_state, make_device
+    from eqspice.learning.run.loop import train
+    from eqspice.circuits.network import crossbar
 
-    monkeypatch.setattr(learning.train, "save_reports", lambda *a: None)
+    monkeypatch.setattr(loop, "save_reports", lambda *a: None)
     config = parse_config(
         with_(data__limit_train=4, data__limit_test=4, training__batch_size=4, engine__backend="ngspice",
               noise__samples=4, noise__run_s=6e-9)  # fmt: skip

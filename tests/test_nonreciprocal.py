@@ -9,14 +9,22 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar, render_netlist, with_nonreciprocal
-from learning.adjoint import adjoint_gradient
-from learning.asymmetric import AsymmetricEquilibriumPropagation, correction_currents
-from learning.config import ConfigError, load_config, parse_config
-from learning.rules import EquilibriumPropagation, output_loss
-from learning.train import build_circuit, initial_state, make_device, open_session, train
-from simulator.native import NativeEngine
-from simulator.ngspice import NgspiceEngine
+from eqspice.circuits import (
+    CrossbarSpec,
+    DiodeModel,
+    circuit_from_graph,
+    crossbar,
+    render_netlist,
+    with_nonreciprocal,
+)
+from eqspice.learning.rules.adjoint import adjoint_gradient
+from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation, correction_currents
+from eqspice.learning.run.config import ConfigError, load_config, parse_config
+from eqspice.learning.rules.equilibrium import EquilibriumPropagation, output_loss
+from eqspice.learning.run.build import build_circuit, initial_state, make_device, open_session
+from eqspice.learning.run.loop import train
+from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.ngspice.engine import NgspiceEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 XOR = ROOT / "examples" / "xor.toml"
@@ -296,7 +304,7 @@ def test_session_uses_the_corrected_rule_on_the_mismatched_circuit():
 
 
 def eqspice(*args):
-    return subprocess.run([sys.executable, "-m", "learning.cli", *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "eqspice.learning.cli", *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
 def test_gradcheck_prints_the_table_and_meets_the_goal(tmp_path):

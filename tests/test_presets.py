@@ -5,11 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learning.config import ConfigError, dump_config, load_config, parse_config
-from learning.devices import PulsedDevice, RetentionDrift
-from learning.presets import PRESETS
-from learning.sweep import load_sweep
-from learning.train import train
+from eqspice.learning.run.config import ConfigError, dump_config, load_config, parse_config
+from eqspice.learning.devices.models import PulsedDevice
+from eqspice.learning.devices.drift import RetentionDrift
+from eqspice.learning.devices.presets import PRESETS
+from eqspice.learning.run.sweep import load_sweep
+from eqspice.learning.run.loop import train
 from runs import whole_and_resumed
 
 G_MIN, G_MAX = 1e-7, 1e-4
@@ -17,7 +18,7 @@ XOR = "examples/xor.toml"
 
 
 def device_of(config):
-    from learning.train import make_device
+    from eqspice.learning.run.build import make_device
 
     return make_device(config)
 
@@ -208,11 +209,12 @@ def test_eval_of_a_drifting_run_reads_the_drifted_conductances_as_the_run_did(tm
     config = load_config(XOR, overrides)
     state = train(config, tmp_path / "run", progress=False)
     out = subprocess.run(
-        [sys.executable, "-m", "learning.cli", "eval", str(tmp_path / "run")], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "eqspice.learning.cli", "eval", str(tmp_path / "run")], capture_output=True, text=True, check=True
     ).stdout
     loss = float(out.split("loss ")[1].split()[0])
     assert loss == pytest.approx(state.metrics[-1]["test_loss"], rel=1e-6)
-    from learning.train import evaluate, open_session
+    from eqspice.learning.run.loop import evaluate
+    from eqspice.learning.run.build import open_session
 
     session = open_session(config)  # the as-programmed conductances would give another loss
     session.engine.load(session.circuit, state.g_s)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from learning.config import ConfigError
-from learning.sweep import load_sweep, run_sweep
+from eqspice.learning.run.config import ConfigError
+from eqspice.learning.run.sweep import load_sweep, run_sweep
 
 XOR = Path(__file__).resolve().parents[1] / "examples" / "xor.toml"
 
@@ -79,7 +79,7 @@ def test_bad_sweeps_are_refused_before_any_run(tmp_path, axes, extra, words):
 def test_unreachable_scheduler_is_one_line_and_runs_nothing(tmp_path):
     path = sweep_file(tmp_path, "seed = [0]")
     result = subprocess.run(
-        [sys.executable, "-m", "learning.cli", "sweep", str(path), "--scheduler", "tcp://127.0.0.1:9", "--quiet"],
+        [sys.executable, "-m", "eqspice.learning.cli", "sweep", str(path), "--scheduler", "tcp://127.0.0.1:9", "--quiet"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -19,7 +19,7 @@ EPOCHS = 6
 
 
 def sweep_command(path):
-    return [sys.executable, "-m", "learning.cli", "sweep", str(path), "--workers", "2", "--quiet"]
+    return [sys.executable, "-m", "eqspice.learning.cli", "sweep", str(path), "--workers", "2", "--quiet"]
 
 
 def worker_processes(pid):

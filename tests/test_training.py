@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from learning.checkpoint import RunState
-from learning.config import load_config
-from learning.devices import IdealDevice
-from learning.optimizers import Adam
-from learning.train import open_session, train
-from simulator.engine import SimulatorCrash
-from simulator.native import NativeEngine
+from eqspice.learning.run.checkpoint import RunState
+from eqspice.learning.run.config import load_config
+from eqspice.learning.devices.models import IdealDevice
+from eqspice.learning.rules.optimizers import Adam
+from eqspice.learning.run.build import open_session
+from eqspice.learning.run.loop import train
+from eqspice.simulator.engine import SimulatorCrash
+from eqspice.simulator.native import NativeEngine
 
 XOR = "examples/xor.toml"
 
@@ -97,7 +98,7 @@ def test_a_nudge_below_the_readout_step_teaches_nothing_and_a_finite_one_does(tm
 
 
 def test_learning_rate_schedules_start_at_the_rate_and_end_where_asked():
-    from learning.config import TrainingConfig
+    from eqspice.learning.run.config import TrainingConfig
 
     cosine = TrainingConfig(epochs=4, lr_schedule="cosine", lr_final_fraction=0.05)
     scales = np.array([cosine.lr_scale(k, 10) for k in range(40)])

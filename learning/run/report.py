@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from circuits.network import Circuit  # noqa: E402
-from learning.checkpoint import write_atomic  # noqa: E402
+from eqspice.circuits.network import Circuit  # noqa: E402
+from eqspice.learning.run.checkpoint import write_atomic  # noqa: E402
 
 METRIC_COLUMNS = (
     "epoch",

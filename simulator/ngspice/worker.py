@@ -2,7 +2,7 @@
 
 ngspice keeps global state, can call ``exit()`` on fatal errors and can hang, so
 it never runs in the process that holds a training run.  The parent
-(:class:`simulator.ngspice.NgspiceEngine`) sends requests over a pipe; this
+(:class:`eqspice.simulator.ngspice.engine.NgspiceEngine`) sends requests over a pipe; this
 module answers them.  Requests are tuples ``(verb, *args)``; replies are
 ``("ok", value)`` or ``("error", message, sample_position)``.
 """
@@ -29,7 +29,7 @@ CONVERGENCE_AIDS = (
 )
 RESET_AIDS = ("option gminsteps=10", "option srcsteps=10", "option itl1=100")
 
-from circuits.netlist import SAMPLE_INDEX  # noqa: E402
+from eqspice.circuits.netlist import SAMPLE_INDEX  # noqa: E402
 
 
 class NonConvergence(RuntimeError):
@@ -87,7 +87,7 @@ class Worker:
         """Node voltages of ``n_samples`` samples from one DC sweep of the sample index.
 
         The loaded circuit's sources follow V(sample_index)
-        (:func:`circuits.netlist.sample_source`), so sweep point k is sample k's
+        (:func:`eqspice.circuits.netlist.sample_source`), so sweep point k is sample k's
         operating point.
         """
         self.run(f"dc v{SAMPLE_INDEX} 0 {n_samples - 1} 1")

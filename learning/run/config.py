@@ -15,9 +15,9 @@ from typing import Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from circuits.network import CrossbarSpec, DiodeModel
-from circuits.noise import NoiseSpec, NoiseSpecError
-from learning.presets import PRESETS, UnknownPreset, preset_values
+from eqspice.circuits.network import CrossbarSpec, DiodeModel
+from eqspice.circuits.noise import NoiseSpec, NoiseSpecError
+from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
 
 
 class ConfigError(ValueError):
@@ -249,7 +249,7 @@ class TrainingConfig(_Section):
 
 class MismatchConfig(_Section):
     """Fabrication mismatch of the circuit, drawn once from the run's seed and frozen for the run
-    (couplings: :mod:`circuits.network`; diodes, sources, drivers: :mod:`learning.mismatch`)."""
+    (couplings: :mod:`eqspice.circuits.network`; diodes, sources, drivers: :mod:`eqspice.learning.run.build`)."""
 
     diode_is: float = Field(
         0.0, ge=0, le=2, description="spread of each diode's IS: SPICE area exp(diode_is N(0,1)), dimensionless"

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from circuits.network import Circuit
-from learning.rules import output_loss, softmax_targets
+from eqspice.circuits.network import Circuit
+from eqspice.learning.rules.equilibrium import output_loss, softmax_targets
 
 
 def weighted_energy_gradient(circuit: Circuit, v: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ class NoisyRule:
     temperature_w : T_eff, watts (the covariance rules).
     points : quadrature nudges of ``path_integral``.
     softmax_scale_v : contrastive only: nudge towards the softmax targets of the
-        free phase's time average (:func:`learning.rules.softmax_targets`, the
+        free phase's time average (:func:`eqspice.learning.rules.equilibrium.softmax_targets`, the
         cross-entropy loss) instead of the labels' targets; ``None`` for the
         squared error.  The rule is then the exact finite-nudge gradient of
         ``J`` for the squared error to those targets.  Centred, the second
@@ -179,7 +179,8 @@ def make_noisy_rule(config) -> NoisyRule:
     ``one_sided`` and ``contrastive`` are the same rule; ``centred`` samples
     the +beta and -beta phases.
     """
-    from simulator.sampling import NativeSampler, NgspiceSampler
+    from eqspice.simulator.sampling.native import NativeSampler
+    from eqspice.simulator.ngspice.sampler import NgspiceSampler
 
     noise, t, e = config.noise, config.training, config.engine
     spec = noise.spec()

@@ -2,7 +2,7 @@
 
 A preset is the published fit of a device, kept in the units of the source
 (IBM aihwkit's normalised weights), plus the rule that converts it into
-:class:`learning.devices.PulsedDevice` parameters for any conductance window.
+:class:`eqspice.learning.devices.models.PulsedDevice` parameters for any conductance window.
 ``device.preset = "reram_sb"`` in a run config fills every pulsed-model key the
 preset defines; a key written in the same ``[device]`` section wins over the
 preset, and the preset wins over the built-in defaults::

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.netlist import TIGHT_OPTIONS
-from circuits.network import Circuit, antisymmetric_coupling
-from simulator.diode import diode_current
+from eqspice.circuits.netlist import TIGHT_OPTIONS
+from eqspice.circuits.network import Circuit, antisymmetric_coupling
+from eqspice.simulator.diode import diode_current
 
 
 def kcl_jacobian(circuit: Circuit, g_s: np.ndarray, v: np.ndarray, gmin_s: float = TIGHT_OPTIONS["gmin"]) -> np.ndarray:

@@ -7,23 +7,17 @@ touches many conductances reloads the circuit with the new values (ngspice's
 
 Each ngspice instance lives in a child process (``workers`` of them settle the
 samples of a batch in parallel).  If a child dies, exits or hangs past its
-timeout, the engine raises :class:`~simulator.engine.SimulatorCrash` naming the
+timeout, the engine raises :class:`~eqspice.simulator.engine.SimulatorCrash` naming the
 sample and phase, and starts a fresh child with the same circuit and
 conductances, so the next call works.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-from multiprocessing.connection import Connection
 
 import numpy as np
 
-from circuits.netlist import (
+from eqspice.circuits.netlist import (
     TIGHT_OPTIONS,
     antisymmetric_gains,
     antisymmetric_names,
@@ -39,9 +33,8 @@ from circuits.netlist import (
     source_name,
     target_node,
 )
-from circuits.network import Circuit
-from simulator import ngspice_worker
-from simulator.engine import (
+from eqspice.circuits.network import Circuit
+from eqspice.simulator.engine import (
     ConvergenceError,
     EngineError,
     SimulatorCrash,
@@ -49,96 +42,10 @@ from simulator.engine import (
     phase_name,
     settle_each_phase,
 )
+from eqspice.simulator.ngspice.pool import ChildPool, _Child
 
 #: Fraction of conductances above which an update reloads the circuit instead of altering.
 RELOAD_FRACTION = 0.05
-
-
-class _Child:
-    """One ngspice process and the socket to it."""
-
-    def __init__(self) -> None:
-        # A plain subprocess (not multiprocessing) so that user scripts need no
-        # `if __name__ == "__main__"` guard; requests travel on a socket pair
-        # because ngspice itself may write to stdout.
-        parent, child = socket.socketpair()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", ngspice_worker.__name__, str(child.fileno())],
-            pass_fds=(child.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        child.close()
-        self.conn = Connection(parent.detach())
-
-    def send(self, request: tuple) -> str | None:
-        """Send a request; return why the child is gone, or None."""
-        try:
-            self.conn.send(request)
-            return None
-        except OSError:
-            return self.why_gone("died")
-
-    def receive(self, timeout_s: float) -> tuple[tuple | None, str | None]:
-        """The reply, or None and why the child is gone."""
-        try:
-            if self.conn.poll(timeout_s):
-                return self.conn.recv(), None
-            return None, self.why_gone(f"hung for more than {timeout_s:g} s")
-        except (EOFError, OSError):
-            return None, self.why_gone("died")
-
-    def why_gone(self, default: str) -> str:
-        try:  # a closed socket arrives before the exit status: give it a moment
-            code = self.process.wait(timeout=0 if default.startswith("hung") else 2)
-        except subprocess.TimeoutExpired:
-            return default
-        return f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self.conn.close()
-
-
-class ChildPool:
-    """``workers`` ngspice children, started on first use; a dead or hung one is replaced.
-
-    ``on_start(child)`` runs on every replacement (e.g. loading the circuit the
-    others hold); ``restarts`` counts the replacements.
-    """
-
-    def __init__(self, workers: int, on_start=None) -> None:
-        self.workers = workers
-        self.on_start = on_start
-        self.restarts = 0
-        self._children: list[_Child] = []
-
-    @property
-    def children(self) -> list[_Child]:
-        if not self._children:
-            self._children = [_Child() for _ in range(self.workers)]
-        return self._children
-
-    @property
-    def pids(self) -> list[int]:
-        return [c.process.pid for c in self._children]
-
-    def replace(self, k: int) -> None:
-        """Kill child k and start a fresh one in its place."""
-        self._children[k].kill()
-        self.restarts += 1
-        self._children[k] = _Child()
-        if self.on_start is not None:
-            self.on_start(self._children[k])
-
-    def close(self) -> None:
-        for child in self._children:
-            child.send(("exit", 0))
-            child.kill()
-        self._children = []
 
 
 class NgspiceEngine:
@@ -156,7 +63,7 @@ class NgspiceEngine:
         source follows piecewise-linearly (the circuit is memoryless, so each
         point is that sample's operating point).  Both give the same voltages.
     chunk : samples per sweep.
-    options : ngspice ``.options``; default :data:`circuits.netlist.TIGHT_OPTIONS`.
+    options : ngspice ``.options``; default :data:`eqspice.circuits.netlist.TIGHT_OPTIONS`.
     """
 
     name = "ngspice"
@@ -277,7 +184,7 @@ class NgspiceEngine:
         """Node voltages ``v[batch, node]``; ``initial_v`` is accepted for the interface and unused.
 
         ``antisymmetric_sign`` and ``injected_a[batch, free]`` (amperes) as in
-        :meth:`simulator.engine.Engine.settle`.
+        :meth:`eqspice.simulator.engine.Engine.settle`.
         """
         circuit = self.circuit
         inputs_v, targets_v, ids = batch_arrays(circuit, inputs_v, targets_v, sample_ids)

@@ -14,30 +14,28 @@ device model.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from circuits.network import Circuit, nonreciprocal_draw, with_nonreciprocal
-from learning.checkpoint import CHECKPOINT, RunState, write_atomic
-from learning.config import ConfigError, RunConfig, dump_config
-from learning.data import Dataset, load_dataset
-from learning.devices import DeviceModel, IdealDevice, PulsedDevice, RetentionDrift, read_conductances
-from learning.mismatch import build_circuit as build_mismatched_circuit
-from learning.mismatch import record as record_mismatch
-from learning.optimizers import SGD, Adam
-from learning.report import SQUARED_LOSS_LABEL, plot_conductance_histograms, plot_learning_curves, write_metrics
-from learning.asymmetric import AsymmetricEquilibriumPropagation
-from learning.rules import CrossEntropyPropagation, EquilibriumPropagation, LearningRule, Phases, cross_entropy, output_loss
-from simulator.engine import Engine, EngineError, SimulatorCrash
-from simulator.native import NativeEngine
-from simulator.ngspice import NgspiceEngine
+from eqspice.learning.run.checkpoint import CHECKPOINT, RunState, write_atomic
+from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
+from eqspice.learning.devices.models import read_conductances
+from eqspice.learning.run.build import record as record_mismatch
+from eqspice.learning.run.report import (
+    plot_conductance_histograms,
+    plot_learning_curves,
+    write_metrics,
+)
+from eqspice.learning.rules.equilibrium import (
+    Phases,
+)
+from eqspice.learning.run.build import Session, initial_state, open_session
+from eqspice.simulator.engine import EngineError, SimulatorCrash
 
 
 #: Seconds between plot refreshes during a run (plots are always drawn at its end).
@@ -46,132 +44,6 @@ PLOT_EVERY_S = 30.0
 
 class RunError(RuntimeError):
     """The run stopped; its state is saved and the message says how to go on."""
-
-
-@dataclass
-class Session:
-    """What a run works with: config, data, circuit, engine, device and rule."""
-
-    config: RunConfig
-    data: Dataset
-    circuit: Circuit
-    engine: Engine
-    device: DeviceModel
-    rule: LearningRule
-    optimizer: SGD | Adam
-    drift: RetentionDrift | None = None
-
-    def inputs_v(self, x: np.ndarray) -> np.ndarray:
-        return x @ self.circuit.input_gain.T
-
-    def targets_v(self, labels: np.ndarray) -> np.ndarray:
-        t = self.config.training
-        classes = np.full((len(labels), self.circuit.n_classes), t.target_low_v)
-        classes[np.arange(len(labels)), labels] = t.target_high_v
-        return classes @ self.circuit.target_gain.T
-
-    def scores(self, v: np.ndarray) -> np.ndarray:
-        return v[:, self.circuit.output_index] @ self.circuit.readout.T
-
-    def loss(self, v: np.ndarray, targets_v: np.ndarray) -> np.ndarray:
-        """The trained loss per sample: squared error (V^2) or cross-entropy (nats)."""
-        t = self.config.training
-        if t.loss == "cross_entropy":
-            return cross_entropy(self.circuit, v, targets_v, t.softmax_scale_v)
-        return output_loss(self.circuit, v, targets_v)
-
-    @property
-    def loss_label(self) -> str:
-        return "cross-entropy (nats)" if self.config.training.loss == "cross_entropy" else SQUARED_LOSS_LABEL
-
-
-def check_sizes(config: RunConfig, data: Dataset) -> None:
-    layers = config.network.layers
-    if layers[0] != data.n_features:
-        raise ConfigError(
-            f"network.layers[0] = {layers[0]} but {data.name} has {data.n_features} features; "
-            f"set layers = [{data.n_features}, ..., {data.n_classes}]"
-        )
-    if layers[-1] != data.n_classes:
-        raise ConfigError(
-            f"network.layers[-1] = {layers[-1]} but {data.name} has {data.n_classes} classes; "
-            f"set layers = [{data.n_features}, ..., {data.n_classes}]"
-        )
-
-
-#: Spawn key of the run seed's stream for the non-reciprocal mismatch: the draw is
-#: fixed by the seed alone (same on --resume) and leaves the training stream untouched.
-NONRECIPROCAL_STREAM = 0x4E52
-
-
-def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
-    """``delta[edge]`` of the run (from ``mismatch.nonreciprocal_file`` or drawn from the seed), or None."""
-    m = config.mismatch
-    if m.nonreciprocal_file is not None:
-        path = Path(m.nonreciprocal_file)
-        try:
-            if path.suffix == ".json":  # a run's mismatch.json
-                delta = np.array(json.loads(path.read_text())["nonreciprocal_delta"], dtype=float)
-            else:
-                delta = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"mismatch.nonreciprocal_file {path}: cannot read ({exc})") from None
-        delta = np.asarray(delta, dtype=float).ravel()
-        if delta.size != n_edges or not np.all(np.isfinite(delta)):
-            raise ConfigError(
-                f"mismatch.nonreciprocal_file {path}: {delta.size} values (finite: {bool(np.all(np.isfinite(delta)))}); "
-                f"the network has {n_edges} edges, give one finite relative value per edge"
-            )
-        return delta
-    if m.nonreciprocal == 0:
-        return None
-    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(NONRECIPROCAL_STREAM,)))
-    return nonreciprocal_draw(n_edges, m.nonreciprocal, rng)
-
-
-def build_circuit(config: RunConfig) -> Circuit:
-    """The run's crossbar with its frozen mismatch: diodes, sources and drivers, and non-reciprocal couplings."""
-    circuit = build_mismatched_circuit(config)
-    return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
-
-
-def make_rule(config: RunConfig) -> LearningRule:
-    """The controller's learning rule: EP, asymmetric EP, or (with noise) a rule on sampled expectations."""
-    t = config.training
-    if config.noise.model != "none":
-        from learning.noisy_rules import make_noisy_rule
-
-        return make_noisy_rule(config)
-    if t.loss == "cross_entropy":
-        return CrossEntropyPropagation(t.beta_s, t.softmax_scale_v)
-    if t.estimator == "corrected":
-        return AsymmetricEquilibriumPropagation(t.beta_s)
-    return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")
-
-
-def make_engine(config: RunConfig) -> Engine:
-    e = config.engine
-    if e.backend == "native":
-        return NativeEngine()
-    return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers, mode=e.ngspice_mode)
-
-
-def make_device(config: RunConfig) -> DeviceModel:
-    d = config.device
-    if d.model == "ideal":
-        return IdealDevice(d.g_min_s, d.g_max_s, d.levels, d.read_noise)
-    return PulsedDevice(
-        d.g_min_s, d.g_max_s, d.dw_min_s, d.step, d.up_down, d.gamma,
-        d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses, d.read_noise,
-        levels=d.levels, c2c_additive=d.c2c_additive,
-    )  # fmt: skip
-
-
-def make_drift(config: RunConfig) -> RetentionDrift | None:
-    d = config.device
-    if d.drift_nu == 0 and d.drift_nu_std == 0:
-        return None
-    return RetentionDrift(d.drift_nu, d.drift_nu_std, d.drift_t0_s)
 
 
 def run_clock_s(session: "Session", state: RunState) -> float:
@@ -183,44 +55,6 @@ def batches_done(session: "Session", state: RunState) -> tuple[int, int]:
     """Mini-batches done in the whole run before the running one, and mini-batches per epoch."""
     per_epoch = -(-len(session.data.x_train) // session.config.training.batch_size)
     return state.epoch * per_epoch + state.batch_index, per_epoch
-
-
-def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> RunState:
-    """The seeded start of a run: fabrication (device state), initial conductances, optimizer."""
-    rng = np.random.default_rng(config.seed)
-    low, high = config.device.init_range()
-    device_state = device.init_state(circuit.n_edges, rng)
-    state = RunState(g_s=device.init(circuit.n_edges, rng, low, high, device_state), rng=rng)
-    drift = make_drift(config)
-    if drift is not None:  # drawn after everything else: runs without drift keep their random stream
-        device_state.update(drift.init_state(circuit.n_edges, rng, device_state.get("stuck")))
-    state.device = device_state
-    state.optimizer = make_optimizer(config).init_state(circuit.n_edges)
-    return state
-
-
-def make_optimizer(config: RunConfig) -> SGD | Adam:
-    t = config.training
-    return Adam(t.learning_rate) if t.optimizer == "adam" else SGD(t.learning_rate)
-
-
-def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
-    """Load data, build the circuit and start the engine; nothing is written."""
-    if data is None:
-        d = config.data
-        data = load_dataset(
-            d.name,
-            data_dir=d.data_dir,
-            seed=config.seed,
-            test_fraction=d.test_fraction,
-            limit_train=d.limit_train,
-            limit_test=d.limit_test,
-        )
-    check_sizes(config, data)
-    circuit = build_circuit(config)
-    device = make_device(config)
-    rule = make_rule(config)
-    return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config), make_drift(config))
 
 
 def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Asymmetric equilibrium propagation: the exact gradient of a non-reciprocal circuit.
 
-With non-reciprocal couplings (``K = S + A``, :func:`circuits.network.with_nonreciprocal`)
+With non-reciprocal couplings (``K = S + A``, :func:`eqspice.circuits.network.with_nonreciprocal`)
 the circuit minimises no energy and plain EP is biased.  Asymmetric EP keeps the
 free phase and changes the two learning phases (+beta and -beta) to
 
@@ -10,7 +10,7 @@ with ``A`` the antisymmetric part of the coupling between free nodes (the
 antisymmetric part of the Jacobian of the dynamics at the free state ``v0``;
 diodes add only to its symmetric part).  Their linearisation at ``v0`` is
 ``-J^T``, so ``lambda = (v_+beta - v_-beta) / (2 beta)`` is the adjoint response
-of :mod:`learning.adjoint`, to O(beta^2), and
+of :mod:`eqspice.learning.rules.adjoint`, to O(beta^2), and
 ``dL/dG_e = lambda^T dR/dG_e`` at ``v0``.
 
 On a chip: ``-2 A (v - v0)`` is the antisymmetric VCCS pair of every free-free
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from circuits.netlist import free_free_edges
-from circuits.network import Circuit, antisymmetric_coupling
-from learning.rules import Phases, energy_contrast
-from simulator.engine import Engine
+from eqspice.circuits.netlist import free_free_edges
+from eqspice.circuits.network import Circuit, antisymmetric_coupling
+from eqspice.learning.rules.equilibrium import Phases, energy_contrast
+from eqspice.simulator.engine import Engine
 
 
 def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np.ndarray:

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from learning.checkpoint import write_atomic
-from learning.config import ConfigError, RunConfig, load_config
+from eqspice.learning.run.checkpoint import write_atomic
+from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 
 RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "seconds")
 
@@ -119,7 +119,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
 
 def run_cell(cell: Cell, out: str) -> dict:
     """Train one cell (resuming its own run if an earlier attempt stopped) and record its result."""
-    from learning.train import train  # imported in the worker
+    from eqspice.learning.run.loop import train  # imported in the worker
 
     out = Path(out)
     run_dir = out / "runs" / cell.id
@@ -221,7 +221,7 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
     from distributed.scheduler import KilledWorker
     from tqdm import tqdm
 
-    from learning.train import RunError
+    from eqspice.learning.run.loop import RunError
 
     client = connect(workers, scheduler)  # before anything is written
     try:

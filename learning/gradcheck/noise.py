@@ -22,11 +22,18 @@ import argparse
 import networkx as nx
 import numpy as np
 
-from circuits.network import circuit_from_graph
-from circuits.noise import NoiseSpec
-from learning.noisy_rules import expected_energy_gradient, gauss_legendre_nudges, loss_energy_covariance
-from learning.rules import output_loss
-from simulator.sampling import CoContent, NgspiceSampler, gaussian_samples, langevin_samples, stationary_covariance
+from eqspice.circuits.network import circuit_from_graph
+from eqspice.circuits.noise import NoiseSpec
+from eqspice.learning.rules.noisy import (
+    expected_energy_gradient,
+    gauss_legendre_nudges,
+    loss_energy_covariance,
+)
+from eqspice.learning.rules.equilibrium import output_loss
+from eqspice.simulator.sampling.co_content import CoContent
+from eqspice.simulator.ngspice.sampler import NgspiceSampler
+from eqspice.simulator.sampling.gaussian import gaussian_samples, stationary_covariance
+from eqspice.simulator.sampling.langevin import langevin_samples
 
 
 def small_network():
@@ -153,7 +160,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-ngspice", action="store_true", help="skip the ngspice transients")
     args = parser.parse_args(argv)
-    from learning.config import ConfigError
+    from eqspice.learning.run.config import ConfigError
 
     if args.chains < 1 or args.samples < 2 or args.steps_per_tau < 2 or args.run_tau <= 20 or args.points < 1:
         raise ConfigError("gradcheck noise: need --chains >= 1, --samples >= 2, --steps-per-tau >= 2, --run-tau > 20, --points >= 1")

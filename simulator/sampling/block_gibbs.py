@@ -7,7 +7,7 @@ With gibbs noise the free-node voltages follow
 
 ``H`` the conductance matrix of the free nodes (memristors, output loads,
 nudge), ``b`` the currents the sources and targets push in, ``D`` a diode's
-co-content (:func:`simulator.diode.diode_co_content`).  In a layered crossbar
+co-content (:func:`eqspice.simulator.diode.diode_co_content`).  In a layered crossbar
 no memristor or diode joins two free nodes of the same colour class A or B
 (the graph is bipartite), so given B the nodes of A are independent, each with
 a one-dimensional log-concave density
@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from circuits.netlist import TIGHT_OPTIONS
-from circuits.network import Circuit
-from circuits.noise import NoiseSpec
-from simulator.diode import diode_co_content, diode_current
-from simulator.native import NativeEngine, independent_split
-from simulator.sampling import DENSE_FREE_NODES_MAX, SamplingError
+from eqspice.circuits.netlist import TIGHT_OPTIONS
+from eqspice.circuits.network import Circuit
+from eqspice.circuits.noise import NoiseSpec
+from eqspice.simulator.diode import diode_co_content, diode_current
+from eqspice.simulator.native import NativeEngine, independent_split
+from eqspice.simulator.sampling.co_content import DENSE_FREE_NODES_MAX, SamplingError
 
 #: Newton iterations for a conditional mode; each step is limited to ``NEWTON_STEP_MAX_V``
 NEWTON_ITERATIONS_MAX = 30
@@ -59,7 +59,7 @@ def colour_classes(circuit: Circuit, engine: NativeEngine | None = None) -> tupl
 
     Edges are the memristors and diodes that join two free nodes; A is the
     native engine's independent set (``engine.split`` if an engine is given).
-    Raises :class:`~simulator.sampling.SamplingError` when B is not independent
+    Raises :class:`~eqspice.simulator.sampling.co_content.SamplingError` when B is not independent
     (the graph has an odd cycle).
     """
     k = circuit.free_slice.start
@@ -175,7 +175,7 @@ def block_gibbs_samples(
     ``burn_in_sweeps`` sweeps are discarded, then ``spec.samples`` readings
     are taken ``sweeps_per_reading`` sweeps apart.  Only ``spec.t_eff_w`` and
     ``spec.samples`` of the spec are used (no time steps: a sweep is not a
-    time).  ``engine``: a :class:`~simulator.native.NativeEngine` already
+    time).  ``engine``: a :class:`~eqspice.simulator.native.NativeEngine` already
     loaded with this circuit and ``g_s``, whose matrices are reused.  If
     ``acceptance`` is a dict, its ``"rate"`` is set to the fraction of
     accepted moves.

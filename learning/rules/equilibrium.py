@@ -24,8 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
-from circuits.network import Circuit
-from simulator.engine import Engine
+from eqspice.circuits.network import Circuit
+from eqspice.simulator.engine import Engine
 
 
 def device_voltages(circuit: Circuit, v: np.ndarray) -> np.ndarray:

@@ -3,14 +3,14 @@
 For each mismatch spread sigma and each of several random diode crossbars
 (conductances log-uniform in the device range, a batch of random inputs and
 targets), the exact loss gradient ``dL/dG`` comes from the adjoint
-(:func:`learning.adjoint.adjoint_gradient`, checked here against central finite
+(:func:`eqspice.learning.rules.adjoint.adjoint_gradient`, checked here against central finite
 differences of the loss settled by the same engine).  Against it, the table
 gives the relative error ``|g - g_exact| / |g_exact|`` and the cosine of
 
 * plain EP: one-sided contrast of the free and +beta phases of the
   non-reciprocal circuit (the vector-field method);
 * centred EP: contrast of its +beta and -beta phases;
-* corrected: asymmetric EP (:mod:`learning.asymmetric`);
+* corrected: asymmetric EP (:mod:`eqspice.learning.rules.asymmetric`);
 * phases only: the corrected learning phases with the plain EP contrast, i.e.
   without the term ``delta_e (lambda_q v0_p - lambda_p v0_q)`` that the
   mismatch's scaling with G adds to ``dR/dG`` (a diagnostic: both halves of the
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from circuits.network import CrossbarSpec, DiodeModel, crossbar, with_nonreciprocal
-from learning.adjoint import adjoint_gradient
-from learning.asymmetric import AsymmetricEquilibriumPropagation, mismatch_term
-from learning.config import ConfigError
-from learning.rules import EquilibriumPropagation, output_loss
+from eqspice.circuits.network import CrossbarSpec, DiodeModel, crossbar, with_nonreciprocal
+from eqspice.learning.rules.adjoint import adjoint_gradient
+from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation, mismatch_term
+from eqspice.learning.run.config import ConfigError
+from eqspice.learning.rules.equilibrium import EquilibriumPropagation, output_loss
 
 #: The goal of the check: the corrected estimator's largest relative error at every sigma.
 GOAL_RELATIVE_ERROR = 1e-2
@@ -106,10 +106,10 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def make_engine(backend: str):
     if backend == "native":
-        from simulator.native import NativeEngine
+        from eqspice.simulator.native import NativeEngine
 
         return NativeEngine()
-    from simulator.ngspice import NgspiceEngine
+    from eqspice.simulator.ngspice.engine import NgspiceEngine
 
     return NgspiceEngine(mode="sweep")
 

@@ -1,0 +1,3 @@
+"""eqspice: memristor crossbars settled by ngspice, trained by equilibrium propagation."""
+
+__version__ = "0.1.0"

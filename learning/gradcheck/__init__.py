@@ -1,0 +1,1 @@
+"""Gradient checks: the learning rules' estimates against exact gradients (``eqspice gradcheck``)."""

@@ -1,0 +1,1 @@
+"""A training run: config, the objects built from it, the loop, checkpoints, data, sweeps, reports."""

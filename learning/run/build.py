@@ -1,0 +1,260 @@
+"""The objects of a run, built from its config: circuit (with its frozen mismatch), engine, device, rule, optimizer.
+
+:func:`open_session` is the one function that turns a :class:`~eqspice.learning.run.config.RunConfig`
+into everything a training loop needs; nothing is written to disk.
+
+Mismatch is drawn once from the run's seed, frozen, written into the netlist.
+
+Each kind of mismatch has its own generator,
+``default_rng([MISMATCH_STREAM, seed, kind])``, so the draw is the same every time the run (or a resumed run, or an export of it) builds
+its circuit, and it leaves the training's random stream untouched: a run with
+no mismatch trains exactly as before.
+
+* ``diode_is`` = sigma: diode ``k`` has area ``exp(sigma xi_k)`` (log-normal,
+  median 1), so its IS is ``IS exp(sigma xi_k)``: a relative spread of about
+  sigma for small sigma.
+* ``bias_v`` = s (volts): every fixed source (the +/- bias lines and, after
+  :func:`eqspice.circuits.mismatch.split_diode_bias`, each hidden node's own diode-bias
+  sources) sits at nominal + ``s xi``.
+* ``input_gain`` = sigma: input line ``i``'s driver has gain ``1 + sigma xi_i``.
+
+Kinds: 0 diode areas, 1 source volts, 2 input gains; separate generators, so
+switching one kind on or off leaves the others' draws unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eqspice.circuits.mismatch import split_diode_bias, with_mismatch
+from eqspice.circuits.network import Circuit, crossbar, nonreciprocal_draw, with_nonreciprocal
+from eqspice.learning.run.checkpoint import RunState, write_atomic
+from eqspice.learning.run.config import ConfigError, RunConfig
+from eqspice.learning.run.data import Dataset, load_dataset
+from eqspice.learning.devices.models import DeviceModel, IdealDevice, PulsedDevice
+from eqspice.learning.devices.drift import RetentionDrift
+from eqspice.learning.rules.optimizers import SGD, Adam
+from eqspice.learning.run.report import SQUARED_LOSS_LABEL
+from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
+from eqspice.learning.rules.equilibrium import (
+    CrossEntropyPropagation,
+    EquilibriumPropagation,
+    LearningRule,
+    cross_entropy,
+    output_loss,
+)
+from eqspice.simulator.engine import Engine
+from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.ngspice.engine import NgspiceEngine
+
+#: Second word of the mismatch generator's seed: ASCII "mism".
+MISMATCH_STREAM = 0x6D69736D
+
+#: File in the run folder that records the drawn values.
+RECORD = "mismatch.json"
+
+
+def mismatched_circuit(circuit: Circuit, diode_is: float, bias_v: float, input_gain: float, seed: int) -> Circuit:
+    """``circuit`` with mismatch of the given spreads drawn from ``seed`` (see the module notes)."""
+    if not (diode_is or bias_v or input_gain):
+        return circuit
+    if bias_v:
+        circuit = split_diode_bias(circuit)
+    normal = lambda kind, n: np.random.default_rng([MISMATCH_STREAM, seed, kind]).standard_normal(n)  # noqa: E731
+    area = np.exp(diode_is * normal(0, len(circuit.diodes)))
+    volts = np.asarray(circuit.fixed_volts, dtype=float) + bias_v * normal(1, len(circuit.fixed_nodes))
+    gain = 1.0 + input_gain * normal(2, len(circuit.input_nodes))
+    return with_mismatch(
+        circuit,
+        diode_area=area if diode_is else None,
+        fixed_volts=volts if bias_v else None,
+        input_gain_scale=gain if input_gain else None,
+    )
+
+
+#: Spawn key of the run seed's stream for the non-reciprocal mismatch: the draw is
+#: fixed by the seed alone (same on --resume) and leaves the training stream untouched.
+NONRECIPROCAL_STREAM = 0x4E52
+
+
+def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
+    """``delta[edge]`` of the run (from ``mismatch.nonreciprocal_file`` or drawn from the seed), or None."""
+    m = config.mismatch
+    if m.nonreciprocal_file is not None:
+        path = Path(m.nonreciprocal_file)
+        try:
+            if path.suffix == ".json":  # a run's mismatch.json
+                delta = np.array(json.loads(path.read_text())["nonreciprocal_delta"], dtype=float)
+            else:
+                delta = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, ndmin=1)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"mismatch.nonreciprocal_file {path}: cannot read ({exc})") from None
+        delta = np.asarray(delta, dtype=float).ravel()
+        if delta.size != n_edges or not np.all(np.isfinite(delta)):
+            raise ConfigError(
+                f"mismatch.nonreciprocal_file {path}: {delta.size} values (finite: {bool(np.all(np.isfinite(delta)))}); "
+                f"the network has {n_edges} edges, give one finite relative value per edge"
+            )
+        return delta
+    if m.nonreciprocal == 0:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(NONRECIPROCAL_STREAM,)))
+    return nonreciprocal_draw(n_edges, m.nonreciprocal, rng)
+
+
+def build_circuit(config: RunConfig) -> Circuit:
+    """The run's crossbar with its frozen mismatch: diodes, sources and drivers, and non-reciprocal couplings."""
+    m = config.mismatch
+    circuit = mismatched_circuit(crossbar(config.network.spec()), m.diode_is, m.bias_v, m.input_gain, config.seed)
+    return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
+
+
+def record(run_dir: str | Path, config, circuit: Circuit) -> None:
+    """Write the drawn mismatch to ``run_dir/mismatch.json``, if any: diode areas, source
+    volts, input gains, and the non-reciprocal part ``delta[edge]`` of every coupling
+    (``K_pq = G (1 + delta)``, ``K_qp = G (1 - delta)``)."""
+    m = config.mismatch
+    if not (m.diode_is or m.bias_v or m.input_gain or circuit.nonreciprocal is not None):
+        return
+    gains = np.linalg.norm(circuit.input_gain, axis=1)
+    data = {
+        "diode_area": None if circuit.diode_area is None else dict(
+            zip([f"D{k}" for k in range(len(circuit.diodes))], circuit.diode_area.tolist())
+        ),
+        "fixed_volts": dict(zip(circuit.fixed_nodes, circuit.fixed_volts)),
+        "input_gain_v_per_unit": dict(zip(circuit.input_nodes, gains.tolist())),
+        "nonreciprocal_delta": None if circuit.nonreciprocal is None else circuit.nonreciprocal.tolist(),
+    }
+    write_atomic(Path(run_dir) / RECORD, json.dumps(data, indent=1).encode())
+
+
+@dataclass
+class Session:
+    """What a run works with: config, data, circuit, engine, device and rule."""
+
+    config: RunConfig
+    data: Dataset
+    circuit: Circuit
+    engine: Engine
+    device: DeviceModel
+    rule: LearningRule
+    optimizer: SGD | Adam
+    drift: RetentionDrift | None = None
+
+    def inputs_v(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.circuit.input_gain.T
+
+    def targets_v(self, labels: np.ndarray) -> np.ndarray:
+        t = self.config.training
+        classes = np.full((len(labels), self.circuit.n_classes), t.target_low_v)
+        classes[np.arange(len(labels)), labels] = t.target_high_v
+        return classes @ self.circuit.target_gain.T
+
+    def scores(self, v: np.ndarray) -> np.ndarray:
+        return v[:, self.circuit.output_index] @ self.circuit.readout.T
+
+    def loss(self, v: np.ndarray, targets_v: np.ndarray) -> np.ndarray:
+        """The trained loss per sample: squared error (V^2) or cross-entropy (nats)."""
+        t = self.config.training
+        if t.loss == "cross_entropy":
+            return cross_entropy(self.circuit, v, targets_v, t.softmax_scale_v)
+        return output_loss(self.circuit, v, targets_v)
+
+    @property
+    def loss_label(self) -> str:
+        return "cross-entropy (nats)" if self.config.training.loss == "cross_entropy" else SQUARED_LOSS_LABEL
+
+
+def check_sizes(config: RunConfig, data: Dataset) -> None:
+    layers = config.network.layers
+    if layers[0] != data.n_features:
+        raise ConfigError(
+            f"network.layers[0] = {layers[0]} but {data.name} has {data.n_features} features; "
+            f"set layers = [{data.n_features}, ..., {data.n_classes}]"
+        )
+    if layers[-1] != data.n_classes:
+        raise ConfigError(
+            f"network.layers[-1] = {layers[-1]} but {data.name} has {data.n_classes} classes; "
+            f"set layers = [{data.n_features}, ..., {data.n_classes}]"
+        )
+
+
+def make_rule(config: RunConfig) -> LearningRule:
+    """The controller's learning rule: EP, asymmetric EP, or (with noise) a rule on sampled expectations."""
+    t = config.training
+    if config.noise.model != "none":
+        from eqspice.learning.rules.noisy import make_noisy_rule
+
+        return make_noisy_rule(config)
+    if t.loss == "cross_entropy":
+        return CrossEntropyPropagation(t.beta_s, t.softmax_scale_v)
+    if t.estimator == "corrected":
+        return AsymmetricEquilibriumPropagation(t.beta_s)
+    return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")
+
+
+def make_engine(config: RunConfig) -> Engine:
+    e = config.engine
+    if e.backend == "native":
+        return NativeEngine()
+    return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers, mode=e.ngspice_mode)
+
+
+def make_device(config: RunConfig) -> DeviceModel:
+    d = config.device
+    if d.model == "ideal":
+        return IdealDevice(d.g_min_s, d.g_max_s, d.levels, d.read_noise)
+    return PulsedDevice(
+        d.g_min_s, d.g_max_s, d.dw_min_s, d.step, d.up_down, d.gamma,
+        d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses, d.read_noise,
+        levels=d.levels, c2c_additive=d.c2c_additive,
+    )  # fmt: skip
+
+
+def make_drift(config: RunConfig) -> RetentionDrift | None:
+    d = config.device
+    if d.drift_nu == 0 and d.drift_nu_std == 0:
+        return None
+    return RetentionDrift(d.drift_nu, d.drift_nu_std, d.drift_t0_s)
+
+
+def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> RunState:
+    """The seeded start of a run: fabrication (device state), initial conductances, optimizer."""
+    rng = np.random.default_rng(config.seed)
+    low, high = config.device.init_range()
+    device_state = device.init_state(circuit.n_edges, rng)
+    state = RunState(g_s=device.init(circuit.n_edges, rng, low, high, device_state), rng=rng)
+    drift = make_drift(config)
+    if drift is not None:  # drawn after everything else: runs without drift keep their random stream
+        device_state.update(drift.init_state(circuit.n_edges, rng, device_state.get("stuck")))
+    state.device = device_state
+    state.optimizer = make_optimizer(config).init_state(circuit.n_edges)
+    return state
+
+
+def make_optimizer(config: RunConfig) -> SGD | Adam:
+    t = config.training
+    return Adam(t.learning_rate) if t.optimizer == "adam" else SGD(t.learning_rate)
+
+
+def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
+    """Load data, build the circuit and start the engine; nothing is written."""
+    if data is None:
+        d = config.data
+        data = load_dataset(
+            d.name,
+            data_dir=d.data_dir,
+            seed=config.seed,
+            test_fraction=d.test_fraction,
+            limit_train=d.limit_train,
+            limit_test=d.limit_test,
+        )
+    check_sizes(config, data)
+    circuit = build_circuit(config)
+    device = make_device(config)
+    rule = make_rule(config)
+    return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config), make_drift(config))

@@ -22,6 +22,10 @@ changed by hand or by ``alter``:
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 from eqspice.circuits.network import GROUND, Circuit, antisymmetric_coupling
@@ -212,3 +216,55 @@ def render_netlist(
         lines.append(".options " + " ".join(f"{k}={v:g}" for k, v in opts.items()))
     lines += [analysis, ".end", ""]
     return "\n".join(lines)
+
+
+def export_netlist(path, circuit: Circuit, g_s: np.ndarray, inputs_v: np.ndarray | None = None, *, header=(), **render) -> Path:
+    """Write the netlist of :func:`render_netlist` to ``path``, runnable as it is by ``ngspice -b``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File to write (``.cir``).  It is written to a temporary file in the same
+        folder and renamed, so a failure never leaves half a netlist.
+    circuit : Circuit
+        The network.
+    g_s : ndarray, shape (n_edges,)
+        Conductance of every memristor, siemens.
+    inputs_v : ndarray, shape (n_inputs,), optional
+        Volts on the input sources (default 0 V).
+    header : sequence of str
+        Comment lines put under the title (without the leading ``*``).
+    **render
+        Further arguments of :func:`render_netlist` (``targets_v``, ``beta_s``, ``options``, ...).
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    OSError
+        The folder does not exist or is not writable.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> from eqspice.circuits.network import CrossbarSpec, crossbar
+    >>> circuit = crossbar(CrossbarSpec(layers=(2, 2)))
+    >>> out = export_netlist(pathlib.Path(tempfile.mkdtemp()) / "net.cir", circuit, np.full(circuit.n_edges, 1e-4))
+    >>> out.read_text().splitlines()[0]
+    '* eqspice crossbar 2-2'
+    """
+    path = Path(path)
+    title, rest = render_netlist(circuit, g_s, inputs_v=inputs_v, **render).split("\n", 1)
+    text = "\n".join([title, *(f"* {line}" for line in header), rest])
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,6 +1,6 @@
 """Thermal noise in the circuit: what it is, and its SPICE text.
 
-Two models (DESIGN.md, "Thermal noise").  The circuit's dynamics are
+Two models (docs/physics.md, "Thermal noise").  The circuit's dynamics are
 
     C_n dv_n/dt = -dE/dv_n + i_n(t),
 

@@ -12,7 +12,7 @@ Run (about 4 minutes on 2 cores with the defaults):
     .venv/bin/python examples/beta_sweep.py [--config examples/fashion_mnist_3v.toml]
         [--betas 1e-8 1e-7 1e-6 1e-5 1e-4] [--resolution-v 1e-4] [--train 10000] [--epochs 2]
 
-Writes examples/beta_sweep.csv and examples/beta_sweep.png.
+Writes docs/results/beta_sweep.csv and docs/results/beta_sweep.png.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from eqspice.learning.run.config import load_config  # noqa: E402
 from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent
+RESULTS = HERE.parent / "docs" / "results"  # where the write-ups and their data live
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=10000, help="training samples (first N)")
     parser.add_argument("--test", type=int, default=2000, help="test samples (first N)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--out", default=str(HERE / "beta_sweep"))
+    parser.add_argument("--out", default=str(RESULTS / "beta_sweep"))
     args = parser.parse_args()
 
     rows = []

@@ -28,8 +28,8 @@ Run:
 
     python examples/iris_noise_in_the_loop.py [--seeds 0 1 2 3] [--epochs 40] [--engines ngspice native]
 
-Writes examples/iris_noise_in_the_loop.csv (per engine, seed and epoch) and
-examples/iris_noise_in_the_loop.png (test accuracy against epoch).
+Writes docs/results/iris_noise_in_the_loop.csv (per engine, seed and epoch) and
+docs/results/iris_noise_in_the_loop.png (test accuracy against epoch).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from eqspice.learning.run.data import load_dataset  # noqa: E402
 from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent
+RESULTS = HERE.parent / "docs" / "results"  # where the write-ups and their data live
 CONFIG = HERE / "iris_noise.toml"
 ENGINES = ("ngspice", "native")
 COLUMNS = ("engine", "seed", "epoch", "test_accuracy", "train_accuracy", "test_loss", "learning_rate", "seconds")
@@ -203,8 +204,8 @@ def main() -> None:
     print(f"wall time of this invocation: {(time.monotonic() - started) / 60:.1f} min")
 
     rows = collect(ENGINES, args.seeds, args.epochs, args.run_root)
-    write_csv(rows, HERE / "iris_noise_in_the_loop.csv")
-    plot(rows, HERE / "iris_noise_in_the_loop.png")
+    write_csv(rows, RESULTS / "iris_noise_in_the_loop.csv")
+    plot(rows, RESULTS / "iris_noise_in_the_loop.png")
     epochs = run_config(ENGINES[0], args.seeds[0], args.epochs).training.epochs
     print(final_table(rows, args.last, epochs))
 

@@ -33,7 +33,7 @@ Run (defaults: a subset, about 30 minutes on 2 shared cores):
     python examples/noise_beta_sweep.py --full       # all of Fashion-MNIST, the config's epochs
     python examples/noise_beta_sweep.py --trained RUN_DIR --out OUT   # SNR and cosines only, on a trained run
 
-Writes examples/noise_beta_sweep.csv and examples/noise_beta_sweep.png.
+Writes docs/results/noise_beta_sweep.csv and docs/results/noise_beta_sweep.png.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from eqspice.learning.run.build import make_rule, open_session  # noqa: E402
 from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent
+RESULTS = HERE.parent / "docs" / "results"  # where the write-ups and their data live
 
 
 def reference_conductance(config) -> float:
@@ -189,7 +190,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=6, help="noisy repeats per beta for the SNR")
     parser.add_argument("--reference-factor", type=int, default=4, help="readings of the reference, times")
     parser.add_argument("--snr-batch", type=int, default=32, help="samples of the fixed mini-batch")
-    parser.add_argument("--out", default=str(HERE / "noise_beta_sweep"))
+    parser.add_argument("--out", default=str(RESULTS / "noise_beta_sweep"))
     parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the CSV")
     parser.add_argument(
         "--trained", metavar="RUN_DIR", help="no training: the SNR and cosines on this run's conductances, with its config"

@@ -6,8 +6,8 @@ Every coupling of the crossbar gets a frozen non-reciprocal part
 both rules).  Each data set is trained at each sigma with both rules, native
 engine, same seed, data order and initial conductances; the script writes
 
-* ``examples/nonreciprocal_results.csv``: one row per run and epoch;
-* ``examples/nonreciprocal.png``: test accuracy against epoch, plain vs corrected.
+* ``docs/results/nonreciprocal_results.csv``: one row per run and epoch;
+* ``docs/results/nonreciprocal.png``: test accuracy against epoch, plain vs corrected.
 
 Fashion-MNIST runs on a subset (``--fashion-train`` / ``--fashion-test`` samples,
 a 64-node hidden layer) so that the whole comparison fits in minutes of CPU.
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE.parent / "docs" / "results"  # where the write-ups and their data live
 
 import matplotlib  # noqa: E402
 
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fashion-train", type=int, default=3000)
     p.add_argument("--fashion-test", type=int, default=1000)
     p.add_argument("--seeds", default="0,1,2", help="run seeds (mismatch draw, initial conductances, data order)")
-    p.add_argument("--out", default=str(HERE / "nonreciprocal"), help="prefix of the CSV and PNG")
+    p.add_argument("--out", default=str(RESULTS / "nonreciprocal"), help="prefix of the CSV and PNG")
     p.add_argument("--append", action="store_true", help="keep the other data sets' rows of an existing CSV")
     p.add_argument("--plot-only", action="store_true", help="redraw the PNG and summary from the existing CSV")
     args = p.parse_args(argv)

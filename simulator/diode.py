@@ -61,7 +61,7 @@ def diode_co_content(
       ``D_S`` the Shockley part, so D is continuous with a continuous derivative.
 
     ``D`` is convex (``D'' = dI/dv > 0``) and 0 at 0: the diode's share of the
-    circuit's co-content ``E`` (DESIGN.md, "Energy").
+    circuit's co-content ``E`` (docs/physics.md, "Energy").
     """
     vte = model.n * thermal_voltage()
     i_s = model.is_a * np.asarray(area, dtype=float)

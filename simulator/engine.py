@@ -5,7 +5,7 @@ input voltages, optionally nudged towards target voltages:
 
 * free phase: ``settle(inputs_v)``;
 * nudged phase: ``settle(inputs_v, targets_v, beta_s)``, the circuit then
-  minimises ``E(v) + beta * |v_out - y|^2 / 2`` (DESIGN.md);
+  minimises ``E(v) + beta * |v_out - y|^2 / 2`` (docs/physics.md, "The nudge");
 * the -beta phase of the centred estimator: ``beta_s < 0``.
 
 It returns the voltage of every node of ``circuit.node_names``, shaped

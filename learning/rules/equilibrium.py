@@ -10,7 +10,7 @@ steady states:
   whose error is O(beta^2) instead of O(beta).
 
 For finite beta the one-sided contrast is the exact gradient of
-``[F(beta) - F(0)] / beta`` (see ``shared/papers``).
+``[F(beta) - F(0)] / beta`` ("Equilibrium Propagation Without Limits", arXiv 2511.22024).
 
 References
 ----------

@@ -3,7 +3,7 @@
 The circuit is loaded once.  Per sample only what changed is ``alter``-ed: the
 input sources, the target sources and the nudge gain.  A weight update that
 touches many conductances reloads the circuit with the new values (ngspice's
-``alter`` cost grows with circuit size, DESIGN.md); a sparse one alters.
+``alter`` cost grows with circuit size, docs/design.md); a sparse one alters.
 
 Each ngspice instance lives in a child process (``workers`` of them settle the
 samples of a batch in parallel).  If a child dies, exits or hangs past its

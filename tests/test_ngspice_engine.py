@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 from eqspice.circuits import CrossbarSpec, crossbar
-from eqspice.simulator.engine import SimulatorCrash
+from eqspice.simulator.engine import Nudge, SimulatorCrash
 from eqspice.simulator.ngspice.engine import NgspiceEngine
 from eqspice.simulator.native import NativeEngine
+
+NUDGED = Nudge(targets_v=np.full((4, 2), 0.1), beta_s=1e-5)
 
 
 @pytest.fixture
@@ -19,7 +21,7 @@ def setup():
     inputs = np.random.default_rng(1).uniform(0, 1, (4, 3)) @ circuit.input_gain.T
     native = NativeEngine()
     native.load(circuit, g)
-    return circuit, g, inputs, native.settle(inputs, np.full((4, 2), 0.1), 1e-5)
+    return circuit, g, inputs, native.settle(inputs, NUDGED)
 
 
 def test_killed_child_is_named_and_replaced(setup):
@@ -28,9 +30,9 @@ def test_killed_child_is_named_and_replaced(setup):
         engine.load(circuit, g)
         os.kill(engine.child_pids[0], signal.SIGKILL)
         with pytest.raises(SimulatorCrash, match=r"killed by signal 9 during the nudged \(\+beta\) phase of sample 17"):
-            engine.settle(inputs, np.full((4, 2), 0.1), 1e-5, phase="nudged (+beta)", sample_ids=np.arange(17, 21))
+            engine.settle(inputs, NUDGED, phase="nudged (+beta)", sample_ids=np.arange(17, 21))
         assert engine.restarts == 1
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
 
 
 def test_hung_child_times_out_and_is_replaced(setup):
@@ -40,7 +42,7 @@ def test_hung_child_times_out_and_is_replaced(setup):
         os.kill(engine.child_pids[0], signal.SIGSTOP)
         with pytest.raises(SimulatorCrash, match=r"hung for more than 1 s during the free phase of sample 0"):
             engine.settle(inputs)
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
 
 
 def test_parallel_children_give_the_same_voltages_as_one(setup):
@@ -48,7 +50,7 @@ def test_parallel_children_give_the_same_voltages_as_one(setup):
     with NgspiceEngine(workers=2) as engine:
         engine.load(circuit, g)
         assert len(set(engine.child_pids)) == 2
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
 
 
 def test_sweep_mode_gives_the_one_sample_at_a_time_voltages():
@@ -61,13 +63,14 @@ def test_sweep_mode_gives_the_one_sample_at_a_time_voltages():
     with NgspiceEngine(mode="op") as one_by_one, NgspiceEngine(mode="sweep", workers=2, chunk=4) as swept:
         one_by_one.load(circuit, g)
         swept.load(circuit, g)
-        expected = one_by_one.settle_phases(inputs, targets, betas)
-        got = swept.settle_phases(inputs, targets, betas)
+        nudges = [Nudge(targets_v=targets, beta_s=beta) for beta in betas]
+        expected = one_by_one.settle_phases(inputs, nudges)
+        got = swept.settle_phases(inputs, nudges)
         for a, b in zip(got, expected):
             assert np.max(np.abs(a - b)) < 1e-9
         # the diodes conduct here, so agreement is not trivial
         assert np.max(np.abs(expected[0][:, circuit.free_slice])) < 0.35
-        single = swept.settle(inputs[2:3], targets[2:3], 2e-5)
+        single = swept.settle(inputs[2:3], Nudge(targets_v=targets[2:3], beta_s=2e-5))
         assert np.max(np.abs(single - expected[1][2:3])) < 1e-9
 
 
@@ -79,4 +82,4 @@ def test_sweep_mode_names_the_samples_of_a_crashed_chunk(setup):
         os.kill(engine.child_pids[0], signal.SIGKILL)
         with pytest.raises(SimulatorCrash, match=r"killed by signal 9 during the free phase of samples 40-43"):
             engine.settle(inputs, sample_ids=np.arange(40, 44))
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)

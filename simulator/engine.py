@@ -40,12 +40,12 @@ class ConvergenceError(EngineError):
     """The operating point did not converge, even with gmin and source stepping."""
 
 
-def _frozen_array(value, field: str, unit: str) -> np.ndarray | None:
+def _frozen_array(value, field: str, per_sample: str, unit: str) -> np.ndarray | None:
     """``value`` as a read-only float array of at most two dimensions, or None; one-line errors."""
     if value is None:
         return None
-    if isinstance(value, np.ndarray) and value.dtype == float and not value.flags.writeable:
-        array = value  # already one of ours (e.g. from Nudge.opposite): no copy
+    if isinstance(value, np.ndarray) and value.dtype == float and value.flags.owndata and not value.flags.writeable:
+        array = value  # already frozen (e.g. passed on by Nudge.opposite): no copy
     else:
         try:
             array = np.array(value, dtype=float)
@@ -53,7 +53,7 @@ def _frozen_array(value, field: str, unit: str) -> np.ndarray | None:
             raise ValueError(f"Nudge.{field} is not an array of numbers ({unit})") from None
         array.flags.writeable = False
     if array.ndim > 2:
-        raise ValueError(f"Nudge.{field} has {array.ndim} dimensions; give [batch, node] or [node] {unit}")
+        raise ValueError(f"Nudge.{field} has {array.ndim} dimensions; give [batch, {per_sample}] or [{per_sample}] {unit}")
     if not np.all(np.isfinite(array)):
         raise ValueError(f"Nudge.{field} contains NaN or infinity; give finite {unit}")
     return array
@@ -119,8 +119,8 @@ class Nudge:
         # frozen: the normalised values go in through object.__setattr__
         object.__setattr__(self, "beta_s", beta_s)
         object.__setattr__(self, "antisymmetric_sign", float(self.antisymmetric_sign))
-        object.__setattr__(self, "targets_v", _frozen_array(self.targets_v, "targets_v", "volts"))
-        object.__setattr__(self, "injected_a", _frozen_array(self.injected_a, "injected_a", "amperes"))
+        object.__setattr__(self, "targets_v", _frozen_array(self.targets_v, "targets_v", "output", "volts"))
+        object.__setattr__(self, "injected_a", _frozen_array(self.injected_a, "injected_a", "free", "amperes"))
 
     def opposite(self) -> Nudge:
         """The same nudge with ``-beta_s``: the other nudged phase of the centred estimator.
@@ -243,7 +243,9 @@ class BatchPhase:
         if circuit is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
         if not isinstance(nudge, Nudge):
-            raise TypeError(f"nudge: give a Nudge (e.g. Nudge(targets_v=y, beta_s=1e-5)) or FREE, not {type(nudge).__name__}")
+            raise TypeError(
+                f"nudge: give a Nudge (e.g. Nudge(targets_v=y, beta_s=1e-5)) or FREE, not {type(nudge).__name__}"
+            )
         inputs_v = np.atleast_2d(np.asarray(inputs_v, dtype=float))
         n_inputs = len(circuit.input_nodes)
         if inputs_v.ndim != 2 or inputs_v.shape[1] != n_inputs:
@@ -252,14 +254,14 @@ class BatchPhase:
         ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
         if ids.shape != (batch,):
             raise ValueError(f"sample_ids has shape {list(ids.shape)}; give one number per sample ({batch})")
-        n_out = len(circuit.output_nodes)
+        n_out, n_free = len(circuit.output_nodes), len(circuit.free_nodes)
         targets_v = nudge.targets_v if nudge.targets_v is not None else np.zeros(n_out)
         return cls(
             name=nudge.phase if name is None else name,
             inputs_v=inputs_v,
             targets_v=_per_sample(targets_v, batch, n_out, "Nudge.targets_v", "outputs", "volts"),
             beta_s=nudge.beta_s,
-            injected_a=_per_sample(nudge.injected_a, batch, len(circuit.free_nodes), "Nudge.injected_a", "free nodes", "amperes"),
+            injected_a=_per_sample(nudge.injected_a, batch, n_free, "Nudge.injected_a", "free nodes", "amperes"),
             antisymmetric_sign=nudge.antisymmetric_sign,
             sample_ids=ids,
         )

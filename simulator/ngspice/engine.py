@@ -237,12 +237,20 @@ class NgspiceEngine(Engine):
         inputs_v: np.ndarray,
         targets_v: np.ndarray,
         beta_s: np.ndarray,
-        antisymmetric_sign: float = 1.0,
-        injected_a: np.ndarray | None = None,
+        antisymmetric_sign: float,
+        injected_a: np.ndarray,
     ) -> tuple:
-        """The circuit with inputs, targets, nudge and injected currents following the sample index."""
-        if injected_a is None:
-            injected_a = np.zeros((len(inputs_v), len(self.circuit.free_nodes)))
+        """The circuit with inputs, targets, nudge and injected currents following the sample index.
+
+        Parameters
+        ----------
+        inputs_v, targets_v, injected_a : numpy.ndarray
+            Per sweep point: ``[point, input]`` and ``[point, output]`` volts, ``[point, free]`` amperes.
+        beta_s : numpy.ndarray
+            Nudge conductance per sweep point, siemens.
+        antisymmetric_sign : float
+            The sign of the antisymmetric couplings between free nodes, for the whole sweep.
+        """
         if len(inputs_v) == 1:  # a sweep and a pwl need two points: repeat the sample
             inputs_v, targets_v, beta_s, injected_a = (
                 np.repeat(a, 2, axis=0) for a in (inputs_v, targets_v, beta_s, injected_a)

@@ -187,7 +187,9 @@ class ChildPool:
             reply, why = (None, why) if why else fresh.receive(job.timeout_s)
             if why or reply[0] != "ok":
                 reason = why or reply[1]
-                return SimulatorCrash(f"{crash}; the fresh one started in its place failed during {job.what} as well ({reason})")
+                return SimulatorCrash(
+                    f"{crash}; the fresh one started in its place failed during {job.what} as well ({reason})"
+                )
         return SimulatorCrash(f"{crash}; started a fresh one")
 
     def close(self) -> None:

@@ -51,6 +51,8 @@ _LOCATION = {
     "NoiseSpec": "circuits.noise",
     # simulator: how it settles
     "Engine": "simulator.engine",
+    "Nudge": "simulator.engine",
+    "FREE": "simulator.engine",
     "EngineError": "simulator.engine",
     "ConvergenceError": "simulator.engine",
     "SimulatorCrash": "simulator.engine",

@@ -26,6 +26,7 @@ from benchmarks import write_json
 from eqspice.learning.run.config import load_config
 from eqspice.learning.run.build import initial_state, open_session
 from eqspice.learning.run.loop import train_step
+from eqspice.simulator.engine import Nudge
 from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples
 
 
@@ -53,10 +54,11 @@ def time_sampler(config, limit: int, repeats: int = 2) -> float:
     n = config.noise
     sampler = NativeSampler(n.spec(), n.native_sampler, n.burn_in_sweeps, n.sweeps_per_reading)
     rng = np.random.default_rng(0)
-    sampler.sample(session.circuit, state.g_s, x, y, config.training.beta_s, rng)  # warm-up: engine loaded
+    nudge = Nudge(targets_v=y, beta_s=config.training.beta_s)
+    sampler.sample(session.circuit, state.g_s, x, nudge, rng)  # warm-up: engine loaded
     started = time.perf_counter()
     for _ in range(repeats):
-        sampler.sample(session.circuit, state.g_s, x, y, config.training.beta_s, rng)
+        sampler.sample(session.circuit, state.g_s, x, nudge, rng)
     return (time.perf_counter() - started) / repeats
 
 

@@ -1,9 +1,9 @@
 """How circuits settle: engines behind one interface."""
 
-from eqspice.simulator.engine import ConvergenceError, Engine, EngineError, SimulatorCrash, phase_name
+from eqspice.simulator.engine import FREE, ConvergenceError, Engine, EngineError, Nudge, SimulatorCrash, phase_name
 from eqspice.simulator.ngspice.engine import NgspiceEngine
 
-__all__ = ["ConvergenceError", "Engine", "EngineError", "NgspiceEngine", "SimulatorCrash", "make_engine", "phase_name"]
+__all__ = ["FREE", "ConvergenceError", "Engine", "EngineError", "NgspiceEngine", "Nudge", "SimulatorCrash", "make_engine", "phase_name"]
 
 
 def make_engine(name: str = "native", **options) -> Engine:

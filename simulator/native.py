@@ -38,11 +38,12 @@ from eqspice.circuits.netlist import TIGHT_OPTIONS
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.simulator.diode import diode_current, thermal_voltage
 from eqspice.simulator.engine import (
+    BatchPhase,
     ConvergenceError,
+    Engine,
     EngineError,
     batch_arrays,
     free_end_incidence,
-    settle_each_phase,
 )
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
@@ -83,7 +84,7 @@ def independent_split(n: int, pairs: np.ndarray) -> np.ndarray:
     return chosen
 
 
-class NativeEngine:
+class NativeEngine(Engine):
     """Batched Newton solver with the Schur complement on a layered split.
 
     Parameters
@@ -192,49 +193,30 @@ class NativeEngine:
         return off, g_ba, g_ab, off[b][:, b].toarray(), pairs
 
     def _use_coupling(self, antisymmetric_sign: float) -> None:
-        """Settle with the antisymmetric part between free nodes multiplied by ``antisymmetric_sign``."""
-        if antisymmetric_sign not in (1.0, -1.0):
-            raise EngineError(f"antisymmetric_sign {antisymmetric_sign!r}: use +1 or -1")
+        """Settle with the antisymmetric part between free nodes multiplied by ``antisymmetric_sign`` (+1 or -1)."""
         blocks = self._couplings.get(antisymmetric_sign, self._couplings[1.0])
         self._g_ff, self._g_ba, self._g_ab, self._g_bb, self._pairs = blocks
 
     # -- settling -------------------------------------------------------------
-    def settle(
-        self,
-        inputs_v: np.ndarray,
-        targets_v: np.ndarray | None = None,
-        beta_s: float = 0.0,
-        *,
-        phase: str = "free",
-        sample_ids: np.ndarray | None = None,
-        initial_v: np.ndarray | None = None,
-        antisymmetric_sign: float = 1.0,
-        injected_a: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton.
-
-        ``antisymmetric_sign = -1`` reverses the antisymmetric couplings between
-        free nodes; ``injected_a[batch, free]`` adds constant currents into the
-        free nodes, amperes (the learning phases of asymmetric EP).
-        """
+    def _settle(self, phase: BatchPhase, initial_v: np.ndarray | None) -> np.ndarray:
+        """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
         c = self.circuit
-        inputs_v, targets_v, sample_ids = batch_arrays(c, inputs_v, targets_v, sample_ids)
-        batch = inputs_v.shape[0]
-        self._use_coupling(float(antisymmetric_sign))
+        inputs_v, batch = phase.inputs_v, len(phase.inputs_v)
+        self._use_coupling(phase.antisymmetric_sign)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
         drive = self._known_drive(known)
-        if injected_a is not None:
-            drive = drive + np.broadcast_to(np.asarray(injected_a, dtype=float), drive.shape)
-        if beta_s != 0:
-            diag[:, self._out] += beta_s
-            drive[:, self._out] += beta_s * targets_v
+        if phase.injected_a is not None:
+            drive = drive + phase.injected_a
+        if phase.beta_s != 0:
+            diag[:, self._out] += phase.beta_s
+            drive[:, self._out] += phase.beta_s * phase.targets_v
         if initial_v is not None:
             v_free = np.array(initial_v[:, c.free_slice], dtype=float)
         else:
             v_free = self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited
         if len(self._diodes) or initial_v is not None:
-            v_free = self._newton(v_free, known, diag, drive, phase, sample_ids)
+            v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
         return np.hstack([known, v_free])
 
     def quadratic_part(self, inputs_v, targets_v=None, beta_s: float = 0.0) -> tuple:
@@ -346,10 +328,3 @@ class NativeEngine:
         jac = np.einsum("nd,bd,md->bnm", inc, g_d, inc) - self._g_ff.toarray()
         jac[:, np.arange(self._n_free), np.arange(self._n_free)] += diag
         return np.linalg.solve(jac, residual[..., None])[..., 0]
-
-    def settle_phases(self, inputs_v, targets_v, betas_s, *, sample_ids=None, phases=None, **learning) -> list[np.ndarray]:
-        """Every phase in turn; ``learning`` (``antisymmetric_sign``, ``injected_a``, ``initial_v``) as in :meth:`settle`."""
-        return settle_each_phase(self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases, **learning)
-
-    def close(self) -> None:
-        pass

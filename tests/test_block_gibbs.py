@@ -22,6 +22,7 @@ from eqspice.circuits.noise import NoiseSpec
 from eqspice.learning.run.config import ConfigError, parse_config
 from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples, colour_classes
 from eqspice.simulator.diode import diode_co_content, diode_current, thermal_voltage
+from eqspice.simulator.engine import Nudge
 from eqspice.simulator.sampling.co_content import SamplingError
 from tests.test_noise_sampling import dense_system
 from tests.test_noisy_rules import with_
@@ -158,7 +159,7 @@ def test_diode_network_expectations_match_the_integral_over_the_density(beta_s):
 
     engine = NativeEngine()
     engine.load(circuit, g)
-    dc = engine.settle(np.array([[X_V]]), np.array([[target]]), beta_s)[0]
+    dc = engine.settle(np.array([[X_V]]), Nudge(targets_v=np.array([[target]]), beta_s=beta_s))[0]
     assert 0.5 < acceptance["rate"] < 0.999
     assert abs(mean_ref[0] - dc[names.index("h")]) > 10 * mean_se[0]
 

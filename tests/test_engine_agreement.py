@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
 from nodal import conductance_matrix
 from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.engine import Nudge
 
 layer_sizes = st.lists(st.integers(1, 6), min_size=2, max_size=4).map(tuple)
 
@@ -60,8 +61,9 @@ def test_native_and_ngspice_agree_within_a_microvolt(ngspice, case):
     native = NativeEngine(pair_products_max=pair_products_max)
     native.load(circuit, g)
     ngspice.load(circuit, g)
-    v_native = native.settle(inputs, targets, beta)
-    v_ngspice = ngspice.settle(inputs, targets, beta)
+    nudge = Nudge(targets_v=targets, beta_s=beta)
+    v_native = native.settle(inputs, nudge)
+    v_ngspice = ngspice.settle(inputs, nudge)
     assert np.max(np.abs(v_native - v_ngspice)) <= 1e-6
 
 

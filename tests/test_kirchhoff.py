@@ -7,6 +7,7 @@ import pytest
 from eqspice.circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar
 from nodal import conductance_matrix
 from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.engine import Nudge
 
 K_B, Q_E, T_K = 1.38064852e-23, 1.6021766208e-19, 300.15  # ngspice's constants at 27 degC
 
@@ -63,7 +64,7 @@ def test_linear_crossbar_matches_dense_kirchhoff(ngspice, rng, layers, beta):
     inputs = x @ circuit.input_gain.T
     targets = rng.uniform(-0.5, 0.5, (3, len(circuit.output_nodes)))
     ngspice.load(circuit, g)
-    v = ngspice.settle(inputs, targets, beta)
+    v = ngspice.settle(inputs, Nudge(targets_v=targets, beta_s=beta))
     for b in range(3):
         expected = dense_solution(circuit, g, inputs[b], targets[b], beta)
         assert np.max(np.abs(v[b] - expected)) < 1e-9
@@ -76,7 +77,7 @@ def test_any_graph_matches_dense_kirchhoff(ngspice, rng):
     g = rng.uniform(1e-6, 1e-4, circuit.n_edges)
     inputs = np.array([[1.0, -0.5]])
     ngspice.load(circuit, g)
-    v = ngspice.settle(inputs, np.array([[0.1, 0.2]]), 1e-5)[0]
+    v = ngspice.settle(inputs, Nudge(targets_v=np.array([[0.1, 0.2]]), beta_s=1e-5))[0]
     assert np.max(np.abs(v - dense_solution(circuit, g, inputs[0], [0.1, 0.2], 1e-5))) < 1e-9
 
 
@@ -112,7 +113,8 @@ def test_native_engine_matches_ngspice_on_diode_networks(ngspice, rng):
     native.load(circuit, g)
     ngspice.load(circuit, g)
     for beta in (0.0, 2e-5, -2e-5):
-        assert np.max(np.abs(native.settle(inputs, targets, beta) - ngspice.settle(inputs, targets, beta))) < 1e-9
+        nudge = Nudge(targets_v=targets, beta_s=beta)
+        assert np.max(np.abs(native.settle(inputs, nudge) - ngspice.settle(inputs, nudge))) < 1e-9
 
 
 def test_conductance_updates_take_effect_by_alter_and_by_reload(ngspice, rng):

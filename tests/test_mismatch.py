@@ -1,5 +1,6 @@
 """Circuit mismatch: seeded, frozen, in the netlist, and the same in both engines."""
 
+import dataclasses
 import json
 
 import networkx as nx
@@ -12,6 +13,7 @@ from eqspice.circuits.netlist import render_netlist
 from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.run.build import build_circuit, mismatched_circuit
 from eqspice.learning.run.loop import train
+from eqspice.simulator.engine import Nudge
 from eqspice.simulator.native import NativeEngine
 from runs import whole_and_resumed
 
@@ -71,8 +73,8 @@ def test_native_and_ngspice_agree_on_a_mismatched_crossbar(ngspice):
     assert len(set(circuit.fixed_volts)) == len(circuit.fixed_nodes)  # every source its own voltage
     g, inputs, targets, native = loaded_in_both(circuit, ngspice, seed=0, batch=4)
     for beta in (0.0, 2e-5):
-        v_native = native.settle(inputs, targets, beta)
-        v_spice = ngspice.settle(inputs, targets, beta)
+        v_native = native.settle(inputs, Nudge(targets_v=targets, beta_s=beta))
+        v_spice = ngspice.settle(inputs, Nudge(targets_v=targets, beta_s=beta))
         assert np.max(np.abs(v_native - v_spice)) <= 1e-6
     # the diodes conduct: the mismatch is exercised, not idle
     hidden = v_native[:, circuit.free_slice][:, :5]
@@ -179,12 +181,12 @@ def test_circuit_mismatch_and_non_reciprocal_couplings_together(ngspice, tmp_pat
     assert circuit.diode_area is not None and circuit.nonreciprocal is not None
     assert np.any(circuit.nonreciprocal != 0)
     g, inputs, targets, native = loaded_in_both(circuit, ngspice, seed=1, batch=3)
-    v0 = native.settle(inputs, targets, 0.0)
-    assert np.max(np.abs(v0 - ngspice.settle(inputs, targets, 0.0))) <= 1e-6
+    v0 = native.settle(inputs)
+    assert np.max(np.abs(v0 - ngspice.settle(inputs))) <= 1e-6
     injected = correction_currents(circuit, g, v0)
-    learning = dict(antisymmetric_sign=-1, injected_a=injected)
-    v_native = native.settle(inputs, targets, 2e-5, **learning)
-    v_spice = ngspice.settle(inputs, targets, 2e-5, **learning)
+    learning = Nudge(targets_v=targets, beta_s=2e-5, antisymmetric_sign=-1, injected_a=injected)
+    v_native = native.settle(inputs, learning)
+    v_spice = ngspice.settle(inputs, learning)
     assert np.max(np.abs(v_native - v_spice)) <= 1e-6
     # with the correction currents the beta = 0 state of the learning circuit is the free state
-    assert np.max(np.abs(native.settle(inputs, targets, 0.0, **learning) - v0)) <= 1e-9
+    assert np.max(np.abs(native.settle(inputs, dataclasses.replace(learning, beta_s=0.0)) - v0)) <= 1e-9

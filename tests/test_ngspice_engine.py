@@ -2,14 +2,21 @@
 
 import os
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from eqspice.circuits import CrossbarSpec, crossbar
-from eqspice.simulator.engine import SimulatorCrash
-from eqspice.simulator.ngspice.engine import NgspiceEngine
+from eqspice.simulator.engine import FREE, ConvergenceError, EngineError, Nudge, SimulatorCrash
 from eqspice.simulator.native import NativeEngine
+from eqspice.simulator.ngspice.engine import NgspiceEngine
+from eqspice.simulator.ngspice.pool import ChildPool, Job, reply_error
+from eqspice.simulator.ngspice.sampler import NgspiceSampler
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+NUDGED = Nudge(targets_v=np.full((4, 2), 0.1), beta_s=1e-5)
 
 
 @pytest.fixture
@@ -19,7 +26,7 @@ def setup():
     inputs = np.random.default_rng(1).uniform(0, 1, (4, 3)) @ circuit.input_gain.T
     native = NativeEngine()
     native.load(circuit, g)
-    return circuit, g, inputs, native.settle(inputs, np.full((4, 2), 0.1), 1e-5)
+    return circuit, g, inputs, native.settle(inputs, NUDGED)
 
 
 def test_killed_child_is_named_and_replaced(setup):
@@ -28,9 +35,9 @@ def test_killed_child_is_named_and_replaced(setup):
         engine.load(circuit, g)
         os.kill(engine.child_pids[0], signal.SIGKILL)
         with pytest.raises(SimulatorCrash, match=r"killed by signal 9 during the nudged \(\+beta\) phase of sample 17"):
-            engine.settle(inputs, np.full((4, 2), 0.1), 1e-5, phase="nudged (+beta)", sample_ids=np.arange(17, 21))
+            engine.settle(inputs, NUDGED, phase="nudged (+beta)", sample_ids=np.arange(17, 21))
         assert engine.restarts == 1
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
 
 
 def test_hung_child_times_out_and_is_replaced(setup):
@@ -40,7 +47,7 @@ def test_hung_child_times_out_and_is_replaced(setup):
         os.kill(engine.child_pids[0], signal.SIGSTOP)
         with pytest.raises(SimulatorCrash, match=r"hung for more than 1 s during the free phase of sample 0"):
             engine.settle(inputs)
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
 
 
 def test_parallel_children_give_the_same_voltages_as_one(setup):
@@ -48,7 +55,7 @@ def test_parallel_children_give_the_same_voltages_as_one(setup):
     with NgspiceEngine(workers=2) as engine:
         engine.load(circuit, g)
         assert len(set(engine.child_pids)) == 2
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
 
 
 def test_sweep_mode_gives_the_one_sample_at_a_time_voltages():
@@ -61,13 +68,14 @@ def test_sweep_mode_gives_the_one_sample_at_a_time_voltages():
     with NgspiceEngine(mode="op") as one_by_one, NgspiceEngine(mode="sweep", workers=2, chunk=4) as swept:
         one_by_one.load(circuit, g)
         swept.load(circuit, g)
-        expected = one_by_one.settle_phases(inputs, targets, betas)
-        got = swept.settle_phases(inputs, targets, betas)
+        nudges = [Nudge(targets_v=targets, beta_s=beta) for beta in betas]
+        expected = one_by_one.settle_phases(inputs, nudges)
+        got = swept.settle_phases(inputs, nudges)
         for a, b in zip(got, expected):
             assert np.max(np.abs(a - b)) < 1e-9
         # the diodes conduct here, so agreement is not trivial
         assert np.max(np.abs(expected[0][:, circuit.free_slice])) < 0.35
-        single = swept.settle(inputs[2:3], targets[2:3], 2e-5)
+        single = swept.settle(inputs[2:3], Nudge(targets_v=targets[2:3], beta_s=2e-5))
         assert np.max(np.abs(single - expected[1][2:3])) < 1e-9
 
 
@@ -79,4 +87,66 @@ def test_sweep_mode_names_the_samples_of_a_crashed_chunk(setup):
         os.kill(engine.child_pids[0], signal.SIGKILL)
         with pytest.raises(SimulatorCrash, match=r"killed by signal 9 during the free phase of samples 40-43"):
             engine.settle(inputs, sample_ids=np.arange(40, 44))
-        np.testing.assert_allclose(engine.settle(inputs, np.full((4, 2), 0.1), 1e-5), expected, atol=1e-9)
+        np.testing.assert_allclose(engine.settle(inputs, NUDGED), expected, atol=1e-9)
+
+
+# -- the one request/reply path: ChildPool.run ------------------------------------------------
+
+
+def test_a_child_that_dies_mid_request_is_replaced_and_the_rest_of_its_round_still_received():
+    pool = ChildPool(2)
+    try:
+        jobs = [Job(("exit", 3), "the first job", 10.0), Job(("no such verb",), "the second job", 10.0)]
+        with pytest.raises(SimulatorCrash, match=r"exited with code 3 during the first job; started a fresh one"):
+            pool.run(jobs)  # the worker answers ("exit", 3) by exiting: it dies holding the request
+        assert pool.restarts == 1
+        # the second child's error reply was read in that round, so it is not taken for this one's
+        assert pool.run([Job(("alter", {}), f"alter {k}", 10.0) for k in range(4)]) == [None] * 4
+        with pytest.raises(EngineError, match=r"^ngspice failed during the second job: unknown request 'no such verb'$"):
+            pool.run(jobs[1:])
+    finally:
+        pool.close()
+
+
+def test_a_fresh_child_is_restored_and_a_failed_restore_is_named():
+    restore = Job(("alter", {}), "restoring the circuit", 10.0)
+    pool = ChildPool(1, restore=lambda: restore)
+    try:
+        with pytest.raises(SimulatorCrash, match=r"during the job; started a fresh one$"):
+            pool.run([Job(("exit", 1), "the job", 10.0)])
+        restore = Job(("no such verb",), "restoring the circuit", 10.0)
+        with pytest.raises(SimulatorCrash, match=r"the fresh one started in its place failed during restoring the circuit"):
+            pool.run([Job(("exit", 1), "the job", 10.0)])
+        assert pool.restarts == 2
+    finally:
+        pool.close()
+
+
+def test_error_replies_become_convergence_and_engine_errors():
+    error = reply_error("NonConvergence: operating point did not converge", "the free phase of sample 5")
+    assert type(error) is ConvergenceError
+    assert str(error).startswith("ngspice did not converge in the free phase of sample 5 (tried gmin and source stepping)")
+    error = reply_error("RuntimeError: no voltage for node h0", "loading the circuit")
+    assert type(error) is EngineError
+    assert str(error) == "ngspice failed during loading the circuit: RuntimeError: no voltage for node h0"
+
+
+def test_the_noisy_sampler_survives_its_child_through_the_same_path():
+    from eqspice.learning.run.config import load_config
+
+    spec = load_config(EXAMPLES / "iris_noise.toml").noise.spec()
+    circuit = crossbar(CrossbarSpec(layers=(2, 3, 1)))
+    g = np.random.default_rng(0).uniform(1e-6, 1e-4, circuit.n_edges)
+    inputs = np.random.default_rng(1).uniform(0, 1, (2, 2)) @ circuit.input_gain.T
+    sampler = NgspiceSampler(spec, workers=1, timeout_s=60)
+    try:
+        first = sampler.sample(circuit, g, inputs, FREE, np.random.default_rng(2))
+        os.kill(sampler._pool.pids[0], signal.SIGKILL)
+        with pytest.raises(SimulatorCrash, match=r"signal 9 during the noisy transient of row 0; started a fresh one"):
+            sampler.sample(circuit, g, inputs, FREE, np.random.default_rng(2))
+        again = sampler.sample(circuit, g, inputs, FREE, np.random.default_rng(2))
+    finally:
+        sampler.close()
+    assert sampler.restarts == 1 and first.shape == again.shape == (2, spec.samples, len(circuit.node_names))
+    # noisy readings about the same operating point (ngspice's trnoise is not repeatable bit for bit)
+    assert np.abs(first.mean(axis=1) - again.mean(axis=1)).max() < 0.05

@@ -19,6 +19,7 @@ import pytest
 
 from eqspice.circuits.network import circuit_from_graph
 from eqspice.circuits.noise import BOLTZMANN_J_PER_K, NoiseSpec, NoiseSpecError, noise_netlist_lines
+from eqspice.simulator.engine import FREE
 from eqspice.simulator.ngspice.sampler import NgspiceSampler
 from eqspice.simulator.sampling.co_content import SamplingError
 from eqspice.simulator.sampling.gaussian import gaussian_samples
@@ -131,7 +132,7 @@ def ngspice_runs():
         s = spec(model, tau, dt_s=tau / 30, run_s=250 * tau, samples=960)
         sampler = NgspiceSampler(s, workers=2)
         try:
-            v = sampler.sample(circuit, g, np.repeat(X[None], 4, 0), None, 0.0, np.random.default_rng(6))
+            v = sampler.sample(circuit, g, np.repeat(X[None], 4, 0), FREE, np.random.default_rng(6))
         finally:
             sampler.close()
         out[model] = (v, s, mean_ref, cov_ref)
@@ -255,7 +256,7 @@ def test_both_samplers_hold_a_diode_clipped_crossbar_at_the_gibbs_temperature(sa
     else:
         ng = NgspiceSampler(s, workers=2)
         try:
-            v = ng.sample(circuit, g, x, None, 0.0, np.random.default_rng(2))
+            v = ng.sample(circuit, g, x, FREE, np.random.default_rng(2))
         finally:
             ng.close()
     d = [diode_current_by_hand(v[..., a] - v[..., c], circuit.diode_model) for a, c in circuit.diodes]

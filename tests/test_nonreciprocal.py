@@ -1,5 +1,6 @@
 """Non-reciprocal couplings K = S + A: both engines, the exact gradient and asymmetric EP."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from eqspice.learning.run.config import ConfigError, load_config, parse_config
 from eqspice.learning.rules.equilibrium import EquilibriumPropagation, output_loss
 from eqspice.learning.run.build import build_circuit, initial_state, make_device, open_session
 from eqspice.learning.run.loop import train
+from eqspice.simulator.engine import Nudge
 from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.ngspice.engine import NgspiceEngine
 
@@ -94,7 +96,7 @@ def test_native_engine_solves_kirchhoffs_law_of_a_linear_nonreciprocal_circuit()
     engine = NativeEngine()
     engine.load(circuit, g)
     for sign, inj in ((1.0, None), (-1.0, None), (-1.0, injected)):
-        v = engine.settle(inputs, antisymmetric_sign=sign, injected_a=inj)[:, circuit.free_slice]
+        v = engine.settle(inputs, Nudge(antisymmetric_sign=sign, injected_a=inj))[:, circuit.free_slice]
         np.testing.assert_allclose(v, kirchhoff_dense(circuit, g, inputs, sign, inj), atol=1e-12)
     # the mismatch matters: the reciprocal circuit settles elsewhere
     reciprocal = NativeEngine()
@@ -128,9 +130,10 @@ def test_ngspice_and_native_agree_within_a_microvolt_with_nonreciprocal_coupling
             engine.load(circuit, g)
             injected = np.random.default_rng(seed).normal(0, 1e-7, (len(inputs), len(circuit.free_nodes)))
             for sign, inj in ((1.0, None), (-1.0, injected)):
-                kw = dict(antisymmetric_sign=sign, injected_a=inj)
-                a = native.settle_phases(inputs, targets, [0.0, 2e-6, -2e-6], **kw)
-                b = engine.settle_phases(inputs, targets, [0.0, 2e-6, -2e-6], **kw)
+                plus = Nudge(targets_v=targets, beta_s=2e-6, antisymmetric_sign=sign, injected_a=inj)
+                nudges = [dataclasses.replace(plus, beta_s=0.0), plus, plus.opposite()]
+                a = native.settle_phases(inputs, nudges)
+                b = engine.settle_phases(inputs, nudges)
                 assert max(np.abs(x - y).max() for x, y in zip(a, b)) < 1e-6
             # and a plain settle afterwards is back to the unmodified circuit
             np.testing.assert_allclose(engine.settle(inputs), native.settle(inputs), atol=1e-6)
@@ -214,8 +217,8 @@ def test_correction_currents_keep_the_free_state_of_the_reversed_circuit(backend
         v0 = engine.settle(inputs)
         currents = correction_currents(circuit, g, v0)
         assert np.abs(currents).max() > 1e-8  # amperes: the correction is not trivially zero
-        kept = engine.settle(inputs, antisymmetric_sign=-1.0, injected_a=currents)
-        moved = engine.settle(inputs, antisymmetric_sign=-1.0)
+        kept = engine.settle(inputs, Nudge(antisymmetric_sign=-1.0, injected_a=currents))
+        moved = engine.settle(inputs, Nudge(antisymmetric_sign=-1.0))
     finally:
         engine.close()
     np.testing.assert_allclose(kept, v0, atol=1e-9)

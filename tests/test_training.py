@@ -47,11 +47,11 @@ class CrashOnce(NativeEngine):
         self.calls = 0
         self.crash_at_call = crash_at_call
 
-    def settle(self, inputs_v, targets_v=None, beta_s=0.0, **kwargs):
+    def _settle(self, phase, initial_v):
         self.calls += 1
         if self.calls == self.crash_at_call:
-            raise SimulatorCrash(f"ngspice child died during the {kwargs['phase']} phase")
-        return super().settle(inputs_v, targets_v, beta_s, **kwargs)
+            raise SimulatorCrash(f"ngspice child died during the {phase.name} phase")
+        return super()._settle(phase, initial_v)
 
 
 def test_a_simulator_crash_mid_batch_changes_nothing_in_the_result(tmp_path):

@@ -30,6 +30,7 @@ from eqspice.learning.rules.noisy import (
     loss_energy_covariance,
 )
 from eqspice.learning.rules.equilibrium import output_loss
+from eqspice.simulator.engine import FREE
 from eqspice.simulator.sampling.co_content import CoContent
 from eqspice.simulator.ngspice.sampler import NgspiceSampler
 from eqspice.simulator.sampling.gaussian import gaussian_samples, stationary_covariance
@@ -94,7 +95,7 @@ def _statistics(args, circuit, g_s, x) -> None:
         if not args.no_ngspice:
             sampler = NgspiceSampler(spec, workers=2)
             try:
-                runs["ngspice trnoise"] = sampler.sample(circuit, g_s, xs, None, 0.0, rng)
+                runs["ngspice trnoise"] = sampler.sample(circuit, g_s, xs, FREE, rng)
             finally:
                 sampler.close()
         for name, v in runs.items():

@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from eqspice.circuits.netlist import free_free_edges
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.learning.rules.equilibrium import Phases, energy_contrast
-from eqspice.simulator.engine import Engine
+from eqspice.simulator.engine import Engine, Nudge
 
 
 def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np.ndarray:
@@ -88,22 +88,21 @@ class AsymmetricEquilibriumPropagation:
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         circuit = engine.circuit
-        (free,) = engine.settle_phases(inputs_v, targets_v, [0.0], sample_ids=sample_ids)
+        free = engine.settle(inputs_v, sample_ids=sample_ids)
         if circuit.nonreciprocal is None:
-            plus, minus = engine.settle_phases(
-                inputs_v, targets_v, [self.beta_s, -self.beta_s], sample_ids=sample_ids, initial_v=free
-            )
-        else:
-            plus, minus = engine.settle_phases(
-                inputs_v,
-                targets_v,
-                [self.beta_s, -self.beta_s],
-                sample_ids=sample_ids,
-                phases=["learning (+beta, A reversed)", "learning (-beta, A reversed)"],
-                antisymmetric_sign=-1.0,
+            plus = Nudge(targets_v=targets_v, beta_s=self.beta_s)
+            names = None
+        else:  # the learning circuit: A reversed, its beta = 0 state held at the free state by injected currents
+            plus = Nudge(
+                targets_v=targets_v,
+                beta_s=self.beta_s,
                 injected_a=correction_currents(circuit, engine.g_s, free),
-                initial_v=free,
+                antisymmetric_sign=-1.0,
             )
+            names = ["learning (+beta, A reversed)", "learning (-beta, A reversed)"]
+        plus, minus = engine.settle_phases(
+            inputs_v, [plus, plus.opposite()], phases=names, sample_ids=sample_ids, initial_v=free
+        )
         return Phases(free, plus, minus)
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from eqspice.circuits.network import Circuit
-from eqspice.simulator.engine import Engine
+from eqspice.simulator.engine import FREE, Engine, Nudge
 
 
 def device_voltages(circuit: Circuit, v: np.ndarray) -> np.ndarray:
@@ -89,8 +89,9 @@ class EquilibriumPropagation:
     centred: bool = True
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
-        betas = [0.0, self.beta_s, -self.beta_s] if self.centred else [0.0, self.beta_s]
-        v = engine.settle_phases(inputs_v, targets_v, betas, sample_ids=sample_ids)
+        plus = Nudge(targets_v=targets_v, beta_s=self.beta_s)
+        nudges = [FREE, plus, plus.opposite()] if self.centred else [FREE, plus]
+        v = engine.settle_phases(inputs_v, nudges, sample_ids=sample_ids)
         return Phases(v[0], v[1], v[2] if self.centred else None)
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
@@ -161,14 +162,14 @@ class CrossEntropyPropagation:
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         circuit = engine.circuit
-        free = engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
-        nudge = softmax_nudge_currents(circuit, free, targets_v, self.beta_s, self.scale_v)
-        # both nudged phases in one call: the batch twice, with +nudge then -nudge
+        free = engine.settle(inputs_v, sample_ids=sample_ids)
+        currents = softmax_nudge_currents(circuit, free, targets_v, self.beta_s, self.scale_v)
+        # both nudged phases in one call: the batch twice, with +currents then -currents
         ids = None if sample_ids is None else np.concatenate([sample_ids, sample_ids])
         twice = lambda a: np.concatenate([a, a])  # noqa: E731
         both = engine.settle(
-            twice(np.asarray(inputs_v, dtype=float)), phase="nudged (+/-beta)", sample_ids=ids,
-            initial_v=twice(free), injected_a=np.concatenate([nudge, -nudge]),
+            twice(np.asarray(inputs_v, dtype=float)), Nudge(injected_a=np.concatenate([currents, -currents])),
+            phase="nudged (+/-beta)", sample_ids=ids, initial_v=twice(free),
         )  # fmt: skip
         return Phases(free, both[: len(free)], both[len(free) :])
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from eqspice.circuits.network import Circuit
 from eqspice.learning.rules.equilibrium import output_loss, softmax_targets
+from eqspice.simulator.engine import Nudge
 
 
 def weighted_energy_gradient(circuit: Circuit, v: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -118,8 +119,9 @@ class NoisyRule:
         every label, cancels; what is left is the cross-entropy's step
         ``scale_v (y - p) readout`` seen by a circuit whose outputs are held by
         ``beta`` at their free mean.
-    sampler : object with ``sample(circuit, g_s, inputs_v, targets_v, beta_s, rng)``
-        returning ``v[batch, sample, node]``.
+    sampler : object with ``sample(circuit, g_s, inputs_v, nudge, rng)``
+        returning ``v[batch, sample, node]`` (a
+        :class:`~eqspice.simulator.engine.Nudge` with ``targets_v`` and ``beta_s``).
     """
 
     kind: str
@@ -141,17 +143,21 @@ class NoisyRule:
 
     def phases(self, engine, inputs_v, targets_v, sample_ids=None, rng=None) -> NoisyPhases:
         circuit, g_s = engine.circuit, engine.g_s
+
+        def sample(targets_v, beta_s):
+            return self.sampler.sample(circuit, g_s, inputs_v, Nudge(targets_v=targets_v, beta_s=beta_s), rng)
+
         if self.softmax_scale_v is None:
-            samples = {b: self.sampler.sample(circuit, g_s, inputs_v, targets_v, b, rng) for b in self.nudges()}
-            free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, phase="free", sample_ids=sample_ids)
+            samples = {b: sample(targets_v, b) for b in self.nudges()}
+            free = samples[0.0].mean(axis=1) if 0.0 in samples else engine.settle(inputs_v, sample_ids=sample_ids)
         else:  # the free phase first: its time average sets the targets of the nudged phases
-            samples = {0.0: self.sampler.sample(circuit, g_s, inputs_v, targets_v, 0.0, rng)}
+            samples = {0.0: sample(targets_v, 0.0)}
             free = samples[0.0].mean(axis=1)
             targets_v = softmax_targets(circuit, free, np.atleast_2d(targets_v), self.softmax_scale_v)
-            samples[self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, targets_v, self.beta_s, rng)
+            samples[self.beta_s] = sample(targets_v, self.beta_s)
             if self.centred:  # the mirrored targets, through the same +beta conductance (key -beta)
                 mirrored = 2 * free[:, circuit.output_index] - targets_v
-                samples[-self.beta_s] = self.sampler.sample(circuit, g_s, inputs_v, mirrored, self.beta_s, rng)
+                samples[-self.beta_s] = sample(mirrored, self.beta_s)
         return NoisyPhases(free=free, samples=samples, targets_v=np.atleast_2d(targets_v))
 
     def gradient(self, circuit: Circuit, phases: NoisyPhases) -> np.ndarray:

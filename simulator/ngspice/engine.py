@@ -14,7 +14,6 @@ conductances, so the next call works.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from eqspice.circuits.netlist import (
@@ -34,21 +33,14 @@ from eqspice.circuits.netlist import (
     target_node,
 )
 from eqspice.circuits.network import Circuit
-from eqspice.simulator.engine import (
-    ConvergenceError,
-    EngineError,
-    SimulatorCrash,
-    batch_arrays,
-    phase_name,
-    settle_each_phase,
-)
-from eqspice.simulator.ngspice.pool import ChildPool, _Child
+from eqspice.simulator.engine import BatchPhase, Engine, EngineError
+from eqspice.simulator.ngspice.pool import ChildPool, Job
 
 #: Fraction of conductances above which an update reloads the circuit instead of altering.
 RELOAD_FRACTION = 0.05
 
 
-class NgspiceEngine:
+class NgspiceEngine(Engine):
     """Settle circuits with ngspice, one operating point per sample and phase.
 
     Parameters
@@ -86,7 +78,7 @@ class NgspiceEngine:
         self.options = dict(TIGHT_OPTIONS if options is None else options)
         self.circuit: Circuit | None = None
         self.g_s: np.ndarray | None = None
-        self._pool = ChildPool(workers, on_start=self._reload)
+        self._pool = ChildPool(workers, restore=self._restore_job)
 
     @property
     def child_pids(self) -> list[int]:
@@ -95,10 +87,6 @@ class NgspiceEngine:
     @property
     def restarts(self) -> int:
         return self._pool.restarts
-
-    @property
-    def _children(self) -> list[_Child]:
-        return self._pool.children
 
     # -- children ------------------------------------------------------------
     def _load_request(self) -> tuple:
@@ -126,31 +114,18 @@ class NgspiceEngine:
             for name in names[e]
         }
 
-    def _broadcast(self, request: tuple, what: str) -> None:
-        """Send ``request`` to every child and check every reply."""
-        failures = [child.send(request) for child in self._children]
-        for k, child in enumerate(self._children):
-            reply, gone = (None, failures[k]) if failures[k] else child.receive(self.load_timeout_s)
-            if gone:
-                self._pool.replace(k)
-                raise SimulatorCrash(f"ngspice child {gone} during {what}; started a fresh one")
-            if reply[0] != "ok":
-                raise EngineError(f"ngspice failed during {what}: {reply[1]}")
-
-    def _reload(self, fresh: _Child) -> None:
-        """Load the current circuit into a child that replaced a dead or hung one."""
-        if self.circuit is not None:
-            gone = fresh.send(self._load_request())
-            reply, gone = (None, gone) if gone else fresh.receive(self.load_timeout_s)
-            if gone or reply[0] != "ok":
-                raise SimulatorCrash("a fresh ngspice child could not load the circuit either")
+    def _restore_job(self) -> Job | None:
+        """The job that loads the current circuit into a child that replaced a dead or hung one."""
+        if self.circuit is None:
+            return None
+        return Job(self._load_request(), "loading the circuit", self.load_timeout_s)
 
     # -- Engine interface ----------------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
         self.circuit = circuit
         self.g_s = np.array(g_s, dtype=float)
         self._elements = edge_names(circuit)
-        self._broadcast(self._load_request(), "loading the circuit")
+        self._pool.broadcast(self._load_request(), "loading the circuit", self.load_timeout_s)
 
     def set_conductances(self, g_s: np.ndarray) -> None:
         if self.circuit is None:
@@ -163,128 +138,119 @@ class NgspiceEngine:
         if self.mode == "sweep":
             return  # every sweep loads the circuit with the current conductances
         if changed.size > RELOAD_FRACTION * g_s.size:
-            self._broadcast(self._load_request(), "reloading conductances")
+            self._pool.broadcast(self._load_request(), "reloading conductances", self.load_timeout_s)
         else:
             values = {self._elements[e]: ("resistance", float(1.0 / g_s[e])) for e in changed}
             values.update(self._antisymmetric_values(1.0, changed))
-            self._broadcast(("alter", values), "altering conductances")
+            self._pool.broadcast(("alter", values), "altering conductances", self.load_timeout_s)
 
-    def settle(
-        self,
-        inputs_v: np.ndarray,
-        targets_v: np.ndarray | None = None,
-        beta_s: float = 0.0,
-        *,
-        phase: str = "free",
-        sample_ids: np.ndarray | None = None,
-        initial_v: np.ndarray | None = None,
-        antisymmetric_sign: float = 1.0,
-        injected_a: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Node voltages ``v[batch, node]``; ``initial_v`` is accepted for the interface and unused.
-
-        ``antisymmetric_sign`` and ``injected_a[batch, free]`` (amperes) as in
-        :meth:`eqspice.simulator.engine.Engine.settle`.
-        """
-        circuit = self.circuit
-        inputs_v, targets_v, ids = batch_arrays(circuit, inputs_v, targets_v, sample_ids)
-        batch = inputs_v.shape[0]
-        injected = self._injected(injected_a, batch, antisymmetric_sign)
+    def _settle(self, phase: BatchPhase, initial_v: np.ndarray | None) -> np.ndarray:
+        """Node voltages ``v[batch, node]``, one operating point per sample; ``initial_v`` is unused."""
         if self.mode == "sweep":
-            return self.settle_phases(
-                inputs_v, targets_v, [beta_s], sample_ids=ids, phases=[phase],
-                antisymmetric_sign=antisymmetric_sign, injected_a=injected,
-            )[0]  # fmt: skip
+            return self._settle_phases([phase], initial_v)[0]
+        circuit = self.circuit
+        injected = self._injected(phase)
         # only couplings between free nodes change with the sign; the worker skips unchanged values
-        reversal = self._antisymmetric_values(antisymmetric_sign, np.flatnonzero(free_free_edges(circuit)))
+        reversal = self._antisymmetric_values(phase.antisymmetric_sign, np.flatnonzero(free_free_edges(circuit)))
         inj_columns = circuit.injection_columns
         inj_names = [injection_name(n) for n in circuit.injection_nodes]
         in_names = [source_name(n) for n in circuit.input_nodes]
         tgt_names = [source_name(target_node(n)) for n in circuit.output_nodes]
         gain_names = [nudge_name(n) for n in circuit.output_nodes]
 
-        def request(rows: np.ndarray) -> tuple:
-            b = rows[0]
-            values = {n: ("dc", float(x)) for n, x in zip(in_names, inputs_v[b])}
-            values.update({n: ("gain", float(beta_s)) for n in gain_names})
+        def request(b: int) -> tuple:
+            values = {n: ("dc", float(x)) for n, x in zip(in_names, phase.inputs_v[b])}
+            values.update({n: ("gain", phase.beta_s) for n in gain_names})
             values.update(reversal)
             values.update({n: ("dc", float(i)) for n, i in zip(inj_names, injected[b, inj_columns])})
-            if beta_s != 0:
-                values.update({n: ("dc", float(y)) for n, y in zip(tgt_names, targets_v[b])})
+            if phase.beta_s != 0:
+                values.update({n: ("dc", float(y)) for n, y in zip(tgt_names, phase.targets_v[b])})
             return ("settle", [values])
 
-        v = np.empty((batch, len(circuit.node_names)))
         # one sample per child at a time, so a failure names its sample
-        self._settle_chunks(v, lambda rows: f"the {phase} phase of sample {ids[rows[0]]}", request, size=1)
+        samples = range(len(phase.inputs_v))
+        jobs = (Job(request(b), f"the {phase.name} phase of sample {phase.sample_ids[b]}", self.timeout_s) for b in samples)
+        v = np.empty((len(samples), len(circuit.node_names)))
+        for b, out in zip(samples, self._pool.run(jobs)):
+            v[b] = out[0]
         return v
 
-    def settle_phases(
-        self,
-        inputs_v: np.ndarray,
-        targets_v: np.ndarray | None,
-        betas_s: list[float],
-        *,
-        sample_ids: np.ndarray | None = None,
-        phases: list[str] | None = None,
-        antisymmetric_sign: float = 1.0,
-        injected_a: np.ndarray | None = None,
-        initial_v: np.ndarray | None = None,
-    ) -> list[np.ndarray]:
-        """Node voltages of every sample in every phase; in sweep mode all phases share one sweep."""
+    def _settle_phases(self, phases: list[BatchPhase], initial_v: np.ndarray | None) -> list[np.ndarray]:
+        """Every phase of the batch; in sweep mode the phases of one antisymmetric sign share one sweep."""
         if self.mode == "op":
-            return settle_each_phase(
-                self, inputs_v, targets_v, betas_s, sample_ids=sample_ids, phases=phases,
-                antisymmetric_sign=antisymmetric_sign, injected_a=injected_a,
-            )  # fmt: skip
-        inputs_v, targets_v, ids = batch_arrays(self.circuit, inputs_v, targets_v, sample_ids)
-        batch, n_phases = inputs_v.shape[0], len(betas_s)
-        injected = self._injected(injected_a, batch, antisymmetric_sign)
-        names = phases or [phase_name(b) for b in betas_s]
-        # point p of the sweep is sample p % batch in phase p // batch
-        points = np.arange(batch * n_phases)
-        v = np.empty((points.size, len(self.circuit.node_names)))
-        beta = np.repeat(np.asarray(betas_s, dtype=float), batch)
-        what = lambda rows: (  # noqa: E731
-            f"the {'/'.join(sorted({names[p // batch] for p in rows}))} phase of samples "
-            f"{ids[rows[0] % batch]}-{ids[rows[-1] % batch]}"
-        )
-        self._settle_chunks(
-            v,
-            what,
-            lambda rows: self._sweep_request(
-                inputs_v[rows % batch], targets_v[rows % batch], beta[rows], antisymmetric_sign, injected[rows % batch]
-            ),
-        )
-        return [v[k * batch : (k + 1) * batch] for k in range(n_phases)]
+            return super()._settle_phases(phases, initial_v)
+        out: list[np.ndarray | None] = [None] * len(phases)
+        # the sign is rendered into the netlist, so each sign has its own sweep
+        for sign in dict.fromkeys(p.antisymmetric_sign for p in phases):
+            chosen = [k for k, p in enumerate(phases) if p.antisymmetric_sign == sign]
+            for k, v in zip(chosen, self._sweep([phases[k] for k in chosen])):
+                out[k] = v
+        return out
 
-    def _injected(self, injected_a: np.ndarray | None, batch: int, antisymmetric_sign: float) -> np.ndarray:
-        """``injected_a`` as ``[batch, free]`` amperes, checked against the circuit."""
-        if antisymmetric_sign not in (1.0, -1.0):
-            raise EngineError(f"antisymmetric_sign {antisymmetric_sign!r}: use +1 or -1")
+    def _sweep(self, phases: list[BatchPhase]) -> list[np.ndarray]:
+        """``v[batch, node]`` of phases of one sign, as the points of DC sweeps of the sample index."""
+        batch = len(phases[0].inputs_v)
+        ids = phases[0].sample_ids
+        # point p of the sweep is sample p % batch in phase p // batch
+        inputs_v = np.concatenate([p.inputs_v for p in phases])
+        targets_v = np.concatenate([p.targets_v for p in phases])
+        beta = np.repeat([p.beta_s for p in phases], batch)
+        injected = np.concatenate([self._injected(p) for p in phases])
+        sign = phases[0].antisymmetric_sign
+        points = len(inputs_v)
+        size = max(1, min(self.chunk, -(-points // self._pool.workers)))
+        chunks = [np.arange(start, min(start + size, points)) for start in range(0, points, size)]
+
+        def what(rows: np.ndarray) -> str:
+            names = "/".join(sorted({phases[p // batch].name for p in rows}))
+            return f"the {names} phase of samples {ids[rows[0] % batch]}-{ids[rows[-1] % batch]}"
+
+        jobs = (
+            Job(
+                self._sweep_request(inputs_v[rows], targets_v[rows], beta[rows], sign, injected[rows]),
+                what(rows),
+                self.timeout_s * len(rows),
+            )
+            for rows in chunks
+        )
+        v = np.empty((points, len(self.circuit.node_names)))
+        for rows, out in zip(chunks, self._pool.run(jobs)):
+            v[rows] = out[: len(rows)]  # a sweep of one sample repeats it (see _sweep_request)
+        return [v[k * batch : (k + 1) * batch] for k in range(len(phases))]
+
+    def _injected(self, phase: BatchPhase) -> np.ndarray:
+        """The phase's injected currents as ``[batch, free]`` amperes, checked against the netlist."""
         n_free = len(self.circuit.free_nodes)
-        if injected_a is None:
-            return np.zeros((batch, n_free))
-        injected = np.broadcast_to(np.asarray(injected_a, dtype=float), (batch, n_free))
+        if phase.injected_a is None:
+            return np.zeros((len(phase.inputs_v), n_free))
         elsewhere = np.ones(n_free, dtype=bool)
         elsewhere[self.circuit.injection_columns] = False
-        if np.any(injected[:, elsewhere]):
+        if np.any(phase.injected_a[:, elsewhere]):
             raise EngineError(
                 "injected currents into hidden nodes need a non-reciprocal circuit (only its netlist has "
                 "Iinj sources there); inject at the outputs"
             )
-        return injected
+        return phase.injected_a
 
     def _sweep_request(
         self,
         inputs_v: np.ndarray,
         targets_v: np.ndarray,
         beta_s: np.ndarray,
-        antisymmetric_sign: float = 1.0,
-        injected_a: np.ndarray | None = None,
+        antisymmetric_sign: float,
+        injected_a: np.ndarray,
     ) -> tuple:
-        """The circuit with inputs, targets, nudge and injected currents following the sample index."""
-        if injected_a is None:
-            injected_a = np.zeros((len(inputs_v), len(self.circuit.free_nodes)))
+        """The circuit with inputs, targets, nudge and injected currents following the sample index.
+
+        Parameters
+        ----------
+        inputs_v, targets_v, injected_a : numpy.ndarray
+            Per sweep point: ``[point, input]`` and ``[point, output]`` volts, ``[point, free]`` amperes.
+        beta_s : numpy.ndarray
+            Nudge conductance per sweep point, siemens.
+        antisymmetric_sign : float
+            The sign of the antisymmetric couplings between free nodes, for the whole sweep.
+        """
         if len(inputs_v) == 1:  # a sweep and a pwl need two points: repeat the sample
             inputs_v, targets_v, beta_s, injected_a = (
                 np.repeat(a, 2, axis=0) for a in (inputs_v, targets_v, beta_s, injected_a)
@@ -309,35 +275,6 @@ class NgspiceEngine:
                 lines[i] = sample_injection(*injections[element])
         lines.insert(1, f"{source_name(SAMPLE_INDEX)} {SAMPLE_INDEX} 0 dc 0")
         return ("sweep", "\n".join(lines), list(circuit.node_names), len(inputs_v))
-
-    def _settle_chunks(self, v: np.ndarray, what, request, size: int | None = None) -> None:
-        """Fill ``v`` chunk by chunk, one chunk per child at a time; ``what(rows)`` names a chunk."""
-        if size is None:
-            size = max(1, min(self.chunk, -(-len(v) // len(self._children))))
-        chunks = [np.arange(s, min(s + size, len(v))) for s in range(0, len(v), size)]
-        for first in range(0, len(chunks), len(self._children)):
-            busy = chunks[first : first + len(self._children)]
-            gone = [self._children[k].send(request(rows)) for k, rows in enumerate(busy)]
-            failure = None
-            for k, rows in enumerate(busy):
-                timeout = self.timeout_s * len(rows)
-                reply, why = (None, gone[k]) if gone[k] else self._children[k].receive(timeout)
-                if why:
-                    self._pool.replace(k)
-                    failure = failure or SimulatorCrash(
-                        f"ngspice child {why} during {what(rows)}; started a fresh one"
-                    )
-                elif reply[0] != "ok" and "NonConvergence" in reply[1]:
-                    failure = failure or ConvergenceError(
-                        f"ngspice did not converge in {what(rows)} (tried gmin and source stepping); "
-                        "check for floating nodes or extreme conductances"
-                    )
-                elif reply[0] != "ok":
-                    failure = failure or EngineError(f"ngspice failed in {what(rows)}: {reply[1]}")
-                else:
-                    v[rows] = reply[1][: len(rows)]
-            if failure:
-                raise failure
 
     def close(self) -> None:
         self._pool.close()

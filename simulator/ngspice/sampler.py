@@ -7,15 +7,14 @@ import numpy as np
 from eqspice.circuits.netlist import TIGHT_OPTIONS, render_netlist
 from eqspice.circuits.network import Circuit
 from eqspice.circuits.noise import NoiseSpec, noise_netlist_lines
-from eqspice.simulator.engine import EngineError, SimulatorCrash, batch_arrays
+from eqspice.simulator.engine import EngineError, Nudge
+from eqspice.simulator.ngspice.pool import ChildPool, Job
+from eqspice.simulator.sampling.co_content import sampled_phase
 from eqspice.simulator.sampling.langevin import check_time_step
-
-
 
 #: ngspice options of the noisy transient: the noise step bounds every
 #: internal step (TMAX), so the tight DC tolerances would only slow it down.
 TRANSIENT_OPTIONS = {"reltol": 1e-6, "abstol": 1e-15, "vntol": 1e-9, "gmin": TIGHT_OPTIONS["gmin"]}
-
 
 
 class NgspiceSampler:
@@ -36,8 +35,6 @@ class NgspiceSampler:
         self.spec = spec
         self.timeout_s = timeout_s
         self.options = dict(TRANSIENT_OPTIONS if options is None else options)
-        from eqspice.simulator.ngspice.pool import ChildPool
-
         self._pool = ChildPool(workers)
 
     @property
@@ -49,38 +46,45 @@ class NgspiceSampler:
         lines = noise_netlist_lines(circuit, g_s, self.spec, seed, beta_s)
         return render_netlist(circuit, g_s, inputs_v, targets_v, beta_s, analysis="\n".join(lines), options=self.options)
 
-    def sample(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, rng: np.random.Generator) -> np.ndarray:
-        """Readings ``v[batch, sample, node]`` (volts), one transient run per input row."""
-        check_time_step(circuit, g_s, self.spec, beta_s)
-        inputs_v, targets_v, _ = batch_arrays(circuit, inputs_v, targets_v, None)
-        seeds = rng.integers(1, 2**31 - 1, size=len(inputs_v))
+    def sample(self, circuit: Circuit, g_s, inputs_v, nudge: Nudge, rng: np.random.Generator) -> np.ndarray:
+        """Readings ``v[batch, sample, node]`` (volts), one transient run per input row.
+
+        Parameters
+        ----------
+        circuit : Circuit
+        g_s : numpy.ndarray
+            Conductances ``g_s[edge]``, siemens.
+        inputs_v : numpy.ndarray
+            Input voltages ``[batch, input]``, volts.
+        nudge : Nudge
+            Targets and ``beta_s`` of the phase (:data:`~eqspice.simulator.engine.FREE`: the free phase).
+        rng : numpy.random.Generator
+            Draws each run's seed.
+
+        Raises
+        ------
+        SimulatorCrash, EngineError
+            A run failed (:meth:`eqspice.simulator.ngspice.pool.ChildPool.run`) or stopped early.
+        SamplingError
+            ``spec.dt_s`` is too long for the circuit, or the nudge injects currents.
+        """
+        phase = sampled_phase(circuit, inputs_v, nudge)
+        check_time_step(circuit, g_s, self.spec, phase.beta_s)
+        seeds = rng.integers(1, 2**31 - 1, size=len(phase.inputs_v))
         times = self.spec.sample_times()
-        out = np.empty((len(inputs_v), self.spec.samples, len(circuit.node_names)))
-        children = self._pool.children
-        for first in range(0, len(inputs_v), len(children)):
-            rows = range(first, min(first + len(children), len(inputs_v)))
-            gone = [
-                children[k].send(
-                    (
-                        "transient",
-                        self.netlist(circuit, g_s, inputs_v[r], targets_v[r], beta_s, int(seeds[r])),
-                        list(circuit.node_names),
-                        int(seeds[r]),
-                    )
-                )
-                for k, r in enumerate(rows)
-            ]
-            for k, r in enumerate(rows):
-                reply, why = (None, gone[k]) if gone[k] else children[k].receive(self.timeout_s)
-                if why:
-                    self._pool.replace(k)
-                    raise SimulatorCrash(f"ngspice child {why} during the noisy transient of row {r}; started a fresh one")
-                if reply[0] != "ok":
-                    raise EngineError(f"ngspice failed in the noisy transient of row {r}: {reply[1]}")
-                t, v = reply[1]
-                if t[-1] < times[-1]:
-                    raise EngineError(f"the noisy transient of row {r} stopped at {t[-1]:g} s")
-                out[r] = np.column_stack([np.interp(times, t, v[:, j]) for j in range(v.shape[1])])
+        names = list(circuit.node_names)
+        rows = range(len(phase.inputs_v))
+
+        def run(r: int) -> tuple:
+            netlist = self.netlist(circuit, g_s, phase.inputs_v[r], phase.targets_v[r], phase.beta_s, int(seeds[r]))
+            return ("transient", netlist, names, int(seeds[r]))
+
+        jobs = (Job(run(r), f"the noisy transient of row {r}", self.timeout_s) for r in rows)
+        out = np.empty((len(rows), self.spec.samples, len(names)))
+        for r, (t, v) in zip(rows, self._pool.run(jobs)):
+            if t[-1] < times[-1]:
+                raise EngineError(f"the noisy transient of row {r} stopped at {t[-1]:g} s")
+            out[r] = np.column_stack([np.interp(times, t, v[:, j]) for j in range(v.shape[1])])
         return out
 
     def close(self) -> None:

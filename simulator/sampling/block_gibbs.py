@@ -44,6 +44,7 @@ from eqspice.circuits.netlist import TIGHT_OPTIONS
 from eqspice.circuits.network import Circuit
 from eqspice.circuits.noise import NoiseSpec
 from eqspice.simulator.diode import diode_co_content, diode_current
+from eqspice.simulator.engine import Nudge
 from eqspice.simulator.native import NativeEngine, independent_split
 from eqspice.simulator.sampling.co_content import DENSE_FREE_NODES_MAX, SamplingError
 
@@ -190,7 +191,7 @@ def block_gibbs_samples(
         engine.load(circuit, g_s)
     classes = colour_classes(circuit, engine)
     if start_v is None:
-        start_v = engine.settle(inputs_v, targets_v, beta_s)
+        start_v = engine.settle(inputs_v, Nudge(targets_v=targets_v, beta_s=beta_s))
     diag, coupling, drive, known = engine.quadratic_part(inputs_v, targets_v, beta_s)
     if np.any(diag <= 0):
         raise SamplingError(

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current, thermal_voltage
-from eqspice.simulator.engine import EngineError, batch_arrays, free_end_incidence
+from eqspice.simulator.engine import BatchPhase, EngineError, Nudge, batch_arrays, free_end_incidence
 
 
 #: free nodes up to which the co-content's gradient uses dense matrices (8 n^2 bytes)
@@ -16,6 +16,34 @@ DENSE_FREE_NODES_MAX = 2000
 
 class SamplingError(EngineError):
     """The sampler cannot run this circuit with this noise spec; the message says why and what to change."""
+
+
+def sampled_phase(circuit: Circuit, inputs_v, nudge: Nudge) -> BatchPhase:
+    """``inputs_v`` and ``nudge`` checked for a sampler, which models the nudge conductance and targets only.
+
+    Parameters
+    ----------
+    circuit : Circuit
+    inputs_v : numpy.ndarray
+        Input voltages ``[batch, input]``, volts.
+    nudge : Nudge
+        Targets and ``beta_s`` of the phase.
+
+    Returns
+    -------
+    BatchPhase
+
+    Raises
+    ------
+    SamplingError
+        The nudge injects currents or reverses the antisymmetric couplings.
+    """
+    if nudge.injected_a is not None or nudge.antisymmetric_sign != 1:
+        raise SamplingError(
+            "the noise samplers model a nudge's targets_v and beta_s only; "
+            "Nudge.injected_a and antisymmetric_sign = -1 need the noiseless engines"
+        )
+    return BatchPhase.of(circuit, inputs_v, nudge)
 
 
 class CoContent:

@@ -7,7 +7,7 @@ import numpy as np
 from eqspice.circuits.netlist import TIGHT_OPTIONS
 from eqspice.circuits.network import Circuit
 from eqspice.circuits.noise import NoiseSpec, node_capacitances, noisy_edges
-from eqspice.simulator.engine import free_end_incidence
+from eqspice.simulator.engine import Nudge, free_end_incidence
 from eqspice.simulator.sampling.co_content import CoContent, SamplingError
 
 
@@ -54,7 +54,7 @@ def langevin_samples(
 
         engine = NativeEngine(gmin_s=gmin_s)
         engine.load(circuit, g_s)
-        start_v = engine.settle(inputs_v, targets_v, beta_s)
+        start_v = engine.settle(inputs_v, Nudge(targets_v=targets_v, beta_s=beta_s))
     v = np.array(start_v[:, circuit.free_slice], dtype=float)
     cap = node_capacitances(circuit, g_s, spec, beta_s)
     dt = spec.dt_s

@@ -6,9 +6,10 @@ import numpy as np
 
 from eqspice.circuits.network import Circuit
 from eqspice.circuits.noise import NoiseSpec
+from eqspice.simulator.engine import Nudge
+from eqspice.simulator.sampling.co_content import sampled_phase
 from eqspice.simulator.sampling.gaussian import gaussian_samples
 from eqspice.simulator.sampling.langevin import langevin_samples
-
 
 
 class NativeSampler:
@@ -32,8 +33,27 @@ class NativeSampler:
         self.burn_in_sweeps, self.sweeps_per_reading = burn_in_sweeps, sweeps_per_reading
         self._engine = None
 
-    def sample(self, circuit: Circuit, g_s, inputs_v, targets_v, beta_s: float, rng: np.random.Generator) -> np.ndarray:
-        """Readings ``v[batch, sample, node]`` (volts)."""
+    def sample(self, circuit: Circuit, g_s, inputs_v, nudge: Nudge, rng: np.random.Generator) -> np.ndarray:
+        """Readings ``v[batch, sample, node]`` (volts).
+
+        Parameters
+        ----------
+        circuit : Circuit
+        g_s : numpy.ndarray
+            Conductances ``g_s[edge]``, siemens.
+        inputs_v : numpy.ndarray
+            Input voltages ``[batch, input]``, volts.
+        nudge : Nudge
+            Targets and ``beta_s`` of the phase (:data:`~eqspice.simulator.engine.FREE`: the free phase).
+        rng : numpy.random.Generator
+
+        Raises
+        ------
+        SamplingError
+            The method cannot sample this circuit, or the nudge injects currents.
+        """
+        phase = sampled_phase(circuit, inputs_v, nudge)
+        inputs_v, targets_v, beta_s = phase.inputs_v, phase.targets_v, phase.beta_s
         if self.method == "exact_gaussian":
             return gaussian_samples(circuit, g_s, self.spec, inputs_v, targets_v, beta_s, rng)
         from eqspice.simulator.native import NativeEngine
@@ -43,7 +63,7 @@ class NativeSampler:
             self._engine.load(circuit, g_s)
         else:
             self._engine.set_conductances(g_s)
-        start = self._engine.settle(inputs_v, targets_v, beta_s)
+        start = self._engine.settle(inputs_v, nudge)
         if self.method == "block_gibbs":
             from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples
 

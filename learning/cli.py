@@ -24,9 +24,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from threadpoolctl import threadpool_limits
-
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from eqspice.circuits.netlist import render_netlist
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
@@ -52,18 +51,6 @@ exit codes:
 
 #: Flags that stand for a config value, and the value (``section.key``) each sets.
 FLAG_OVERRIDES = {"backend": "engine.backend", "data_dir": "data.data_dir", "limit": "data.limit_test"}
-
-
-def _setting(text: str) -> tuple[str, object]:
-    """``section.key=value`` from ``--set``; the value is read as TOML (a bare word as a string)."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or "." not in key or not value.strip():
-        raise ConfigError(f"--set {text!r}: give section.key=value, e.g. --set training.epochs=2")
-    try:
-        return key, tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
-        return key, value.strip()
 
 
 def cli_overrides(args: argparse.Namespace) -> dict:
@@ -126,6 +113,18 @@ def _parse_input(text: str, n_features: int) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise ConfigError("--input holds NaN or inf; give finite numbers")
     return x
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """``section.key=value`` from ``--set``; the value is read as TOML (a bare word as a string)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or "." not in key or not value.strip():
+        raise ConfigError(f"--set {text!r}: give section.key=value, e.g. --set training.epochs=2")
+    try:
+        return key, tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return key, value.strip()
 
 
 def _without_epochs(config: RunConfig) -> dict:

@@ -285,7 +285,8 @@ def test_a_checkpoint_of_another_circuit_is_refused(tmp_path, two_epoch_run):
     run_dir.mkdir()
     for name, data in files_of(two_epoch_run).items():
         (run_dir / name).write_bytes((other / name).read_bytes() if name == "checkpoint.npz" else data)
-    assert_one_line_error(eqspice("eval", run_dir), "conductances", "the config's circuit has")
+    for command in (["eval", run_dir], ["train", run_dir / "config.toml", "--resume", run_dir, "--quiet"]):
+        assert_one_line_error(eqspice(*command), "conductances, the run's circuit has", "belongs to another run")
 
 
 def test_report_prints_each_run_and_plots_them_side_by_side(tmp_path):
@@ -332,3 +333,23 @@ def test_a_bad_set_is_one_line_and_leaves_no_run_directory(tmp_path, setting, wo
     assert result.returncode == 2
     assert_one_line_error(result, *words)
     assert not run_dir.exists()
+
+
+def test_every_command_turns_its_flags_into_the_same_dotted_overrides(tmp_path):
+    from eqspice.learning.cli import build_parser, cli_overrides, load_source
+
+    parse = build_parser().parse_args
+    evaluation = parse(["eval", str(XOR), "--backend", "native", "--limit", "3", "--data-dir", str(tmp_path)])
+    assert cli_overrides(evaluation) == {"engine.backend": "native", "data.limit_test": 3, "data.data_dir": str(tmp_path)}
+    training = parse(["train", str(XOR), "--set", "engine.backend=ngspice", "--set", "training.epochs=2", "--backend", "native"])
+    assert cli_overrides(training) == {"engine.backend": "native", "training.epochs": 2}  # the named flag wins
+    assert cli_overrides(parse(["settle", str(XOR), "--input", "0,1"])) == {}
+    assert cli_overrides(parse(["export", str(XOR), "-o", "x.cir"])) == {}
+    source = load_source(XOR, cli_overrides(evaluation))
+    assert (source.config.engine.backend, source.config.data.limit_test, source.run_dir) == ("native", 3, None)
+
+
+def test_eval_limits_a_trained_run_to_the_first_samples(two_epoch_run):
+    result = eqspice("eval", two_epoch_run, "--limit", "2", "--backend", "native")
+    assert result.returncode == 0, result.stderr
+    assert f"trained run {two_epoch_run}: native engine, 2 test samples of xor" in result.stdout

@@ -181,22 +181,27 @@ def start_run_dir(run_dir: Path, config: RunConfig, session: Session, state: Run
 
 
 def check_resumable(run_dir: Path, state: RunState, fresh: RunState) -> None:
-    """Refuse a checkpoint whose arrays do not fit the run's config (``fresh`` is its seeded start)."""
+    """Refuse a checkpoint whose arrays do not fit the run's config (``fresh`` is its seeded start).
+
+    Raises
+    ------
+    CheckpointError
+        The checkpoint belongs to another circuit, optimizer or device model, or
+        its sample order is not a permutation of the training set.
+    """
     path = run_dir / CHECKPOINT
+    fix = "it belongs to another run; restore this run's checkpoint from a copy or start a new run"
     if state.g_s.shape != fresh.g_s.shape:
-        raise CheckpointError(
-            f"{path} holds {state.g_s.size} conductances, the config's circuit has {fresh.g_s.size}; "
-            "resume with the run's own config.toml"
-        )
+        raise CheckpointError(f"{path} holds {state.g_s.size} conductances, the run's circuit has {fresh.g_s.size}: {fix}")
     for what, saved, expected in (("optimizer", state.optimizer, fresh.optimizer), ("device", state.device, fresh.device)):
         if {k: v.shape for k, v in saved.items()} != {k: v.shape for k, v in expected.items()}:
             raise CheckpointError(
-                f"{path}: its {what} state ({', '.join(sorted(saved)) or 'none'}) does not fit the config "
-                f"({', '.join(sorted(expected)) or 'none'}); resume with the run's own config.toml"
+                f"{path}: its {what} state ({', '.join(sorted(saved)) or 'none'}) does not fit the run's config "
+                f"({', '.join(sorted(expected)) or 'none'}): {fix}"
             )
     n = len(state.order)
     if state.batch_index and (n == 0 or not np.array_equal(np.sort(state.order), np.arange(n))):
-        raise CheckpointError(f"{path}: its sample order is not a permutation; restore it from a copy or start a new run")
+        raise CheckpointError(f"{path} is damaged (its sample order is not a permutation); restore it from a copy or start a new run")
 
 
 def save_reports(session: Session, state: RunState, run_dir: Path) -> None:

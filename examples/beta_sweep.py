@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -59,8 +58,7 @@ def main() -> None:
                 "data.limit_test": args.test,
             },
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            state = train(config, Path(tmp) / "run", progress=False)
+        state = train(config, progress=False)  # no run folder: the returned state is all this needs
         last = state.metrics[-1]
         rows.append(
             {

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import tempfile
 import time
 from pathlib import Path
 
@@ -160,8 +159,7 @@ def train_at_each_nudge(config_path, overrides: dict, betas: list[float], g_ref:
     for beta in tqdm(betas, desc="noisy beta sweep", unit="run"):
         config = load_config(config_path, {**overrides, "training.beta_s": beta * g_ref})
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as run_dir:
-            state = train(config, run_dir, progress=False)
+        state = train(config, progress=False)  # no run folder: the returned state is all this needs
         trained[beta] = state.g_s
         last = state.metrics[-1]
         rows.append(

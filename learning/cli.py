@@ -1,8 +1,18 @@
 """The ``eqspice`` command line.
 
-Every failure a user can cause (a mistyped config, missing data, an unwritable
-folder, a simulator that keeps crashing) ends in one line on stderr and a
-non-zero exit code: 2 for bad input, 3 for a run that stopped (its state saved).
+Every failure a user can cause (a mistyped config, missing data, a damaged
+checkpoint, an unwritable folder, a simulator that keeps crashing) ends in one
+line on stderr and a non-zero exit code:
+
+- 2: bad input (config, data, flags, a damaged or mismatched checkpoint); nothing is written.
+- 3: the run stopped (the simulator kept failing); its state is saved, the line says how to resume.
+- 130 (Ctrl-C, SIGINT) and 143 (SIGTERM): the run was interrupted, 128 plus the
+  signal's number as shells report it; ``train`` saves its last consistent state
+  and prints how to continue (``--resume RUN_DIR``).
+
+Flags that stand for config values (``--backend``, ``--data-dir``, ``--limit``,
+``--set``) become dotted overrides in one place, :func:`cli_overrides`, and every
+command reads its config (a file or a run directory) through :func:`load_source`.
 """
 
 from __future__ import annotations
@@ -11,35 +21,86 @@ import argparse
 import signal
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from eqspice.circuits.netlist import render_netlist
-from eqspice.learning.run.checkpoint import CHECKPOINT, RunState, write_atomic
+from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
-from eqspice.learning.run.loop import RunError, evaluate, train
+from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, train
 from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
 from eqspice.simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
 EXIT_RUN_STOPPED = 3
+#: An interrupted command exits with 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
+EXIT_SIGNAL_BASE = 128
+
+EPILOG = """\
+exit codes:
+  0    done
+  2    bad input (config, data, flags, a damaged checkpoint); nothing written
+  3    the run stopped (the simulator kept failing); state saved, resume with --resume RUN_DIR
+  130  interrupted by Ctrl-C (SIGINT)  } train saves its state and prints
+  143  terminated by SIGTERM           } how to continue: --resume RUN_DIR
+"""
+
+#: Flags that stand for a config value, and the value (``section.key``) each sets.
+FLAG_OVERRIDES = {"backend": "engine.backend", "data_dir": "data.data_dir", "limit": "data.limit_test"}
 
 
-def _config_and_conductances(source: str) -> tuple[RunConfig, np.ndarray, str]:
-    """A config file (seeded initial conductances) or a run directory (its latest checkpoint)."""
+def cli_overrides(args: argparse.Namespace) -> dict:
+    """The config values a command's flags set, as dotted overrides for :func:`load_config`.
+
+    ``--set`` values first, then the named flags (:data:`FLAG_OVERRIDES`), so
+    ``--backend`` wins over ``--set engine.backend=...``.  Flags a command does
+    not have, or that were not given, set nothing.
+    """
+    overrides = dict(_setting(text) for text in getattr(args, "set", None) or [])
+    limit = getattr(args, "limit", None)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit}: give at least 1 sample")
+    for flag, key in FLAG_OVERRIDES.items():
+        value = getattr(args, flag, None)
+        if value not in (None, ""):
+            overrides[key] = value
+    return overrides
+
+
+@dataclass
+class Source:
+    """What a command works on: a config file (untrained) or a run directory (trained)."""
+
+    config: RunConfig
+    #: The run directory, or None for a config file.
+    run_dir: Path | None
+    #: How the output names it, e.g. ``trained run runs/xor``.
+    origin: str
+
+    def state(self) -> RunState:
+        """The run's latest checkpoint, or the config's seeded initial state."""
+        circuit = build_circuit(self.config)
+        fresh = initial_state(self.config, circuit, make_device(self.config))
+        if self.run_dir is None:
+            return fresh
+        state = RunState.load(self.run_dir)
+        check_resumable(self.run_dir, state, fresh)
+        return state
+
+
+def load_source(source: str | Path, overrides: dict | None = None) -> Source:
+    """Read a config file, or a run directory's recorded ``config.toml``, with ``overrides`` applied."""
     path = Path(source)
     if path.is_dir():
         if not (path / CHECKPOINT).exists():
             raise ConfigError(f"{path}: no {CHECKPOINT}; give a run directory or a config file")
-        config = load_config(path / "config.toml")
-        return config, RunState.load(path).g_s, f"trained run {path}"
-    config = load_config(path)
-    circuit = build_circuit(config)
-    state = initial_state(config, circuit, make_device(config))
-    return config, state.g_s, f"untrained config {path} (seed {config.seed})"
+        return Source(load_config(path / "config.toml", overrides), path, f"trained run {path}")
+    config = load_config(path, overrides)
+    return Source(config, None, f"untrained config {path} (seed {config.seed})")
 
 
 def _parse_input(text: str, n_features: int) -> np.ndarray:
@@ -66,15 +127,6 @@ def _setting(text: str) -> tuple[str, object]:
         return key, value.strip()
 
 
-def _overrides(args) -> dict:
-    overrides = dict(_setting(text) for text in getattr(args, "set", None) or [])
-    if getattr(args, "backend", None):
-        overrides["engine.backend"] = args.backend
-    if getattr(args, "data_dir", None):
-        overrides["data.data_dir"] = args.data_dir
-    return overrides
-
-
 def _without_epochs(config: RunConfig) -> dict:
     raw = config.model_dump()
     raw["training"].pop("epochs")
@@ -82,12 +134,15 @@ def _without_epochs(config: RunConfig) -> dict:
 
 
 def cmd_train(args) -> int:
-    config = load_config(args.config, _overrides(args))
+    overrides = cli_overrides(args)
+    config = load_source(args.config, overrides).config
     if args.resume:
         run_dir = Path(args.resume)
-        recorded = load_config(run_dir / "config.toml", _overrides(args)) if run_dir.is_dir() else None
-        if recorded is None:
+        if not run_dir.is_dir():
             raise ConfigError(f"--resume {run_dir}: no such run directory")
+        if not (run_dir / CHECKPOINT).exists():
+            raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; start a new run instead")
+        recorded = load_source(run_dir, overrides).config
         if _without_epochs(recorded) != _without_epochs(config):
             raise ConfigError(f"{args.config} differs from the config recorded in {run_dir} (only epochs may change)")
     else:
@@ -103,9 +158,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_settle(args) -> int:
-    config, g_s, origin = _config_and_conductances(args.source)
-    if args.backend:
-        config = config.model_copy(update={"engine": config.engine.model_copy(update={"backend": args.backend})})
+    source = load_source(args.source, cli_overrides(args))
+    config, g_s = source.config, source.state().g_s
     circuit = build_circuit(config)
     x = _parse_input(args.input, circuit.n_features)
     engine = make_engine(config)
@@ -114,7 +168,7 @@ def cmd_settle(args) -> int:
         v = engine.settle((x @ circuit.input_gain.T)[None, :])[0]
     finally:
         engine.close()
-    print(f"# {origin}, engine {engine.name}, input {','.join(f'{a:g}' for a in x)}")
+    print(f"# {source.origin}, engine {engine.name}, input {','.join(f'{a:g}' for a in x)}")
     for name, volts in zip(circuit.output_nodes, v[circuit.output_index]):
         print(f"V({name}) = {volts:.9f} V")
     scores = circuit.readout @ v[circuit.output_index]
@@ -123,7 +177,8 @@ def cmd_settle(args) -> int:
 
 
 def cmd_export(args) -> int:
-    config, g_s, origin = _config_and_conductances(args.source)
+    source = load_source(args.source, cli_overrides(args))
+    config, g_s, origin = source.config, source.state().g_s, source.origin
     circuit = build_circuit(config)
     if args.input is not None:
         x = _parse_input(args.input, circuit.n_features)
@@ -150,20 +205,14 @@ def cmd_export(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    config, g_s, origin = _config_and_conductances(args.source)
-    overrides = {"engine": config.engine.model_copy(update={"backend": args.backend} if args.backend else {})}
-    if args.limit is not None:
-        if args.limit < 1:
-            raise ConfigError(f"--limit {args.limit}: give at least 1 sample")
-        overrides["data"] = config.data.model_copy(update={"limit_test": args.limit})
-    if args.data_dir:
-        overrides["data"] = overrides.get("data", config.data).model_copy(update={"data_dir": args.data_dir})
-    config = config.model_copy(update=overrides)
+    source = load_source(args.source, cli_overrides(args))
+    config, state = source.config, source.state()
     session = open_session(config)
-    if session.drift is not None and Path(args.source).is_dir():  # as the run measured it: drifted
+    g_s = state.g_s
+    if session.drift is not None and source.run_dir is not None:  # as the run measured it: drifted
         from eqspice.learning.run.loop import conductances_at_evaluation
 
-        g_s = conductances_at_evaluation(session, RunState.load(args.source))
+        g_s = conductances_at_evaluation(session, state)
     try:
         session.engine.load(session.circuit, g_s)
         with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
@@ -172,7 +221,7 @@ def cmd_eval(args) -> int:
         session.engine.close()
     n = len(session.data.x_test)
     print(
-        f"{origin}: {session.engine.name} engine, {n} test samples of {session.data.name}: "
+        f"{source.origin}: {session.engine.name} engine, {n} test samples of {session.data.name}: "
         f"accuracy {accuracy:.4f} ({round(accuracy * n)}/{n}), loss {loss:.6g} ({session.loss_label})"
     )
     return 0
@@ -226,10 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqspice",
         description="Memristor crossbars settled by ngspice, trained by equilibrium propagation.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train a network described by a TOML config")
+    p = sub.add_parser(
+        "train",
+        help="train a network described by a TOML config",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("config", help="TOML run configuration (see examples/)")
     p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend")
     p.add_argument("--run-dir", help="where to write the run (default runs/<config name>)")
@@ -287,24 +343,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt  # a terminated run saves its state as Ctrl-C does
+def _terminate(signum, frame) -> None:
+    raise Stop(signum)  # a terminated run saves its state as Ctrl-C does
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, CheckpointError) as exc:
         print(f"eqspice: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Interrupted as exc:
+        print(f"eqspice: {exc}", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + exc.signum
     except (RunError, EngineError) as exc:
         print(f"eqspice: error: {exc}", file=sys.stderr)
         return EXIT_RUN_STOPPED
-    except KeyboardInterrupt:
-        print("eqspice: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        what = " before the run's first checkpoint; nothing was written" if args.command == "train" else ""
+        print(f"eqspice: interrupted ({signal.Signals(signum).name}){what}", file=sys.stderr)
+        return EXIT_SIGNAL_BASE + signum
 
 
 if __name__ == "__main__":

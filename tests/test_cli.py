@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eqspice.learning.run.checkpoint import CheckpointError, RunState
 from eqspice.learning.run.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,16 +183,110 @@ def test_a_child_that_always_dies_stops_the_run_with_its_state_saved(tmp_path, m
     assert not (tmp_path / "run").exists()
 
 
-def test_terminated_run_saves_its_state_and_resumes_to_the_end(tmp_path):
+def start_native_training(run_dir, *flags):
+    """XOR on the native engine with its progress bar, returned once its first checkpoint after an epoch is on disk."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eqspice.learning.cli", "train", str(XOR), "--backend", "native", "--run-dir", str(run_dir), *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    return proc
+
+
+PHYSICS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "pulses")
+
+
+def physics_columns(run_dir):
+    return [[row[k] for k in PHYSICS] for row in csv.DictReader((run_dir / "metrics.csv").open())]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signalled_run_saves_its_state_says_how_to_resume_and_resumes_exactly(tmp_path, signum, code):
+    run_dir = tmp_path / "run"
+    proc = start_native_training(run_dir, "--quiet")
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert lines == [f"eqspice: interrupted ({signal.Signals(signum).name}); state saved, continue with --resume {run_dir}"]
+    stopped_at = RunState.load(run_dir)
+    assert 1 <= stopped_at.epoch < 300
+    resumed = eqspice("train", XOR, "--backend", "native", "--resume", run_dir, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = eqspice("train", XOR, "--backend", "native", "--run-dir", tmp_path / "whole", "--quiet")
+    assert whole.returncode == 0, whole.stderr
+    assert physics_columns(run_dir) == physics_columns(tmp_path / "whole")
+    assert len(physics_columns(run_dir)) == 300
+    np.testing.assert_array_equal(RunState.load(run_dir).g_s, RunState.load(tmp_path / "whole").g_s)
+
+
+def test_terminated_ngspice_run_resumes_to_the_end(tmp_path):
     run_dir = tmp_path / "run"
     proc = start_training(XOR, run_dir)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (3, 130), err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert proc.returncode == 143, err
+    assert len(err.strip().splitlines()) == 1 and f"--resume {run_dir}" in err and "Traceback" not in err
     resumed = eqspice("train", XOR, "--resume", run_dir, "--quiet")
     assert resumed.returncode == 0, resumed.stderr
     assert (run_dir / "metrics.csv").read_text().splitlines()[-1].startswith("300,")
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    result = eqspice("train", XOR, "--backend", "native", "--set", "training.epochs=2", "--run-dir", run_dir, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def truncated(data):
+    return data[: len(data) // 2]
+
+
+def corrupted(data):
+    middle = len(data) // 3  # inside the stored arrays, past the first file header
+    return data[:middle] + bytes(b ^ 0x5A for b in data[middle : middle + 64]) + data[middle + 64 :]
+
+
+@pytest.mark.parametrize("damage", [truncated, corrupted, lambda data: b""], ids=["truncated", "corrupted", "empty"])
+def test_a_damaged_checkpoint_is_one_line_for_eval_and_resume_and_nothing_is_written(tmp_path, two_epoch_run, damage):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name, data in files_of(two_epoch_run).items():
+        (run_dir / name).write_bytes(damage(data) if name == "checkpoint.npz" else data)
+    before = files_of(run_dir)
+    checkpoint = run_dir / "checkpoint.npz"
+    for command in (["eval", run_dir], ["train", XOR, "--backend", "native", "--resume", run_dir, "--quiet"]):
+        result = eqspice(*command)
+        assert result.returncode == 2, result.stderr
+        assert_one_line_error(result, f"{checkpoint} is damaged", "restore it from a copy or start a new run")
+        assert files_of(run_dir) == before
+    with pytest.raises(CheckpointError, match="is damaged"):
+        RunState.load(run_dir)
+
+
+def test_a_checkpoint_of_another_circuit_is_refused(tmp_path, two_epoch_run):
+    other = tmp_path / "other"
+    result = eqspice(
+        "train", XOR, "--backend", "native", "--set", "training.epochs=1", "--set", "network.layers=[2, 3, 2]",
+        "--run-dir", other, "--quiet",
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name, data in files_of(two_epoch_run).items():
+        (run_dir / name).write_bytes((other / name).read_bytes() if name == "checkpoint.npz" else data)
+    for command in (["eval", run_dir], ["train", run_dir / "config.toml", "--resume", run_dir, "--quiet"]):
+        assert_one_line_error(eqspice(*command), "conductances, the run's circuit has", "belongs to another run")
 
 
 def test_report_prints_each_run_and_plots_them_side_by_side(tmp_path):
@@ -238,3 +333,23 @@ def test_a_bad_set_is_one_line_and_leaves_no_run_directory(tmp_path, setting, wo
     assert result.returncode == 2
     assert_one_line_error(result, *words)
     assert not run_dir.exists()
+
+
+def test_every_command_turns_its_flags_into_the_same_dotted_overrides(tmp_path):
+    from eqspice.learning.cli import build_parser, cli_overrides, load_source
+
+    parse = build_parser().parse_args
+    evaluation = parse(["eval", str(XOR), "--backend", "native", "--limit", "3", "--data-dir", str(tmp_path)])
+    assert cli_overrides(evaluation) == {"engine.backend": "native", "data.limit_test": 3, "data.data_dir": str(tmp_path)}
+    training = parse(["train", str(XOR), "--set", "engine.backend=ngspice", "--set", "training.epochs=2", "--backend", "native"])
+    assert cli_overrides(training) == {"engine.backend": "native", "training.epochs": 2}  # the named flag wins
+    assert cli_overrides(parse(["settle", str(XOR), "--input", "0,1"])) == {}
+    assert cli_overrides(parse(["export", str(XOR), "-o", "x.cir"])) == {}
+    source = load_source(XOR, cli_overrides(evaluation))
+    assert (source.config.engine.backend, source.config.data.limit_test, source.run_dir) == ("native", 3, None)
+
+
+def test_eval_limits_a_trained_run_to_the_first_samples(two_epoch_run):
+    result = eqspice("eval", two_epoch_run, "--limit", "2", "--backend", "native")
+    assert result.returncode == 0, result.stderr
+    assert f"trained run {two_epoch_run}: native engine, 2 test samples of xor" in result.stdout

@@ -1,14 +1,16 @@
 """The controller: training runs, resume, crash recovery, device model."""
 
+import signal
+
 import numpy as np
 import pytest
 
 from eqspice.learning.run.checkpoint import RunState
-from eqspice.learning.run.config import load_config
+from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.devices.models import IdealDevice
 from eqspice.learning.rules.optimizers import Adam
 from eqspice.learning.run.build import open_session
-from eqspice.learning.run.loop import train
+from eqspice.learning.run.loop import Interrupted, RunError, Stop, train
 from eqspice.simulator.engine import SimulatorCrash
 from eqspice.simulator.native import NativeEngine
 
@@ -119,3 +121,91 @@ def test_a_decaying_learning_rate_changes_the_run_and_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(resumed.g_s, whole.g_s)
     constant = train(load_config("examples/xor.toml", base), tmp_path / "constant", progress=False)
     assert not np.allclose(constant.g_s, whole.g_s)
+
+
+class InterruptAt(NativeEngine):
+    """A native engine that raises ``stop`` in its ``at``-th ``set_conductances``: the moment a
+    mini-batch has changed conductances, optimizer and device state but the loop has not yet
+    counted it, the worst moment for a checkpoint."""
+
+    def __init__(self, at, stop):
+        super().__init__()
+        self.calls, self.at, self.stop = 0, at, stop
+
+    def load(self, circuit, g_s):
+        super().load(circuit, g_s)
+        self.calls = 0  # count the training loop's writes only
+
+    def set_conductances(self, g_s):
+        self.calls += 1
+        if self.calls == self.at:
+            raise self.stop
+        super().set_conductances(g_s)
+
+
+@pytest.mark.parametrize("stop, signum", [(KeyboardInterrupt(), signal.SIGINT), (Stop(signal.SIGTERM), signal.SIGTERM)])
+def test_an_interruption_mid_update_saves_the_last_whole_batch_and_resumes_exactly(tmp_path, stop, signum):
+    config = load_config(XOR, {"engine.backend": "native", "training.epochs": 3, "training.batch_size": 1})
+    whole = train(config, tmp_path / "whole", progress=False)
+    session = open_session(config)
+    session.engine = InterruptAt(at=6, stop=stop)  # the 2nd of epoch 2's 4 mini-batches
+    with pytest.raises(Interrupted) as caught:
+        train(config, tmp_path / "split", progress=False, session=session)
+    assert caught.value.signum == signum
+    assert f"--resume {tmp_path / 'split'}" in str(caught.value)
+    saved = RunState.load(tmp_path / "split")
+    assert (saved.epoch, saved.batch_index) == (1, 1)
+    resumed = train(config, tmp_path / "split", resume=True, progress=False)
+    np.testing.assert_array_equal(resumed.g_s, whole.g_s)
+    np.testing.assert_array_equal(resumed.optimizer["m"], whole.optimizer["m"])
+    physics = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "pulses")
+    assert [[m[k] for k in physics] for m in resumed.metrics] == [[m[k] for k in physics] for m in whole.metrics]
+
+
+def test_a_run_without_a_folder_writes_nothing_and_ends_where_a_recorded_run_does(tmp_path, monkeypatch):
+    config = load_config(XOR, {"engine.backend": "native", "training.epochs": 3, "mismatch.bias_v": 0.01})
+    recorded = train(config, tmp_path / "recorded", progress=False)
+    assert (tmp_path / "recorded" / "mismatch.json").exists()  # what the folderless run must not write
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    bare = train(config, progress=True)
+    assert list(cwd.rglob("*")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cwd", "recorded"]
+    assert bare.epoch == 3 and len(bare.metrics) == 3
+    np.testing.assert_array_equal(bare.g_s, recorded.g_s)
+    physics = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "pulses")
+    assert [[m[k] for k in physics] for m in bare.metrics] == [[m[k] for k in physics] for m in recorded.metrics]
+
+
+def test_resume_needs_a_run_folder():
+    with pytest.raises(ConfigError, match="resume needs the run_dir"):
+        train(load_config(XOR, {"engine.backend": "native"}), resume=True)
+
+
+class AlwaysCrash(NativeEngine):
+    def settle(self, inputs_v, targets_v=None, beta_s=0.0, **kwargs):
+        raise SimulatorCrash("ngspice child died")
+
+
+def test_a_crash_without_a_run_folder_raises_without_a_resume_hint(tmp_path, monkeypatch):
+    config = load_config(XOR, {"engine.backend": "native", "training.epochs": 2, "engine.max_restarts": 1})
+    monkeypatch.chdir(tmp_path)
+    session = open_session(config)
+    session.engine = AlwaysCrash()
+    with pytest.raises(RunError) as caught:
+        train(config, progress=False, session=session)
+    assert "gave up after 1 restarts" in str(caught.value)
+    assert "--resume" not in str(caught.value)
+    assert caught.value.state.epoch == 0 and caught.value.state.restarts == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_keyboard_interrupt_without_a_run_folder_is_a_keyboard_interrupt(tmp_path, monkeypatch):
+    config = load_config(XOR, {"engine.backend": "native", "training.epochs": 2})
+    monkeypatch.chdir(tmp_path)
+    session = open_session(config)
+    session.engine = InterruptAt(at=2, stop=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False, session=session)
+    assert list(tmp_path.iterdir()) == []

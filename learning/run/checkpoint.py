@@ -14,6 +14,10 @@ import numpy as np
 CHECKPOINT = "checkpoint.npz"
 
 
+class CheckpointError(ValueError):
+    """A run's checkpoint is missing, truncated or corrupt; the message names the file and what to do."""
+
+
 def write_atomic(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -65,24 +69,70 @@ class RunState:
         np.savez(buffer, g_s=self.g_s, order=self.order, meta=np.array(json.dumps(meta)), **extra)
         write_atomic(Path(run_dir) / CHECKPOINT, buffer.getvalue())
 
+    def copy(self) -> "RunState":
+        """An independent copy: arrays, RNG and bookkeeping share nothing with this state."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng.bit_generator.state
+        return RunState(
+            g_s=self.g_s.copy(),
+            rng=rng,
+            epoch=self.epoch,
+            batch_index=self.batch_index,
+            order=self.order.copy(),
+            running=dict(self.running),
+            metrics=[dict(row) for row in self.metrics],  # rows of numbers: a shallow copy each is whole
+            restarts=self.restarts,
+            optimizer={k: v.copy() for k, v in self.optimizer.items()},
+            device={k: v.copy() for k, v in self.device.items()},
+        )
+
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunState":
-        with np.load(Path(run_dir) / CHECKPOINT) as archive:
+        """The state saved in ``run_dir/checkpoint.npz``.
+
+        Raises
+        ------
+        CheckpointError
+            The file is missing, or truncated or corrupt so that it cannot be read
+            back (a partly written file never replaces a good one, see
+            :func:`write_atomic`, but disks and copies can still damage it).
+        """
+        path = Path(run_dir) / CHECKPOINT
+        try:
+            return cls._read(path)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: no such checkpoint; give the folder of a run written by eqspice train") from None
+        except PermissionError as exc:
+            raise CheckpointError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+        except Exception as exc:  # noqa: BLE001 - np.load, zipfile and json fail in many ways on a damaged file
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            if len(reason) > 80:
+                reason = reason[:77] + "..."
+            raise CheckpointError(f"{path} is damaged ({reason}); restore it from a copy or start a new run") from None
+
+    @classmethod
+    def _read(cls, path: Path) -> "RunState":
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":  # np.load would try to read anything else as a pickle
+                raise ValueError("not a zip archive")
+        with np.load(path) as archive:
             meta = json.loads(str(archive["meta"]))
             g_s, order = archive["g_s"].copy(), archive["order"].copy()
             optimizer = {k.removeprefix("optimizer_"): archive[k].copy() for k in archive if k.startswith("optimizer_")}
             device = {k.removeprefix("device_"): archive[k].copy() for k in archive if k.startswith("device_")}
+        if g_s.ndim != 1 or not np.issubdtype(g_s.dtype, np.floating) or not np.all(np.isfinite(g_s)):
+            raise ValueError("its conductances are not a finite vector")
         rng = np.random.default_rng()
         rng.bit_generator.state = meta["rng"]
         return cls(
             g_s=g_s,
             rng=rng,
-            epoch=meta["epoch"],
-            batch_index=meta["batch_index"],
+            epoch=int(meta["epoch"]),
+            batch_index=int(meta["batch_index"]),
             order=order,
-            running=meta["running"],
-            metrics=meta["metrics"],
-            restarts=meta["restarts"],
+            running=dict(meta["running"]),
+            metrics=list(meta["metrics"]),
+            restarts=int(meta["restarts"]),
             optimizer=optimizer,
             device=device,
         )

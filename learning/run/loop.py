@@ -3,8 +3,11 @@
 Per mini-batch the controller applies the inputs, lets the engine settle the
 free and nudged phases, reads the node voltages, computes each device's local
 EP update, passes it through the device model and writes the conductances
-back.  After every mini-batch the run's state is consistent, so a crash of the
-simulator or a Ctrl-C saves it and ``--resume`` continues exactly.
+back.  After every mini-batch the run's state is consistent; the loop keeps a
+copy of the last consistent state, so a crash of the simulator, a Ctrl-C or a
+SIGTERM at any moment saves that copy and ``--resume`` continues exactly.
+Without a run folder (``run_dir=None``) nothing is written to disk and the
+returned :class:`RunState` is the whole result.
 
 Weights are ``w = G / g_max`` and the optimizer (Adam or SGD, per device) works
 on ``dL/dw = g_max dL/dG``, so the learning rate does not change with the
@@ -14,6 +17,8 @@ device model.
 
 from __future__ import annotations
 
+import dataclasses
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,7 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from eqspice.learning.run.checkpoint import CHECKPOINT, RunState, write_atomic
+from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
 from eqspice.learning.devices.models import read_conductances
 from eqspice.learning.run.build import record as record_mismatch
@@ -35,6 +40,7 @@ from eqspice.learning.rules.equilibrium import (
     Phases,
 )
 from eqspice.learning.run.build import Session, initial_state, open_session
+from eqspice.learning.run.progress import progress_bar
 from eqspice.simulator.engine import EngineError, SimulatorCrash
 
 
@@ -43,7 +49,39 @@ PLOT_EVERY_S = 30.0
 
 
 class RunError(RuntimeError):
-    """The run stopped; its state is saved and the message says how to go on."""
+    """The run stopped; the message says why and, with a run folder, how to go on.
+
+    ``state`` is the run's last consistent :class:`RunState` (the one saved in
+    the run folder, if there is one), or None if the run stopped before it had one.
+    """
+
+    def __init__(self, message: str, state: RunState | None = None) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class Interrupted(RunError):
+    """A signal stopped the run; its last consistent state is saved in the run folder.
+
+    ``signum`` is the signal (``signal.SIGINT`` for Ctrl-C or a plain
+    :class:`KeyboardInterrupt`).
+    """
+
+    def __init__(self, message: str, state: RunState | None, signum: int) -> None:
+        super().__init__(message, state)
+        self.signum = signum
+
+
+class Stop(KeyboardInterrupt):
+    """Raised by a signal handler (e.g. the command line's, for SIGTERM) to stop a run as Ctrl-C does.
+
+    A subclass of :class:`KeyboardInterrupt`, so code that handles Ctrl-C handles
+    it too; ``signum`` names the signal in :class:`Interrupted`.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def run_clock_s(session: "Session", state: RunState) -> float:
@@ -109,6 +147,7 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    """Check ``run_dir`` for a resumed run; for a new one, create it and write ``config.toml``."""
     if resume:
         if not (run_dir / CHECKPOINT).exists():
             raise ConfigError(f"--resume {run_dir}: no {CHECKPOINT} there; start a new run instead")
@@ -120,6 +159,49 @@ def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
         write_atomic(run_dir / "config.toml", dump_config(config).encode())
     except OSError as exc:
         raise ConfigError(f"run directory {run_dir} is not writable ({exc.strerror}); pick another") from None
+
+
+def start_run_dir(run_dir: Path, config: RunConfig, session: Session, state: RunState) -> None:
+    """Create a new run's folder: config, first checkpoint, mismatch record.
+
+    A folder that cannot be completed (disk full, Ctrl-C) is removed again, so
+    the next attempt does not meet a run directory that cannot be resumed.
+    """
+    existed = run_dir.exists()
+    prepare_run_dir(run_dir, config, resume=False)  # refuses a non-empty folder: all that is in it is ours
+    try:
+        state.save(run_dir)
+        record_mismatch(run_dir, config, session.circuit)
+    except BaseException:
+        for path in run_dir.iterdir():
+            path.unlink()
+        if not existed:
+            run_dir.rmdir()
+        raise
+
+
+def check_resumable(run_dir: Path, state: RunState, fresh: RunState) -> None:
+    """Refuse a checkpoint whose arrays do not fit the run's config (``fresh`` is its seeded start).
+
+    Raises
+    ------
+    CheckpointError
+        The checkpoint belongs to another circuit, optimizer or device model, or
+        its sample order is not a permutation of the training set.
+    """
+    path = run_dir / CHECKPOINT
+    fix = "it belongs to another run; restore this run's checkpoint from a copy or start a new run"
+    if state.g_s.shape != fresh.g_s.shape:
+        raise CheckpointError(f"{path} holds {state.g_s.size} conductances, the run's circuit has {fresh.g_s.size}: {fix}")
+    for what, saved, expected in (("optimizer", state.optimizer, fresh.optimizer), ("device", state.device, fresh.device)):
+        if {k: v.shape for k, v in saved.items()} != {k: v.shape for k, v in expected.items()}:
+            raise CheckpointError(
+                f"{path}: its {what} state ({', '.join(sorted(saved)) or 'none'}) does not fit the run's config "
+                f"({', '.join(sorted(expected)) or 'none'}): {fix}"
+            )
+    n = len(state.order)
+    if state.batch_index and (n == 0 or not np.array_equal(np.sort(state.order), np.arange(n))):
+        raise CheckpointError(f"{path} is damaged (its sample order is not a permutation); restore it from a copy or start a new run")
 
 
 def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
@@ -134,45 +216,159 @@ def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
 
 def train(
     config: RunConfig,
-    run_dir: str | Path,
+    run_dir: str | Path | None = None,
     *,
     resume: bool = False,
     stop_after_epochs: int | None = None,
     progress: bool = True,
     session: Session | None = None,
 ) -> RunState:
-    """Train ``config`` into ``run_dir``; with ``resume``, continue from its checkpoint.
+    """Train ``config``; with a ``run_dir``, record the run there, and with ``resume`` continue it.
 
-    ``stop_after_epochs`` ends this call after that many epochs (the run can be
-    resumed later), as an interruption would.
+    Parameters
+    ----------
+    config : RunConfig
+        The run.
+    run_dir : str or Path, optional
+        Folder of the run: ``config.toml``, ``checkpoint.npz`` (after every
+        epoch and whenever the run stops), ``metrics.csv``, the plots and the
+        mismatch record.  None writes nothing to disk; the returned state is
+        then the whole result.
+    resume : bool
+        Continue the run saved in ``run_dir`` (which must be given).
+    stop_after_epochs : int, optional
+        End this call after that many epochs, as an interruption would; with a
+        ``run_dir`` the run can be resumed later.
+    progress : bool
+        Show a progress bar (on a terminal; elsewhere a line now and then).
+    session : Session, optional
+        Data, circuit and engine already opened for ``config``.
+
+    Returns
+    -------
+    RunState
+        Conductances, optimizer and device state, and ``metrics`` (one dict per epoch).
+
+    Raises
+    ------
+    ConfigError
+        ``resume`` without a ``run_dir``, or a run folder that cannot be used.
+    CheckpointError
+        The checkpoint to resume from is damaged or does not fit ``config``.
+    Interrupted
+        Ctrl-C or a :class:`Stop` signal with a ``run_dir``: the last consistent
+        state is saved there.  Without one, the :class:`KeyboardInterrupt`
+        itself propagates, as nothing can be resumed.
+    RunError
+        The simulator kept failing; ``RunError.state`` is the last consistent
+        state (also saved in ``run_dir``, if given).
     """
-    run_dir = Path(run_dir)
+    if resume and run_dir is None:
+        raise ConfigError("resume needs the run_dir of the run to continue; a run without a folder cannot be resumed")
+    run_dir = None if run_dir is None else Path(run_dir)
+    if resume:
+        prepare_run_dir(run_dir, config, resume=True)
     session = session or open_session(config)
     with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
         return _train(session, config, run_dir, resume, stop_after_epochs, progress)
 
 
-def _train(session: Session, config: RunConfig, run_dir: Path, resume: bool, stop_after_epochs, progress) -> RunState:
+def _train(session: Session, config: RunConfig, run_dir: Path | None, resume: bool, stop_after_epochs, progress) -> RunState:
     try:
-        if resume:
-            prepare_run_dir(run_dir, config, resume=True)
-            state = RunState.load(run_dir)
-        else:
+        try:
             state = initial_state(config, session.circuit, session.device)
-        session.engine.load(session.circuit, state.g_s)
-        if not resume:
-            prepare_run_dir(run_dir, config, resume=False)
-            state.save(run_dir)
-            record_mismatch(run_dir, config, session.circuit)
-        state = _epochs(session, state, run_dir, stop_after_epochs, progress)
-        save_reports(session, state, run_dir)
-        return state
+            if resume:
+                fresh, state = state, RunState.load(run_dir)
+                check_resumable(run_dir, state, fresh)
+            session.engine.load(session.circuit, state.g_s)
+            if run_dir is not None and not resume:
+                start_run_dir(run_dir, config, session, state)
+        except KeyboardInterrupt as exc:
+            if not resume:
+                raise  # a new run leaves nothing behind (start_run_dir cleans up)
+            signum = getattr(exc, "signum", signal.SIGINT)
+            raise Interrupted(
+                f"interrupted ({signal.Signals(signum).name}); {run_dir} is unchanged, continue with --resume {run_dir}",
+                None,
+                signum,
+            ) from None
+        return _epochs(session, state, run_dir, stop_after_epochs, progress)
     finally:
         session.engine.close()
         getattr(getattr(session.rule, "sampler", None), "close", lambda: None)()
 
 
-def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | None, progress: bool) -> RunState:
+class _Consistent:
+    """Copies of the run's state from the last points where it was consistent.
+
+    Between mini-batches and between epochs the state is consistent; within a
+    mini-batch it is half updated.  ``state`` is the last copy a resumed run
+    can start from: an interruption saves it, whenever it strikes.  ``retry``
+    is where a crashed mini-batch starts again: the same copy, except in an
+    epoch's first mini-batch, which starts after the epoch's sample order was
+    drawn (a resumed run draws that order itself).
+    """
+
+    def __init__(self, state: RunState) -> None:
+        self.state = self.retry = state.copy()
+
+    def mark(self, state: RunState) -> None:
+        # one assignment once the copy is complete: an interruption inside copy() keeps the older, whole copy
+        self.state = self.retry = state.copy()
+
+    def mark_retry(self, state: RunState) -> None:
+        self.retry = state.copy()
+
+    def rewind(self, session: Session, state: RunState) -> None:
+        """Put ``state`` back to ``retry`` (keeping its restart count) and the engine with it."""
+        restarts, back = state.restarts, self.retry.copy()
+        for f in dataclasses.fields(RunState):
+            setattr(state, f.name, getattr(back, f.name))
+        state.restarts = restarts
+        session.engine.set_conductances(state.g_s)
+
+
+def _epochs(session: Session, state: RunState, run_dir: Path | None, stop_after: int | None, progress: bool) -> RunState:
+    """Train to the config's epochs (or ``stop_after`` more); write the reports at the end.
+
+    A simulator that keeps failing or a signal, whenever it arrives, ends the
+    run with the last consistent state saved (with a run folder) and a
+    :class:`RunError` (:class:`Interrupted`) that says how to resume.
+    """
+    consistent = _Consistent(state)
+    try:
+        _run_epochs(session, state, run_dir, stop_after, progress, consistent)
+        if run_dir is not None:
+            save_reports(session, state, run_dir)
+        return state
+    except KeyboardInterrupt as exc:
+        if run_dir is None:
+            raise  # nothing to save and nothing to resume: Ctrl-C means what it always means
+        last = _save_consistent(consistent, state, run_dir)
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise Interrupted(
+            f"interrupted ({signal.Signals(signum).name}); state saved, continue with --resume {run_dir}", last, signum
+        ) from None
+    except RunError as exc:
+        if run_dir is None:
+            last = consistent.state
+            last.restarts = state.restarts
+            raise RunError(f"{exc}; no run folder, so nothing was saved", last) from None
+        last = _save_consistent(consistent, state, run_dir)
+        raise RunError(f"{exc}. State saved: continue with --resume {run_dir}", last) from None
+
+
+def _save_consistent(consistent: _Consistent, state: RunState, run_dir: Path) -> RunState:
+    last = consistent.state
+    last.restarts = state.restarts  # the restarts happened, whatever was undone
+    last.save(run_dir)
+    write_metrics(run_dir, last.metrics)
+    return last
+
+
+def _run_epochs(
+    session: Session, state: RunState, run_dir: Path | None, stop_after: int | None, progress: bool, consistent: _Consistent
+) -> None:
     t = session.config.training
     n = len(session.data.x_train)
     epochs_done_here = 0
@@ -183,40 +379,39 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
         if state.batch_index == 0:
             state.order = state.rng.permutation(n)
             state.running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "pulses": 0}
+            consistent.mark_retry(state)
         batches = [state.order[s : s + t.batch_size] for s in range(0, n, t.batch_size)]
-        bar = tqdm(
-            total=n,
+        bar = progress_bar(
+            n,
             initial=state.running["seen"],
             unit="sample",
             desc=f"epoch {state.epoch + 1}/{t.epochs}",
-            disable=not progress,
-            leave=True,
+            enabled=progress,
+            final_line=False,  # the epoch's summary line follows
         )
         try:
             while state.batch_index < len(batches):
                 ids = batches[state.batch_index]
                 started = time.perf_counter()
-                loss, hits = _step_with_restarts(session, state, ids, run_dir)
+                loss, hits = _with_restarts(
+                    session, state, lambda: train_step(session, state, ids), lambda: consistent.rewind(session, state)
+                )
                 r = state.running
                 r["loss"] += loss
                 r["correct"] += hits
                 r["seen"] += len(ids)
                 r["seconds"] += time.perf_counter() - started
                 state.batch_index += 1
+                consistent.mark(state)
                 bar.update(len(ids))
                 bar.set_postfix(train_acc=f"{r['correct'] / r['seen']:.3f}")
-        except KeyboardInterrupt:
-            state.save(run_dir)
-            raise RunError(f"interrupted; state saved, continue with --resume {run_dir}") from None
         finally:
             bar.close()
         r = state.running
-        test_loss, test_acc = _evaluate_with_restarts(session, state, run_dir)
-        state.epoch += 1
-        state.batch_index = 0
+        test_loss, test_acc = _evaluate_with_restarts(session, state)
         state.metrics.append(
             {
-                "epoch": state.epoch,
+                "epoch": state.epoch + 1,
                 "train_loss": r["loss"] / r["seen"],
                 "train_accuracy": r["correct"] / r["seen"],
                 "test_loss": test_loss,
@@ -227,42 +422,28 @@ def _epochs(session: Session, state: RunState, run_dir: Path, stop_after: int | 
                 "pulses": r.get("pulses", 0),
             }
         )
+        state.epoch += 1
+        state.batch_index = 0
+        consistent.mark(state)
         if progress:
             tqdm.write(
                 f"epoch {state.epoch}: train acc {r['correct'] / r['seen']:.3f}, "
                 f"test acc {test_acc:.3f}, test loss {test_loss:.3g} ({session.loss_label})"
             )
-        state.save(run_dir)
-        write_metrics(run_dir, state.metrics)
-        if time.monotonic() - last_plot > PLOT_EVERY_S or state.epoch == t.epochs:
-            save_reports(session, state, run_dir)
-            last_plot = time.monotonic()
+        if run_dir is not None:
+            state.save(run_dir)
+            write_metrics(run_dir, state.metrics)
+            if time.monotonic() - last_plot > PLOT_EVERY_S and state.epoch < t.epochs:  # the last is drawn at the end
+                save_reports(session, state, run_dir)
+                last_plot = time.monotonic()
         epochs_done_here += 1
-    return state
 
 
-def _step_with_restarts(session: Session, state: RunState, ids: np.ndarray, run_dir: Path) -> tuple[float, int]:
-    """Run one mini-batch; after a simulator crash, retry it from exactly where it started."""
-    g_before, rng_before = state.g_s.copy(), state.rng.bit_generator.state
-    optimizer_before = {k: v.copy() for k, v in state.optimizer.items()}
-    device_before = {k: v.copy() for k, v in state.device.items()}
-
-    def rewind() -> None:
-        # a retried run gives the same conductances as one that never crashed
-        state.g_s = g_before.copy()
-        state.rng.bit_generator.state = rng_before
-        state.optimizer = {k: v.copy() for k, v in optimizer_before.items()}
-        state.device = {k: v.copy() for k, v in device_before.items()}
-        session.engine.set_conductances(state.g_s)
-
-    return _with_restarts(session, state, run_dir, lambda: train_step(session, state, ids), rewind)
-
-
-def _evaluate_with_restarts(session: Session, state: RunState, run_dir: Path) -> tuple[float, float]:
+def _evaluate_with_restarts(session: Session, state: RunState) -> tuple[float, float]:
     data = session.data
     if session.drift is not None:
         session.engine.set_conductances(conductances_at_evaluation(session, state))
-    return _with_restarts(session, state, run_dir, lambda: evaluate(session, data.x_test, data.y_test), lambda: None)
+    return _with_restarts(session, state, lambda: evaluate(session, data.x_test, data.y_test), lambda: None)
 
 
 def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
@@ -273,8 +454,14 @@ def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
     return session.drift.conductances(state.g_s, state.device, t_s)
 
 
-def _with_restarts(session: Session, state: RunState, run_dir: Path, action, rewind):
-    """``action()``, repeated after ``rewind()`` while the simulator crashes, up to max_restarts."""
+def _with_restarts(session: Session, state: RunState, action, rewind):
+    """``action()``, repeated after ``rewind()`` while the simulator crashes, up to max_restarts.
+
+    A retried mini-batch starts from exactly the state the failed one started
+    from, so a run that crashed ends with the same conductances as one that
+    did not.  Raises :class:`RunError` (the caller saves the state) once the
+    restarts are used up or on an engine error that a restart cannot cure.
+    """
     limit = session.config.engine.max_restarts
     for attempt in range(limit + 1):
         try:
@@ -284,12 +471,8 @@ def _with_restarts(session: Session, state: RunState, run_dir: Path, action, rew
         except SimulatorCrash as exc:
             state.restarts += 1
             if attempt == limit:
-                state.save(run_dir)
-                raise RunError(
-                    f"{exc}; gave up after {limit} restarts. State saved: continue with --resume {run_dir}"
-                ) from None
+                raise RunError(f"{exc}; gave up after {limit} restarts") from None
             tqdm.write(f"warning: {exc}; retrying", file=sys.stderr)
         except EngineError as exc:
-            state.save(run_dir)
-            raise RunError(f"{exc}. State saved: continue with --resume {run_dir}") from None
+            raise RunError(str(exc)) from None
     raise AssertionError("unreachable")

@@ -1,4 +1,10 @@
-"""What a run shows a person: metrics table and plots, written atomically."""
+"""What a run shows a person: metrics table and plots, written atomically.
+
+The plots are drawn on :class:`matplotlib.figure.Figure` objects of their own,
+with matplotlib imported only when one is drawn: importing the training loop
+neither loads matplotlib nor changes its backend or pyplot's figures in the
+process of whoever imports it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,10 @@ import csv
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from eqspice.circuits.network import Circuit  # noqa: E402
-from eqspice.learning.run.checkpoint import write_atomic  # noqa: E402
+from eqspice.circuits.network import Circuit
+from eqspice.learning.run.checkpoint import write_atomic
 
 METRIC_COLUMNS = (
     "epoch",
@@ -39,11 +41,23 @@ def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
     write_atomic(Path(run_dir) / "metrics.csv", text.getvalue().encode())
 
 
-def _save(fig, path: Path) -> None:
+def new_figure(figsize: tuple[float, float]):
+    """A figure outside pyplot, drawn by the Agg canvas whatever backend the process uses."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` as a PNG, atomically (a reader never sees half an image)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    path = Path(path)
     write_atomic(path, buffer.getvalue())
+    return path
 
 
 #: Axis label of the squared-error loss the runs report unless they train the cross-entropy.
@@ -55,7 +69,8 @@ def plot_learning_curves(
 ) -> Path:
     """``learning_curves.png``: loss and accuracy against epoch, train and test."""
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure((10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for split, style in (("train", "-o"), ("test", "-s")):
         ax_loss.plot(epochs, [r[f"{split}_loss"] for r in rows], style, label=split)
         ax_acc.plot(epochs, [100 * r[f"{split}_accuracy"] for r in rows], style, label=split)
@@ -65,9 +80,7 @@ def plot_learning_curves(
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    path = Path(run_dir) / "learning_curves.png"
-    _save(fig, path)
-    return path
+    return save_png(fig, Path(run_dir) / "learning_curves.png")
 
 
 def plot_conductance_histograms(
@@ -75,15 +88,14 @@ def plot_conductance_histograms(
 ) -> Path:
     """``conductances.png``: histogram of device conductances for each crossbar layer."""
     groups = circuit.groups
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.5 * len(groups), 3.5), squeeze=False)
+    fig = new_figure((4.5 * len(groups), 3.5))
+    axes = fig.subplots(1, len(groups), squeeze=False)
     bins = np.linspace(g_min_s, g_max_s, 41) * 1e6
     for ax, group in zip(axes[0], groups):
         ax.hist(g_s[group.slice] * 1e6, bins=bins, color="tab:blue")
         ax.set(title=f"{group.name} ({' x '.join(map(str, group.shape))})", xlabel="G (uS)", ylabel="devices")
         ax.grid(alpha=0.3)
-    path = Path(run_dir) / "conductances.png"
-    _save(fig, path)
-    return path
+    return save_png(fig, Path(run_dir) / "conductances.png")
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
@@ -110,7 +122,8 @@ def metrics_table(name: str, rows: list[dict]) -> str:
 
 def plot_comparison(path: str | Path, runs: dict[str, list[dict]], title: str = "") -> Path:
     """Test accuracy and training loss against epoch for several runs, one line each."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure((10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for name, rows in runs.items():
         epochs = [r["epoch"] for r in rows]
         ax_loss.plot(epochs, [r["train_loss"] for r in rows], "-o", label=name)
@@ -121,6 +134,4 @@ def plot_comparison(path: str | Path, runs: dict[str, list[dict]], title: str = 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    path = Path(path)
-    _save(fig, path)
-    return path
+    return save_png(fig, path)

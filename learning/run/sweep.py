@@ -169,10 +169,7 @@ def write_table(sweep: Sweep, rows: list[dict]) -> Path:
 
 def plot_axes(sweep: Sweep, rows: list[dict]) -> list[Path]:
     """One plot per swept field: mean test accuracy against its values, error bars over the other cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from eqspice.learning.run.report import new_figure, save_png
 
     paths = []
     for name in sweep.axes:
@@ -184,18 +181,14 @@ def plot_axes(sweep: Sweep, rows: list[dict]) -> list[Path]:
             acc = np.array([r["test_accuracy"] for r in rows if r[name] == value]) * 100
             means.append(acc.mean())
             errs.append(acc.std(ddof=1) if acc.size > 1 else 0.0)
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = new_figure((5, 3.5))
+        ax = fig.subplots()
         x = np.arange(len(values))
         ax.errorbar(x, means, yerr=errs, fmt="-o", capsize=4)
         ax.set_xticks(x, [str(v) for v in values])
         ax.set(xlabel=name, ylabel="test accuracy (%)", title=f"{name} (mean and std over seeds and other axes)")
         ax.grid(alpha=0.3)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        path = sweep.out / f"accuracy_vs_{name.replace('.', '_')}.png"
-        write_atomic(path, buffer.getvalue())
-        paths.append(path)
+        paths.append(save_png(fig, sweep.out / f"accuracy_vs_{name.replace('.', '_')}.png"))
     return paths
 
 
@@ -219,9 +212,8 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
     from dask.distributed import as_completed
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
-    from tqdm import tqdm
-
     from eqspice.learning.run.loop import RunError
+    from eqspice.learning.run.progress import progress_bar
 
     client = connect(workers, scheduler)  # before anything is written
     try:
@@ -229,7 +221,7 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
         cells = sweep.cells()
         todo = [c for c in cells if not (sweep.out / "cells" / f"{c.id}.json").exists()]
         futures = [client.submit(run_cell, c, str(sweep.out), key=f"cell-{c.id}", retries=2) for c in todo]
-        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", disable=not progress)
+        bar = progress_bar(len(cells), initial=len(cells) - len(todo), desc="sweep", unit="run", enabled=progress)
         for future in as_completed(futures):
             try:
                 future.result()

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_quickstart() -> str:
     """The first ```python block under the README's Quickstart heading."""
     text = (ROOT / "README.md").read_text()
-    section = re.search(r"^## .*quickstart.*$(.*?)^## ", text, re.M | re.S | re.I)
+    section = re.search(r"^## [^\n]*quickstart[^\n]*$(.*?)^## ", text, re.M | re.S | re.I)
     assert section, "README.md has no '## ... Quickstart' section"
     block = re.search(r"```python\n(.*?)```", section.group(1), re.S)
     assert block, "the Quickstart section has no ```python block"

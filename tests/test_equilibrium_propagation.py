@@ -10,6 +10,9 @@ from eqspice.learning.rules.equilibrium import (
     energy_gradient,
     output_loss,
 )
+from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
+from eqspice.learning.rules.equilibrium import CrossEntropyPropagation
+from eqspice.learning.rules.optimizers import SGD, Adam
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +84,23 @@ def test_energy_gradient_is_half_the_squared_device_voltage(problem):
     a, b = circuit.edges[0]
     v[0, a], v[0, b] = 0.7, 0.2
     assert energy_gradient(circuit, v)[0, 0] == pytest.approx(0.5 * 0.5**2)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: EquilibriumPropagation(0.0), ["EquilibriumPropagation.beta_s = 0.0", "siemens"]),
+        (lambda: EquilibriumPropagation(float("inf")), ["beta_s = inf"]),
+        (lambda: CrossEntropyPropagation(1e-5, -0.01), ["scale_v = -0.01"]),
+        (lambda: AsymmetricEquilibriumPropagation(float("nan")), ["AsymmetricEquilibriumPropagation.beta_s = nan"]),
+        (lambda: Adam(0.0), ["learning rate 0.0"]),
+        (lambda: Adam(0.01, beta1=1.0), ["Adam.beta1 = 1.0", "[0, 1)"]),
+        (lambda: SGD(float("nan")), ["learning rate nan"]),
+    ],
+)
+def test_rules_and_optimizers_refuse_nudges_and_rates_that_cannot_learn(make, words):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert "\n" not in str(info.value)
+    for word in words:
+        assert word in str(info.value)

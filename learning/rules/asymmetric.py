@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from eqspice.circuits.netlist import free_free_edges
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
-from eqspice.learning.rules.equilibrium import Phases, energy_contrast
+from eqspice.learning.rules.equilibrium import Phases, check_beta, energy_contrast
 from eqspice.simulator.engine import Engine, Nudge
 
 
@@ -82,9 +82,22 @@ class AsymmetricEquilibriumPropagation:
     the controller takes the circuit and conductances loaded in the engine
     (``engine.circuit``, ``engine.g_s``), i.e. it knows its chip's calibrated
     mismatch.  On a reciprocal circuit it is centred EP, phase for phase.
+
+    Parameters
+    ----------
+    beta_s : float
+        Nudge strength, siemens (positive, finite).
+
+    References
+    ----------
+    "Equilibrium Propagation for Non-Conservative Systems" (the correction of
+    EP for non-reciprocal couplings); docs/physics.md, "Non-reciprocal couplings".
     """
 
     beta_s: float
+
+    def __post_init__(self) -> None:
+        check_beta(type(self).__name__, self.beta_s)
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         circuit = engine.circuit

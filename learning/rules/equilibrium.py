@@ -19,6 +19,7 @@ Scellier and Bengio, "Equilibrium Propagation", 2017.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +27,12 @@ import numpy as np
 
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.engine import FREE, Engine, Nudge
+
+
+def check_beta(rule: str, beta_s: float) -> None:
+    """Refuse a nudge strength that is not a positive finite conductance, in one line."""
+    if not (isinstance(beta_s, (int, float)) and math.isfinite(beta_s) and beta_s > 0):
+        raise ValueError(f"{rule}.beta_s = {beta_s!r}: give a positive finite nudge strength in siemens")
 
 
 def device_voltages(circuit: Circuit, v: np.ndarray) -> np.ndarray:
@@ -67,7 +74,17 @@ def energy_contrast(circuit: Circuit, v_a: np.ndarray, v_b: np.ndarray) -> np.nd
 
 @dataclass
 class Phases:
-    """Node voltages of the phases one update needs, each ``v[batch, node]``."""
+    """Node voltages of the phases one update needs, each ``v[batch, node]`` in volts.
+
+    Parameters
+    ----------
+    free : ndarray
+        The free phase (no nudge).
+    plus : ndarray
+        The phase nudged by ``+beta``.
+    minus : ndarray or None
+        The phase nudged by ``-beta`` (centred estimators), else None.
+    """
 
     free: np.ndarray
     plus: np.ndarray
@@ -83,10 +100,43 @@ class LearningRule(Protocol):
 
 @dataclass(frozen=True)
 class EquilibriumPropagation:
-    """EP with a nudge of strength ``beta_s`` (siemens), one-sided or centred."""
+    """Equilibrium propagation with a nudge of strength ``beta_s``, one-sided or centred.
+
+    The nudge is a conductance ``beta_s`` from every output to its target;
+    the estimate of the loss gradient per device is
+
+    * one-sided: ``[dE/dG(v_beta) - dE/dG(v_0)] / beta``,
+    * centred: ``[dE/dG(v_beta) - dE/dG(v_-beta)] / (2 beta)``,
+
+    with ``dE/dG_e = dv_e^2 / 2`` (docs/physics.md, "Update rules").
+
+    Parameters
+    ----------
+    beta_s : float
+        Nudge strength, siemens (positive, finite).  A finite nudge is legitimate:
+        the one-sided estimate is the exact gradient of ``[F(beta) - F(0)] / beta``.
+    centred : bool
+        Use the +beta and -beta phases (error O(beta^2)) instead of +beta and free (O(beta)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from eqspice.circuits.network import CrossbarSpec, crossbar
+    >>> from eqspice.simulator.native import NativeEngine
+    >>> circuit = crossbar(CrossbarSpec(layers=(2, 3, 2)))
+    >>> engine = NativeEngine()
+    >>> engine.load(circuit, np.full(circuit.n_edges, 5e-5))
+    >>> rule = EquilibriumPropagation(beta_s=1e-5)
+    >>> phases = rule.phases(engine, np.ones((1, 4)), np.array([[0.05, -0.05]]))
+    >>> rule.gradient(circuit, phases).shape == (circuit.n_edges,)
+    True
+    """
 
     beta_s: float
     centred: bool = True
+
+    def __post_init__(self) -> None:
+        check_beta(type(self).__name__, self.beta_s)
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         plus = Nudge(targets_v=targets_v, beta_s=self.beta_s)
@@ -147,7 +197,7 @@ def softmax_nudge_currents(circuit: Circuit, v_free: np.ndarray, targets_v: np.n
 
 @dataclass(frozen=True)
 class CrossEntropyPropagation:
-    """Centred EP on the softmax cross-entropy of the class scores (temperature ``scale_v``, volts).
+    """Centred EP on the softmax cross-entropy of the class scores.
 
     The controller reads the free state, computes ``p = softmax(s / scale_v)``
     and drives the outputs with the constant currents of
@@ -155,10 +205,23 @@ class CrossEntropyPropagation:
     the nudge of the loss linearised at the free state, whose gradient is the
     cross-entropy's; the centred contrast estimates ``scale_v^2 dL/dG`` with an
     O(beta^2) error.
+
+    Parameters
+    ----------
+    beta_s : float
+        Nudge strength, siemens (positive, finite): the currents are ``beta_s``
+        times the step to the softmax targets.
+    scale_v : float
+        Volts of class score per unit of logit (the softmax temperature; positive, finite).
     """
 
     beta_s: float
     scale_v: float
+
+    def __post_init__(self) -> None:
+        check_beta(type(self).__name__, self.beta_s)
+        if not (math.isfinite(self.scale_v) and self.scale_v > 0):
+            raise ValueError(f"CrossEntropyPropagation.scale_v = {self.scale_v!r}: give a positive finite voltage")
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         circuit = engine.circuit

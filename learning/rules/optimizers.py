@@ -9,14 +9,37 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
+
+
+def check_learning_rate(lr: float) -> None:
+    """Refuse a learning rate that is not a positive finite number, in one line."""
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"learning rate {lr!r}: give a positive finite number")
 
 
 @dataclass(frozen=True)
 class SGD:
-    """``dw = -lr * dL/dw``."""
+    """Plain gradient descent per device: ``dw = -lr * dL/dw``.
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate, in units of ``w`` per unit of ``dL/dw`` (positive, finite).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> SGD(0.1).step(np.array([1.0, -2.0]), {})
+    array([-0.1,  0.2])
+    """
 
     lr: float
+
+    def __post_init__(self) -> None:
+        check_learning_rate(self.lr)
 
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {}
@@ -29,6 +52,15 @@ class SGD:
 class Adam:
     """Adam: steps of about ``lr`` in w per update whatever the gradient's scale.
 
+    Parameters
+    ----------
+    lr : float
+        Typical step of ``w = G / g_max`` per update (positive, finite).
+    beta1, beta2 : float
+        Decay rates of the first and second moment estimates, in [0, 1).
+    eps : float
+        Added to the root of the second moment, so a device with no gradient yet takes no step.
+
     References
     ----------
     Kingma and Ba, "Adam: A Method for Stochastic Optimization", 2015.
@@ -38,6 +70,13 @@ class Adam:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        check_learning_rate(self.lr)
+        for name in ("beta1", "beta2"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"Adam.{name} = {value!r}: must lie in [0, 1)")
 
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {"m": np.zeros(n), "s": np.zeros(n), "t": np.zeros(1)}

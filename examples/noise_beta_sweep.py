@@ -103,7 +103,7 @@ def gradient_statistics(config_path, overrides, g_s, betas_s, repeats: int, refe
     noiseless = make_rule(at(**{"noise.model": "none", "training.beta_s": 1e-3 * g_ref, "training.estimator": "centred"}))
     loss_grad = noiseless.gradient(session.circuit, noiseless.phases(engine, x, y))
     n = config.noise
-    longer = {"noise.samples": n.samples * reference_factor, "noise.run_s": n.burn_in_s + (n.run_s - n.burn_in_s) * reference_factor}
+    longer = {"noise.samples": n.samples * reference_factor, "noise.run_sec": n.burn_in_sec + n.window_sec * reference_factor}
     rows = []
     rng = np.random.default_rng(seed)
     for beta in tqdm(betas_s, desc="gradient SNR", unit="beta"):

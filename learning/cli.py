@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
 from eqspice.learning.run.loop import RunError, evaluate, train
 from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
+from eqspice.learning.run.legacy import DeprecatedKey
 from eqspice.simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
@@ -287,6 +289,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message, category, filename, lineno, line=None) -> str:
+    """An old config key as one line on stderr, like the errors (other warnings as Python shows them)."""
+    if issubclass(category, DeprecatedKey):
+        return f"eqspice: note: {message}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
+_python_warning = warnings.formatwarning
+
+
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt  # a terminated run saves its state as Ctrl-C does
 
@@ -294,6 +306,7 @@ def _interrupt(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
+    warnings.formatwarning = _note
     try:
         return args.func(args)
     except (ConfigError, DataError) as exc:

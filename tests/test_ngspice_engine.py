@@ -35,7 +35,7 @@ def test_killed_child_is_named_and_replaced(setup):
 
 def test_hung_child_times_out_and_is_replaced(setup):
     circuit, g, inputs, expected = setup
-    with NgspiceEngine(timeout_s=1.0) as engine:
+    with NgspiceEngine(timeout_sec=1.0) as engine:
         engine.load(circuit, g)
         os.kill(engine.child_pids[0], signal.SIGSTOP)
         with pytest.raises(SimulatorCrash, match=r"hung for more than 1 s during the free phase of sample 0"):

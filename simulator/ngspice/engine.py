@@ -53,9 +53,9 @@ class NgspiceEngine:
 
     Parameters
     ----------
-    timeout_s : seconds one operating point may take before its child is
+    timeout_sec : seconds one operating point may take before its child is
         declared hung, killed and replaced.
-    load_timeout_s : seconds a (re)load of the circuit may take.
+    load_timeout_sec : seconds a (re)load of the circuit may take.
     workers : ngspice child processes that settle samples in parallel.
     mode : ``"op"``: one operating point per sample and phase, inputs changed by
         ``alter``; ``"sweep"``: many samples per ngspice call, as the points of
@@ -70,8 +70,8 @@ class NgspiceEngine:
 
     def __init__(
         self,
-        timeout_s: float = 30.0,
-        load_timeout_s: float = 300.0,
+        timeout_sec: float = 30.0,
+        load_timeout_sec: float = 300.0,
         workers: int = 1,
         mode: str = "op",
         chunk: int = 256,
@@ -81,8 +81,8 @@ class NgspiceEngine:
             raise ValueError(f"mode {mode!r}: use 'op' or 'sweep'")
         self.mode = mode
         self.chunk = chunk
-        self.timeout_s = timeout_s
-        self.load_timeout_s = load_timeout_s
+        self.timeout_sec = timeout_sec
+        self.load_timeout_sec = load_timeout_sec
         self.options = dict(TIGHT_OPTIONS if options is None else options)
         self.circuit: Circuit | None = None
         self.g_s: np.ndarray | None = None
@@ -130,7 +130,7 @@ class NgspiceEngine:
         """Send ``request`` to every child and check every reply."""
         failures = [child.send(request) for child in self._children]
         for k, child in enumerate(self._children):
-            reply, gone = (None, failures[k]) if failures[k] else child.receive(self.load_timeout_s)
+            reply, gone = (None, failures[k]) if failures[k] else child.receive(self.load_timeout_sec)
             if gone:
                 self._pool.replace(k)
                 raise SimulatorCrash(f"ngspice child {gone} during {what}; started a fresh one")
@@ -141,7 +141,7 @@ class NgspiceEngine:
         """Load the current circuit into a child that replaced a dead or hung one."""
         if self.circuit is not None:
             gone = fresh.send(self._load_request())
-            reply, gone = (None, gone) if gone else fresh.receive(self.load_timeout_s)
+            reply, gone = (None, gone) if gone else fresh.receive(self.load_timeout_sec)
             if gone or reply[0] != "ok":
                 raise SimulatorCrash("a fresh ngspice child could not load the circuit either")
 
@@ -320,7 +320,7 @@ class NgspiceEngine:
             gone = [self._children[k].send(request(rows)) for k, rows in enumerate(busy)]
             failure = None
             for k, rows in enumerate(busy):
-                timeout = self.timeout_s * len(rows)
+                timeout = self.timeout_sec * len(rows)
                 reply, why = (None, gone[k]) if gone[k] else self._children[k].receive(timeout)
                 if why:
                     self._pool.replace(k)

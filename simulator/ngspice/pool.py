@@ -38,12 +38,12 @@ class _Child:
         except OSError:
             return self.why_gone("died")
 
-    def receive(self, timeout_s: float) -> tuple[tuple | None, str | None]:
+    def receive(self, timeout_sec: float) -> tuple[tuple | None, str | None]:
         """The reply, or None and why the child is gone."""
         try:
-            if self.conn.poll(timeout_s):
+            if self.conn.poll(timeout_sec):
                 return self.conn.recv(), None
-            return None, self.why_gone(f"hung for more than {timeout_s:g} s")
+            return None, self.why_gone(f"hung for more than {timeout_sec:g} s")
         except (EOFError, OSError):
             return None, self.why_gone("died")
 

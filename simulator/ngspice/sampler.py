@@ -32,9 +32,9 @@ class NgspiceSampler:
 
     name = "ngspice"
 
-    def __init__(self, spec: NoiseSpec, workers: int = 1, timeout_s: float = 120.0, options: dict | None = None):
+    def __init__(self, spec: NoiseSpec, workers: int = 1, timeout_sec: float = 120.0, options: dict | None = None):
         self.spec = spec
-        self.timeout_s = timeout_s
+        self.timeout_sec = timeout_sec
         self.options = dict(TRANSIENT_OPTIONS if options is None else options)
         from eqspice.simulator.ngspice.pool import ChildPool
 
@@ -71,7 +71,7 @@ class NgspiceSampler:
                 for k, r in enumerate(rows)
             ]
             for k, r in enumerate(rows):
-                reply, why = (None, gone[k]) if gone[k] else children[k].receive(self.timeout_s)
+                reply, why = (None, gone[k]) if gone[k] else children[k].receive(self.timeout_sec)
                 if why:
                     self._pool.replace(k)
                     raise SimulatorCrash(f"ngspice child {why} during the noisy transient of row {r}; started a fresh one")

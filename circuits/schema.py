@@ -199,7 +199,7 @@ def _unknown_key(loc: tuple, member: tuple | None, tags: Tags) -> str:
     if member is None:
         return f"unknown key; {advice}"
     prefix, tag = member
-    model = where(prefix + ("model",))
+    model = "model"  # the tag's key, named as inside its own section so Python and config say the same
     owners = [t for t, cls in tags[prefix].items() if t != tag and loc[len(prefix)] in spec_fields(cls)]
     if owners:
         others = " or ".join(repr(t) for t in owners)

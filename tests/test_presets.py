@@ -30,17 +30,17 @@ def test_reram_preset_reproduces_aihwkit_soft_bounds_steps_in_siemens():
     # aihwkit ReRamSBPresetDevice: w in [-0.75, 1.25], dw_min = 0.002,
     # up step dw_min (1 - w / 1.25), down step dw_min (1 + w / 0.75), in weight units;
     # a weight unit is (G_MAX - G_MIN) / 2 siemens.
-    siemens_per_w = (G_MAX - G_MIN) / 2.0
+    siemens_per_weight = (G_MAX - G_MIN) / 2.0
     for w in (-0.5, 0.0, 0.25, 1.0):
-        g = np.array([G_MIN + (w + 0.75) * siemens_per_w])
-        up = 0.002 * (1 - w / 1.25) * siemens_per_w
-        down = 0.002 * (1 + w / 0.75) * siemens_per_w
+        g = np.array([G_MIN + (w + 0.75) * siemens_per_weight])
+        up = 0.002 * (1 - w / 1.25) * siemens_per_weight
+        down = 0.002 * (1 + w / 0.75) * siemens_per_weight
         assert device.step_size(g, True, state)[0] == pytest.approx(up, rel=1e-12)
         assert device.step_size(g, False, state)[0] == pytest.approx(down, rel=1e-12)
     d = config.device
     assert (d.model, d.step, d.d2d_step, d.c2c_additive) == ("pulsed", "soft_bounds", 0.3, True)
     # additive c2c: aihwkit's 3.75 dw_min, ours relative to the mid-range step 0.0021333 (weight units)
-    assert d.c2c * d.dw_min_s == pytest.approx(3.75 * 0.002 * siemens_per_w, rel=1e-12)
+    assert d.c2c * d.dw_min_s == pytest.approx(3.75 * 0.002 * siemens_per_weight, rel=1e-12)
     # upper-bound spread 0.3 weight units = 0.15 of the window, relative to g_max
     assert d.d2d_bounds * G_MAX == pytest.approx(0.15 * (G_MAX - G_MIN), rel=1e-12)
 

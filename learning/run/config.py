@@ -39,7 +39,7 @@ from eqspice.circuits.schema import FieldError, domain_part, error_line, error_l
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
-from eqspice.learning.run.legacy import OLD_DRIFT_KEYS, note, upgrade
+from eqspice.learning.run.legacy import OLD_DRIFT_KEYS, note, upgrade, upgrade_dotted
 
 
 class ConfigError(ValueError):
@@ -534,7 +534,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for dotted, value in (overrides or {}).items():
-        *section, key = dotted.split(".")
+        *section, key = upgrade_dotted(dotted).split(".")
         target = raw
         for name in section:
             target = target.setdefault(name, {})

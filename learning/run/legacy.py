@@ -103,6 +103,20 @@ def upgrade(raw: dict) -> dict:
     return out
 
 
+def upgrade_dotted(dotted: str) -> str:
+    """An override's ``section.key`` in today's keys (``noise.dt_s`` -> ``noise.dt_sec``), with a note if it was old.
+
+    Overrides (``--set``, sweep axes) are moved before they are applied, so an
+    old-key override still wins over the new key of the file it overrides.
+    """
+    section, _, key = dotted.partition(".")
+    if (section, key) not in ALIASES:
+        return dotted
+    new = ".".join((section, *ALIASES[section, key][0]))
+    note(f"{dotted} is deprecated; write {new} ({ALIASES[section, key][1]})")
+    return new
+
+
 def _copy_path(table: dict, path: tuple[str, ...]) -> dict:
     """A copy of ``table`` whose sub-tables along ``path`` are copies too (created if missing)."""
     table = dict(table)

@@ -142,9 +142,12 @@ _TABLE = ("model_type", "model_attributes_type", "dataclass_type", "dataclass_ex
 
 
 def error_loc(error: Mapping, tags: Tags | None = None) -> tuple:
-    """Where one pydantic error is, union tags left out and a :class:`FieldError`'s field added."""
+    """Where one pydantic error is: union tags left out, a :class:`FieldError`'s field or a bad tag's key added."""
     loc, _ = _strip_tags(tuple(error["loc"]), tags or {})
-    exc = (error.get("ctx") or {}).get("error")
+    ctx = error.get("ctx") or {}
+    if error["type"] == "union_tag_invalid":
+        return loc + (ctx["discriminator"].strip("'"),)
+    exc = ctx.get("error")
     return loc + exc.path if isinstance(exc, FieldError) else loc
 
 
@@ -156,55 +159,56 @@ def error_line(error: Mapping, tags: Tags | None = None) -> str:
     error : mapping
         One entry of :meth:`pydantic.ValidationError.errors`.
     tags : mapping, optional
-        Union tags to leave out of the location (see :data:`Tags`).
+        Unions whose tags to leave out of the location (see :data:`Tags`).
 
     Returns
     -------
     str
         The line; a value error raised as :class:`FieldError` is located at its field.
     """
-    loc, member = _strip_tags(tuple(error["loc"]), tags or {})
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind in ("value_error", "assertion_error"):
-        exc = ctx.get("error")
-        if isinstance(exc, FieldError):
-            loc += exc.path
-        message = str(exc) if exc is not None else error["msg"].removeprefix("Value error, ")
-    elif kind == "missing":
-        message = "missing; this key is required"
-    elif kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        message = _unknown_key(loc, member, tags or {})
-    elif kind == "union_tag_invalid":
-        loc += (ctx["discriminator"].strip("'"),)
-        message = f"must be one of {ctx['expected_tags']} (got {ctx['tag']!r})"
-    elif kind in _TABLE:
-        message = f"must be a table of keys (got {show(value)})"
-    elif kind in ("too_short", "too_long"):
-        bound = f"at least {ctx['min_length']}" if kind == "too_short" else f"at most {ctx['max_length']}"
-        message = f"must have {bound} values (got {show(value)})"
-    elif kind == "string_pattern_mismatch":
-        message = f"must match {ctx['pattern']!r} (got {show(value)})"
-    else:
-        text = error["msg"]
-        if kind in _TRIMMED:
-            text = text.split(",")[0]
-        text = "must be " + text.removeprefix("Input should be ") if text.startswith("Input should be ") else text
-        message = f"{text[0].lower()}{text[1:]} (got {show(value)})"
+    loc = error_loc(error, tags)
+    message = _message(error, tags or {})
     return f"{where(loc)}: {message}" if loc else message
 
 
+def _message(error: Mapping, tags: Tags) -> str:
+    """What is wrong, in the words of :func:`error_line`."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind in ("value_error", "assertion_error"):
+        exc = ctx.get("error")
+        return str(exc) if exc is not None else error["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return "missing; this key is required"
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        return _unknown_key(*_strip_tags(tuple(error["loc"]), tags), tags)
+    if kind == "union_tag_invalid":
+        return f"must be one of {ctx['expected_tags']} (got {ctx['tag']!r})"
+    if kind in _TABLE:
+        return f"must be a table of keys (got {show(value)})"
+    if kind in ("too_short", "too_long"):
+        bound = f"at least {ctx['min_length']}" if kind == "too_short" else f"at most {ctx['max_length']}"
+        return f"must have {bound} values (got {show(value)})"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']!r} (got {show(value)})"
+    text = error["msg"].split(",")[0] if kind in _TRIMMED else error["msg"]
+    text = "must be " + text.removeprefix("Input should be ") if text.startswith("Input should be ") else text
+    return f"{text[0].lower()}{text[1:]} (got {show(value)})"
+
+
 def _unknown_key(loc: tuple, member: tuple | None, tags: Tags) -> str:
-    """What to say of a key the object lacks: a typo, or a key of another member of its union."""
+    """What to say of a key the object lacks: a typo, or a key of another member of its union.
+
+    The tag's key is called ``model`` as inside its own section, so Python and a config say the same.
+    """
     advice = "check its spelling against the documented config (examples/*.toml)"
-    if member is None:
-        return f"unknown key; {advice}"
+    if member is None or len(loc) != len(member[0]) + 1:
+        return f"unknown key; {advice}"  # not a key of the member itself, e.g. of its [device.drift]
     prefix, tag = member
-    model = "model"  # the tag's key, named as inside its own section so Python and config say the same
-    owners = [t for t, cls in tags[prefix].items() if t != tag and loc[len(prefix)] in spec_fields(cls)]
+    owners = [t for t, cls in tags[prefix].items() if t != tag and loc[-1] in spec_fields(cls)]
     if owners:
         others = " or ".join(repr(t) for t in owners)
-        return f"not a key of {model} = {tag!r} (only of {others}); remove it or set {model} = {owners[0]!r}"
-    return f"unknown key for {model} = {tag!r}; {advice}"
+        return f"not a key of model = {tag!r} (only of {others}); remove it or set model = {owners[0]!r}"
+    return f"unknown key for model = {tag!r}; {advice}"
 
 
 def one_line(exc: ValidationError, tags: Tags | None = None) -> str:

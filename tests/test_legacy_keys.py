@@ -56,8 +56,6 @@ def test_every_old_key_loads_as_its_new_key_with_a_note(section, old):
     old_raw, new_raw = xor_raw(**extra), xor_raw(**extra)
     old_raw[section][old] = value
     set_path(new_raw[section], path, value)
-    if path[0] == "drift" and path[1] != "nu_mean":  # the old flat default exponent was 0
-        set_path(new_raw[section], ("drift", "nu_mean"), 0.0)
     with pytest.warns(DeprecatedKey) as notes:
         old_config = parse_config(old_raw)
     new = ".".join((section, *path))

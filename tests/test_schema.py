@@ -110,7 +110,7 @@ CASES = [
     ("non-finite", RetentionDrift, "device.drift", {"nu_mean": INF}, ["nu_mean", "finite"]),
     ("non-finite", RetentionDrift, "device.drift", {**DRIFT, "t0_sec": NAN}, ["t0_sec", "finite"]),
     ("type", RetentionDrift, "device.drift", {**DRIFT, "t0_sec": "a minute"}, ["t0_sec", "number"]),
-    ("missing", RetentionDrift, "device.drift", {"nu_std": 0.01}, ["nu_mean", "missing"]),
+    ("unknown", RetentionDrift, "device.drift", {"nu": 0.05}, ["nu:", "unknown key"]),
 ]
 
 

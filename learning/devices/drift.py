@@ -36,7 +36,7 @@ class RetentionDrift:
     Parameters
     ----------
     nu_mean : float
-        Mean drift exponent, dimensionless; zero or more.
+        Mean drift exponent, dimensionless; zero or more (0 with ``nu_std = 0``: no drift).
     nu_std : float
         Device-to-device standard deviation of the exponent; zero or more.
     t0_sec : float
@@ -53,7 +53,7 @@ class RetentionDrift:
     training and inference", ICECS 2019 (aihwkit: nu ~ 0.05-0.1, t0 = 20 s).
     """
 
-    nu_mean: Annotated[float, Field(ge=0)]
+    nu_mean: Annotated[float, Field(ge=0)] = 0.0
     nu_std: Annotated[float, Field(ge=0)] = 0.0
     t0_sec: Annotated[float, Field(gt=0)] = 20.0
 

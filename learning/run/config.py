@@ -39,7 +39,7 @@ from eqspice.circuits.schema import FieldError, domain_part, error_line, error_l
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
-from eqspice.learning.run.legacy import OLD_DRIFT_KEYS, note, upgrade, upgrade_dotted
+from eqspice.learning.run.legacy import note, upgrade, upgrade_dotted
 
 
 class ConfigError(ValueError):
@@ -158,15 +158,13 @@ DEVICE_MEMBERS = dict(zip(DEVICE_MODELS, (IdealDeviceConfig, PulsedDeviceConfig)
 PULSED_ONLY = tuple(k for k in spec_fields(PulsedDeviceConfig) if k not in spec_fields(IdealDeviceConfig))
 
 
-def resolve_device(raw: dict, old_drift: bool = False) -> dict:
+def resolve_device(raw: dict) -> dict:
     """``[device]`` as its model reads it: preset values filled in, ``model`` set, foreign keys dropped.
 
     Parameters
     ----------
     raw : dict
         The section as written (today's keys).
-    old_drift : bool
-        The drift table came from old flat ``drift_*`` keys, whose default exponent was 0.
 
     Returns
     -------
@@ -180,8 +178,6 @@ def resolve_device(raw: dict, old_drift: bool = False) -> dict:
         A pulsed key next to ``model = "ideal"`` with a value a pulsed device refuses.
     """
     out = _with_preset(raw)
-    if old_drift and isinstance(out.get("drift"), dict):
-        out["drift"] = {"nu_mean": 0.0, **out["drift"]}
     out.setdefault("model", "ideal")
     if out["model"] != "ideal":
         return out
@@ -434,10 +430,9 @@ class RunConfig(_Section):
         """Old keys moved to their new places, presets filled in, the union members' ``model`` tags set."""
         if not isinstance(raw, dict):
             return raw
-        old_drift = isinstance(raw.get("device"), dict) and any(k in raw["device"] for k in OLD_DRIFT_KEYS)
         raw = upgrade(raw)
         if isinstance(raw.get("device", {}), dict):
-            raw["device"] = resolve_device(raw.get("device", {}), old_drift)
+            raw["device"] = resolve_device(raw.get("device", {}))
         if isinstance(raw.get("noise", {}), dict):
             raw["noise"] = resolve_noise(raw.get("noise", {}))
         return raw

@@ -51,10 +51,6 @@ ALIASES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("noise", "tau_s"): (("tau_sec",), "seconds"),
 }
 
-#: Old ``[device]`` keys that now live in ``[device.drift]``: a drift table made only of
-#: them had the old default exponent 0 (no drift) unless a preset gives one.
-OLD_DRIFT_KEYS = tuple(old for (section, old), (path, _) in ALIASES.items() if section == "device" and path[0] == "drift")
-
 
 class DeprecatedKey(FutureWarning):
     """A config key that still loads but has a new name or place; the message names both."""

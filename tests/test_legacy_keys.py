@@ -143,10 +143,33 @@ def test_pulsed_keys_next_to_an_ideal_device_are_dropped_with_a_note_after_the_o
 
 def test_keys_of_another_noise_model_are_dropped_with_a_note():
     with pytest.warns(DeprecatedKey, match=r"^noise\.temperature_k is ignored by noise\.model = 'gibbs'; remove it$"):
-        config = parse_config(xor_raw(noise={**NOISE, "temperature_k": 300.0}))
+        config = parse_config(xor_raw(noise={**NOISE, "temperature_k": 77.0}))
     assert config == parse_config(xor_raw(noise=NOISE))
     with pytest.warns(DeprecatedKey, match=r"^noise\.t_eff_w is ignored by noise\.model = 'none'"):
         assert parse_config(xor_raw(noise={"model": "none", "t_eff_w": 1e-9})) == parse_config(xor_raw())
+    with pytest.warns(DeprecatedKey, match=r"^noise\.dt_s is ignored by noise\.model = 'none'; remove it$"):
+        parse_config(xor_raw(noise={"model": "none", "dt_s": 5e-10}))  # named as written
+
+
+#: What an old run folder's config.toml holds for a noiseless run: every old key at its default.
+OLD_RECORDED_NOISE = {
+    "model": "none", "temperature_k": 300.0, "t_eff_w": 0.0, "capacitance_f": 1e-12, "dt_s": 1e-10, "run_s": 1e-8,
+    "burn_in_s": 1e-9, "samples": 20, "native_sampler": "langevin", "burn_in_sweeps": 5, "sweeps_per_reading": 1,
+    "quadrature_points": 3,
+}  # fmt: skip
+OLD_RECORDED_DEVICE = {
+    "model": "ideal", "g_min_s": 1e-7, "g_max_s": 1e-4, "levels": 0, "dw_min_s": 1e-6, "step": "linear", "up_down": 0.0,
+    "gamma": 3.0, "d2d_step": 0.0, "d2d_bounds": 0.0, "c2c": 0.0, "stuck_min": 0.0, "stuck_max": 0.0, "max_pulses": 100,
+    "read_noise": 0.0, "c2c_additive": False,
+}  # fmt: skip
+
+
+def test_an_old_recorded_config_notes_only_the_keys_it_renames():
+    with pytest.warns(DeprecatedKey) as notes:
+        config = parse_config(xor_raw(noise=OLD_RECORDED_NOISE, device={**OLD_RECORDED_DEVICE, "drift_nu": 0.0}))
+    assert [str(n.message) for n in notes] == ["device.drift_nu is deprecated; write device.drift.nu_mean (dimensionless)"]
+    assert config.device.device() == parse_config(xor_raw()).device.device()
+    assert config.noise == parse_config(xor_raw()).noise
 
 
 def test_a_preset_still_fills_the_drift_table_under_explicit_keys():
@@ -191,6 +214,15 @@ def test_an_old_key_override_wins_over_the_new_key_of_the_file():
     assert config.noise.dt_sec == 5e-11
 
 
+def test_an_override_wins_over_the_files_old_key_in_either_spelling(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text(XOR.read_text().replace("g_max_s = 1e-4", "g_max_s = 1e-4\ndrift_nu = 0.1\nseconds_per_batch = 2.0"))
+    for key in ("device.drift.batch_interval_sec", "device.seconds_per_batch"):
+        with pytest.warns(DeprecatedKey):
+            config = load_config(path, {key: 3.0})
+        assert (config.device.drift.batch_interval_sec, config.device.drift.nu_mean) == (3.0, 0.1)
+
+
 def test_dumped_config_reads_back_without_notes():
     with pytest.warns(DeprecatedKey):
         config = load_config(XOR, {"device.preset": "pcm_gst", "device.seconds_per_batch": 5.0, "engine.timeout_s": 9.0})
@@ -213,3 +245,112 @@ def test_an_old_checkpoint_resumes_with_todays_names(tmp_path):
     g = RetentionDrift(0.1, 0.0, 20.0).conductances(np.ones(3), loaded.device, 9.0)
     np.testing.assert_allclose(g, [(29 / 20) ** -0.1, (24 / 20) ** -0.1, 1.0])
     assert "programmed_at_s" not in loaded.device and "programmed_at_sec" in loaded.device
+
+
+#: The config.toml an old run folder holds: ``eqspice train examples/xor.toml --backend native`` before the rename.
+OLD_RUN_CONFIG = """
+seed = 0
+
+[data]
+name = "xor"
+test_fraction = 0.2
+
+[network]
+layers = [
+    2,
+    8,
+    2,
+]
+differential_inputs = true
+differential_outputs = false
+input_scale_v = 1.0
+bias_v = 1.0
+nonlinearity = "diode_pair"
+diode_bias_v = [
+    0.4,
+    -0.4,
+]
+diode_is_a = 1e-14
+diode_n = 1.0
+output_load_s = 0.0
+
+[device]
+model = "ideal"
+g_min_s = 1e-07
+g_max_s = 0.0001
+levels = 0
+dw_min_s = 1e-06
+step = "linear"
+up_down = 0.0
+gamma = 3.0
+d2d_step = 0.0
+d2d_bounds = 0.0
+c2c = 0.0
+stuck_min = 0.0
+stuck_max = 0.0
+max_pulses = 100
+read_noise = 0.0
+c2c_additive = false
+drift_nu = 0.0
+drift_nu_std = 0.0
+drift_t0_s = 20.0
+seconds_per_batch = 1.0
+drift_eval_delay_s = 0.0
+
+[training]
+epochs = 300
+batch_size = 4
+optimizer = "adam"
+learning_rate = 0.03
+lr_schedule = "constant"
+lr_final_fraction = 0.0
+lr_step_epochs = []
+lr_step_factor = 0.1
+beta_s = 1e-05
+estimator = "centred"
+loss = "squared"
+softmax_scale_v = 0.01
+reduce = "mean"
+readout_resolution_v = 0.0
+target_high_v = 0.05
+target_low_v = -0.05
+
+[engine]
+backend = "native"
+timeout_s = 30.0
+max_restarts = 3
+workers = 1
+blas_threads = 1
+ngspice_mode = "sweep"
+
+[mismatch]
+diode_is = 0.0
+bias_v = 0.0
+input_gain = 0.0
+nonreciprocal = 0.0
+
+[noise]
+model = "none"
+temperature_k = 300.0
+t_eff_w = 0.0
+capacitance_f = 1e-12
+dt_s = 1e-10
+run_s = 1e-08
+burn_in_s = 1e-09
+samples = 20
+native_sampler = "langevin"
+burn_in_sweeps = 5
+sweeps_per_reading = 1
+quadrature_points = 3
+"""
+
+
+def test_an_old_run_folder_config_equals_the_config_it_was_trained_from(tmp_path):
+    """``--resume`` compares the two: every old key at its default must mean what leaving it out means."""
+    path = tmp_path / "config.toml"
+    path.write_text(OLD_RUN_CONFIG)
+    with pytest.warns(DeprecatedKey) as notes:
+        recorded = load_config(path)
+    assert recorded == load_config(XOR, {"engine.backend": "native"})
+    assert recorded.device.drift is None
+    assert len(notes) == 8  # diode_is_a, diode_n, five drift keys, timeout_s: the noise keys are all defaults

@@ -39,7 +39,7 @@ from eqspice.circuits.schema import FieldError, domain_part, error_line, error_l
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
-from eqspice.learning.run.legacy import note, upgrade, upgrade_dotted
+from eqspice.learning.run.legacy import note, old_names, renamed, upgrade, upgrade_dotted
 
 
 class ConfigError(ValueError):
@@ -158,7 +158,7 @@ DEVICE_MEMBERS = dict(zip(DEVICE_MODELS, (IdealDeviceConfig, PulsedDeviceConfig)
 PULSED_ONLY = tuple(k for k in spec_fields(PulsedDeviceConfig) if k not in spec_fields(IdealDeviceConfig))
 
 
-def resolve_device(raw: dict) -> dict:
+def resolve_device(raw: dict) -> tuple[dict, list[str]]:
     """``[device]`` as its model reads it: preset values filled in, ``model`` set, foreign keys dropped.
 
     Parameters
@@ -171,24 +171,29 @@ def resolve_device(raw: dict) -> dict:
     dict
         A new dict.  Precedence: a key written in ``[device]`` (also inside
         ``[device.drift]``) > the preset's value > the model's default.
+    list of str
+        Notes on pulsed keys dropped from an ideal device (none for a key at
+        its default, as an old run folder's recorded config has them all).
 
     Raises
     ------
     ValueError
         A pulsed key next to ``model = "ideal"`` with a value a pulsed device refuses.
     """
-    out = _with_preset(raw)
+    out = _without_zero_drift(_with_preset(raw))
     out.setdefault("model", "ideal")
     if out["model"] != "ideal":
-        return out
+        return out, []
     written = [k for k in PULSED_ONLY if k in raw and raw[k] is not None]
     if written:
         _check_as_pulsed(out, written)
-    for key in [k for k in PULSED_ONLY if k in out]:
-        out.pop(key)
-        if key in written:
-            note(f"device.{key} is ignored by device.model = 'ideal'; remove it or set device.model = 'pulsed'")
-    return out
+    defaults = spec_defaults(PulsedDevice)
+    notes = [
+        f"device.{key} is ignored by device.model = 'ideal'; remove it or set device.model = 'pulsed'"
+        for key in written
+        if raw[key] != defaults[key]
+    ]
+    return {k: v for k, v in out.items() if k not in PULSED_ONLY}, notes
 
 
 def _with_preset(raw: dict) -> dict:
@@ -208,6 +213,25 @@ def _with_preset(raw: dict) -> dict:
     if drift is not None and isinstance(out.get("drift", {}), dict):
         out["drift"] = {**drift, **out.get("drift", {})}
     return {**values, **out}
+
+
+def _without_zero_drift(section: dict) -> dict:
+    """``section`` without a valid drift table whose exponents are all 0: it drifts not at all.
+
+    One meaning, one value: an old run folder's recorded config writes every
+    ``drift_*`` key at its default, and must equal the config that writes none.
+    """
+    drift = section.get("drift")
+    if not isinstance(drift, dict) or drift.get("nu_mean", 0.0) != 0 or drift.get("nu_std", 0.0) != 0:
+        return section
+    try:
+        _DRIFT.validate_python(drift)
+    except ValidationError:
+        return section  # the section's validation names the bad key
+    return {k: v for k, v in section.items() if k != "drift"}
+
+
+_DRIFT = TypeAdapter(DriftConfig)
 
 
 def _check_as_pulsed(section: dict, keys: list[str]) -> None:
@@ -389,6 +413,9 @@ class GibbsNoiseConfig(_Sampler, GibbsNoise):
 
 NoiseConfig = Annotated[Union[NoNoise, JohnsonNoiseConfig, GibbsNoiseConfig], Field(discriminator="model")]
 
+#: Defaults of the old flat ``[noise]`` section, whose keys every model accepted.
+_OLD_NOISE_DEFAULTS = {**spec_defaults(JohnsonNoiseConfig), **spec_defaults(GibbsNoiseConfig), "t_eff_w": 0.0}
+
 #: The members of ``[noise]`` by their ``model`` tag.
 
 #: Keys of the old flat ``[noise]`` section: any model accepted all of them.
@@ -397,21 +424,40 @@ _NOISE_KEYS = {k for cls in (JohnsonNoiseConfig, GibbsNoiseConfig) for k in spec
 NOISE_MEMBERS = dict(zip(NOISE_MODELS, (NoNoise, JohnsonNoiseConfig, GibbsNoiseConfig)))
 
 
-def resolve_noise(raw: dict) -> dict:
-    """``[noise]`` as its model reads it: ``model`` set, keys of other models dropped with a note.
+def resolve_noise(raw: dict, moved: dict) -> tuple[dict, list[str], set]:
+    """``[noise]`` as its model reads it: ``model`` set, keys of other models dropped.
 
-    ``tau_sec`` stays under johnson, to be refused: matched capacitances need
-    the gibbs density, and dropping the key would silently change the physics.
+    Parameters
+    ----------
+    raw : dict
+        The section in today's keys.
+    moved : dict
+        The old keys :func:`~eqspice.learning.run.legacy.upgrade` moved, to name them as written.
+
+    Returns
+    -------
+    dict
+        A new dict.  ``tau_sec`` stays under johnson, to be refused: matched
+        capacitances need the gibbs density, and dropping the key would
+        silently change the physics.
+    list of str
+        Notes on the keys dropped (none for a key at the old flat section's
+        default, as an old run folder's recorded config has them all).
+    set
+        ``("noise", key)`` of every key dropped.
     """
     out = {"model": "none", **raw}
     member = NOISE_MEMBERS.get(out["model"]) if isinstance(out["model"], str) else None
     if member is None:
-        return out  # the union names the bad model
+        return out, [], set()  # the union names the bad model
     kept = {"tau_sec"} if out["model"] == "johnson" and out.get("tau_sec") is not None else set()
-    for key in sorted(_NOISE_KEYS - set(spec_fields(member)) - kept):
-        if key in out and out.pop(key) is not None:
-            note(f"noise.{key} is ignored by noise.model = {out['model']!r}; remove it")
-    return out
+    foreign = sorted(k for k in _NOISE_KEYS - set(spec_fields(member)) - kept if k in out)
+    notes = [
+        f"noise.{moved.get(('noise', key), key)} is ignored by noise.model = {out['model']!r}; remove it"
+        for key in foreign
+        if out[key] != _OLD_NOISE_DEFAULTS[key]
+    ]
+    return {k: v for k, v in out.items() if k not in foreign}, notes, {("noise", k) for k in foreign}
 
 
 class RunConfig(_Section):
@@ -430,11 +476,17 @@ class RunConfig(_Section):
         """Old keys moved to their new places, presets filled in, the union members' ``model`` tags set."""
         if not isinstance(raw, dict):
             return raw
-        raw = upgrade(raw)
+        raw, moved = upgrade(raw)
+        notes, dropped = [], set()
         if isinstance(raw.get("device", {}), dict):
-            raw["device"] = resolve_device(raw.get("device", {}))
+            raw["device"], said = resolve_device(raw.get("device", {}))
+            notes += said
         if isinstance(raw.get("noise", {}), dict):
-            raw["noise"] = resolve_noise(raw.get("noise", {}))
+            raw["noise"], said, dropped = resolve_noise(raw.get("noise", {}), moved)
+            notes += said
+        kept = [renamed(section, old) for (section, *path), old in moved.items() if (section, path[0]) not in dropped]
+        for message in kept + notes:
+            note(message)
         return raw
 
     @model_validator(mode="after")
@@ -529,7 +581,11 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for dotted, value in (overrides or {}).items():
-        *section, key = upgrade_dotted(dotted).split(".")
+        dotted = upgrade_dotted(dotted)
+        *section, key = dotted.split(".")
+        for old in old_names(dotted):  # the override wins over the file's key in either spelling
+            if isinstance(raw.get(section[0]), dict):
+                raw[section[0]].pop(old, None)
         target = raw
         for name in section:
             target = target.setdefault(name, {})

@@ -61,7 +61,13 @@ def note(message: str) -> None:
     warnings.warn(message, DeprecatedKey, stacklevel=3)
 
 
-def upgrade(raw: dict) -> dict:
+def renamed(section: str, old: str) -> str:
+    """The note for old key ``section.old``: ``noise.dt_s is deprecated; write noise.dt_sec (seconds)``."""
+    path, unit = ALIASES[section, old]
+    return f"{section}.{old} is deprecated; write {'.'.join((section, *path))} ({unit})"
+
+
+def upgrade(raw: dict) -> tuple[dict, dict[tuple[str, ...], str]]:
     """``raw`` with every old key of :data:`ALIASES` moved to its new place (a copy; ``raw`` is kept).
 
     Parameters
@@ -73,13 +79,16 @@ def upgrade(raw: dict) -> dict:
     -------
     dict
         The same config in today's keys.
+    dict
+        ``(section, *new path) -> old key`` of every key moved; the caller
+        notes them (:func:`renamed`) once it knows which ones today's layout keeps.
 
     Raises
     ------
     ValueError
         An old key and its new key both given (one line naming both).
     """
-    out = dict(raw)
+    out, moved = dict(raw), {}
     for (section, old), (path, unit) in ALIASES.items():
         table = out.get(section)
         if not isinstance(table, dict) or old not in table:
@@ -95,8 +104,8 @@ def upgrade(raw: dict) -> dict:
         if path[-1] in target:
             raise ValueError(f"{section}.{old} and {new} are both given; keep {new} ({unit})")
         target[path[-1]] = table.pop(old)
-        note(f"{section}.{old} is deprecated; write {new} ({unit})")
-    return out
+        moved[(section, *path)] = old
+    return out, moved
 
 
 def upgrade_dotted(dotted: str) -> str:
@@ -108,9 +117,14 @@ def upgrade_dotted(dotted: str) -> str:
     section, _, key = dotted.partition(".")
     if (section, key) not in ALIASES:
         return dotted
-    new = ".".join((section, *ALIASES[section, key][0]))
-    note(f"{dotted} is deprecated; write {new} ({ALIASES[section, key][1]})")
-    return new
+    note(renamed(section, key))
+    return ".".join((section, *ALIASES[section, key][0]))
+
+
+def old_names(dotted: str) -> list[str]:
+    """The old keys of today's ``section.key...`` in its section: ``device.drift.t0_sec`` -> ``["drift_t0_s"]``."""
+    section, *path = dotted.split(".")
+    return [old for (s, old), (new, _) in ALIASES.items() if s == section and list(new) == path]
 
 
 def _copy_path(table: dict, path: tuple[str, ...]) -> dict:

@@ -354,3 +354,22 @@ def test_an_old_run_folder_config_equals_the_config_it_was_trained_from(tmp_path
     assert recorded == load_config(XOR, {"engine.backend": "native"})
     assert recorded.device.drift is None
     assert len(notes) == 8  # diode_is_a, diode_n, five drift keys, timeout_s: the noise keys are all defaults
+
+
+def test_the_old_robustness_sweep_builds_the_cells_of_todays_example(tmp_path):
+    from eqspice.learning.run.sweep import load_sweep
+
+    text = (EXAMPLES / "robustness_circuit.toml").read_text()
+    old = (
+        text.replace('base = "digits.toml"', f'base = "{EXAMPLES / "digits.toml"}"')
+        .replace('"device.drift.eval_delay_sec"', '"device.drift_eval_delay_s"')
+        .replace('"device.drift.batch_interval_sec"', '"device.seconds_per_batch"')
+    )
+    assert old != text
+    (tmp_path / "old.toml").write_text(old)
+    with pytest.warns(DeprecatedKey):
+        old_cells = load_sweep(tmp_path / "old.toml", tmp_path / "out").cells()
+    new_cells = load_sweep(EXAMPLES / "robustness_circuit.toml", tmp_path / "out").cells()
+    assert len(old_cells) == len(new_cells) == 24
+    assert [c.config for c in old_cells] == [c.config for c in new_cells]
+    assert {c.config.device.drift.eval_delay_sec for c in new_cells} == {0.0, 1e6}

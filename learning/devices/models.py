@@ -43,7 +43,13 @@ class DeviceSpecError(SpecError):
 
 
 def check_window(device) -> None:
-    """Refuse bounds out of order and a single level (both device models have them)."""
+    """Refuse bounds out of order and a single level (both device models have them).
+
+    Raises
+    ------
+    FieldError
+        ``g_min_s`` not below ``g_max_s``, or ``levels = 1``.
+    """
     if device.g_min_s >= device.g_max_s:
         raise FieldError(
             "g_min_s", f"must be below g_max_s (got {device.g_min_s:g} >= {device.g_max_s:g} S)"

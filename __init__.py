@@ -3,7 +3,9 @@
 The public API, in the order a study uses it:
 
 * describe the hardware: :class:`CrossbarSpec`, :func:`crossbar`,
-  :func:`circuit_from_graph`, :class:`DiodeModel`, :class:`NoiseSpec`;
+  :func:`circuit_from_graph`, :class:`DiodeModel`, the noise models :class:`GibbsNoise` and
+  :class:`JohnsonNoise` (or :func:`noise_spec` by name); every spec refuses a bad value
+  with a one-line :class:`SpecError`;
   SPICE text with :func:`render_netlist` / :func:`export_netlist`;
 * settle it: :class:`NativeEngine`, :class:`NgspiceEngine` (or :func:`make_engine`
   by name), each with ``load(circuit, g_s)`` and ``settle(inputs_v, ...)``;
@@ -49,6 +51,10 @@ _LOCATION = {
     "render_netlist": "circuits.netlist",
     "export_netlist": "circuits.netlist",
     "NoiseSpec": "circuits.noise",
+    "GibbsNoise": "circuits.noise",
+    "JohnsonNoise": "circuits.noise",
+    "noise_spec": "circuits.noise",
+    "SpecError": "circuits.schema",
     # simulator: how it settles
     "Engine": "simulator.engine",
     "Nudge": "simulator.engine",
@@ -72,6 +78,7 @@ _LOCATION = {
     "Adam": "learning.rules.optimizers",
     "IdealDevice": "learning.devices.models",
     "PulsedDevice": "learning.devices.models",
+    "device_model": "learning.devices.models",
     "RetentionDrift": "learning.devices.drift",
     "PRESETS": "learning.devices.presets",
     # a run

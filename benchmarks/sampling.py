@@ -16,6 +16,7 @@ Writes ``benchmarks/sampling.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 
@@ -85,9 +86,9 @@ def main() -> None:
     rows = []
     with threadpool_limits(limits=1, user_api="blas"):
         for sampler in ("langevin", "block_gibbs"):
-            config = base.model_copy(update={"noise": base.noise.model_copy(update={"native_sampler": sampler})})
+            config = base.model_copy(update={"noise": dataclasses.replace(base.noise, native_sampler=sampler)})
             n = config.noise
-            steps = int(round(n.run_s / n.dt_s)) if sampler == "langevin" else n.burn_in_sweeps + n.samples * n.sweeps_per_reading
+            steps = int(round(n.run_sec / n.dt_sec)) if sampler == "langevin" else n.burn_in_sweeps + n.samples * n.sweeps_per_reading
             rows.append(
                 dict(
                     network="-".join(map(str, config.network.layers)),
@@ -95,14 +96,14 @@ def main() -> None:
                     batch=config.training.batch_size,
                     readings=n.samples,
                     steps_or_sweeps=steps,
-                    samples_per_s=time_training(config, args.batches, limit),
-                    sampler_s_per_phase=time_sampler(config, limit),
+                    samples_per_sec=time_training(config, args.batches, limit),
+                    sampler_sec_per_phase=time_sampler(config, limit),
                 )
             )
         rate = acceptance_rate(base, limit)
     for r in rows:
-        r["speed_ratio"] = r["samples_per_s"] / rows[0]["samples_per_s"]
-        r["sampler_speed_ratio"] = rows[0]["sampler_s_per_phase"] / r["sampler_s_per_phase"]
+        r["speed_ratio"] = r["samples_per_sec"] / rows[0]["samples_per_sec"]
+        r["sampler_speed_ratio"] = rows[0]["sampler_sec_per_phase"] / r["sampler_sec_per_phase"]
     rows[-1]["acceptance"] = rate
     print(
         f"{'network':>11} {'sampler':>12} {'batch':>6} {'readings':>9} {'steps':>6} {'train samples/s':>16} "
@@ -111,7 +112,7 @@ def main() -> None:
     for r in rows:
         print(
             f"{r['network']:>11} {r['sampler']:>12} {r['batch']:>6} {r['readings']:>9} {r['steps_or_sweeps']:>6} "
-            f"{r['samples_per_s']:>16.1f} {r['speed_ratio']:>11.1f} {r['sampler_s_per_phase']:>16.3f} "
+            f"{r['samples_per_sec']:>16.1f} {r['speed_ratio']:>11.1f} {r['sampler_sec_per_phase']:>16.3f} "
             f"{r['sampler_speed_ratio']:>11.1f}"
         )
     print(f"block Gibbs acceptance rate (nudged phase, first mini-batch): {rate:.4f}")

@@ -69,8 +69,8 @@ def run(layers: tuple[int, ...], batch: int, naive_samples: int, workers: int) -
     circuit, g, inputs, targets = problem(layers, batch)
     name = "-".join(map(str, layers))
     rows = []
-    naive_s, naive_v = naive_pair(circuit, g, inputs[:naive_samples], targets[:naive_samples])
-    rows.append(dict(network=name, engine="ngspice naive (parse + op)", batch=1, s_per_sample=naive_s, dv=0.0))
+    naive_sec, naive_v = naive_pair(circuit, g, inputs[:naive_samples], targets[:naive_samples])
+    rows.append(dict(network=name, engine="ngspice naive (parse + op)", batch=1, sec_per_sample=naive_sec, dv=0.0))
     engines = [
         ("ngspice op (alter)", NgspiceEngine(mode="op", workers=1), naive_samples, 1),
         (f"ngspice sweep x{workers}", NgspiceEngine(mode="sweep", workers=workers), batch, 1),
@@ -79,15 +79,15 @@ def run(layers: tuple[int, ...], batch: int, naive_samples: int, workers: int) -
     ]
     for label, engine, n, blas in engines:
         try:
-            seconds, v = timed_pair(engine, circuit, g, inputs[:n], targets[:n], blas)
+            sec_per_sample, v = timed_pair(engine, circuit, g, inputs[:n], targets[:n], blas)
         finally:
             engine.close()
         rows.append(
-            dict(network=name, engine=label, batch=n, s_per_sample=seconds, dv=max_dv(v, naive_v, naive_samples))
+            dict(network=name, engine=label, batch=n, sec_per_sample=sec_per_sample, dv=max_dv(v, naive_v, naive_samples))
         )
     for r in rows:
-        r["pairs_per_s"] = 1.0 / r["s_per_sample"]
-        r["ratio_to_naive"] = naive_s / r["s_per_sample"]
+        r["pairs_per_sec"] = 1.0 / r["sec_per_sample"]
+        r["ratio_to_naive"] = naive_sec / r["sec_per_sample"]
     return rows
 
 
@@ -106,7 +106,7 @@ def main() -> None:
     print(header)
     for r in rows:
         print(
-            f"{r['network']:>11} {r['engine']:>28} {r['batch']:>6} {r['pairs_per_s']:>10.2f} "
+            f"{r['network']:>11} {r['engine']:>28} {r['batch']:>6} {r['pairs_per_sec']:>10.2f} "
             f"{r['ratio_to_naive']:>9.1f} {r['dv']:>10.1e}"
         )
     write_json(rows, args.json)

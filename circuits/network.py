@@ -16,25 +16,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import Annotated, Literal
 
 import networkx as nx
 import numpy as np
+from pydantic import Field, field_validator
+
+from eqspice.circuits.schema import FieldError, show, spec
 
 GROUND = "0"
 
 
-@dataclass(frozen=True)
+@spec
 class DiodeModel:
     """SPICE junction diode (``D`` element) used as the hidden nonlinearity.
 
     Parameters
     ----------
     is_a : float
-        Saturation current IS, amperes.
+        Saturation current IS, amperes; positive.
     n : float
-        Emission coefficient N (ideality factor), dimensionless.
+        Emission coefficient N (ideality factor), dimensionless; positive.
     name : str
-        Name of the ``.model`` card.
+        Name of the ``.model`` card: a letter, then letters, digits or ``_``.
+
+    Raises
+    ------
+    SpecError
+        A field of the wrong type, out of range or not finite (one line naming it).
 
     Notes
     -----
@@ -43,9 +52,9 @@ class DiodeModel:
     GMIN (``.options gmin``, 1e-12 S by default) across every junction.
     """
 
-    is_a: float = 1e-14
-    n: float = 1.0
-    name: str = "dhidden"
+    is_a: Annotated[float, Field(gt=0)] = 1e-14
+    n: Annotated[float, Field(gt=0)] = 1.0
+    name: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = "dhidden"
 
     def card(self) -> str:
         return f".model {self.name} D(IS={self.is_a!r} N={self.n!r})"
@@ -164,38 +173,63 @@ class Circuit:
         raise KeyError(f"no edge group {name!r}; groups are {[g.name for g in self.groups]}")
 
 
-@dataclass(frozen=True)
+@spec
 class CrossbarSpec:
-    """A layered crossbar network, as a user describes it.
+    """A layered crossbar network, as a user describes it (the ``[network]`` section of a run config).
 
     Parameters
     ----------
-    layers : sizes [n_features, hidden..., n_classes], e.g. [64, 32, 10].
-    differential_inputs : drive +x and -x lines for every feature (signed weights
-        from positive conductances).
-    differential_outputs : two output nodes per class; score = V(o+) - V(o-).
-    input_scale_v : volts on an input line per unit of feature.
-    bias_v : volts on the bias lines (+bias_v and -bias_v) that form extra rows of
+    layers : tuple of int
+        Sizes ``[n_features, hidden..., n_classes]``, e.g. ``[64, 32, 10]``; each at least 1.
+    differential_inputs : bool
+        Drive +x and -x lines for every feature (signed weights from positive conductances).
+    differential_outputs : bool
+        Two output nodes per class; score = V(o+) - V(o-).
+    input_scale_v : float
+        Volts on an input line per unit of feature; positive.
+    bias_v : float
+        Volts on the bias lines (+bias_v and -bias_v) that form extra rows of
         every crossbar; 0 for no bias lines.
-    nonlinearity : "diode_pair" (diodes to a high and a low bias source, a soft
-        clip), "diode" (one diode from the node to a bias source), or "none".
-    diode_bias_v : volts of the source at the lower diode's anode and of the
-        source at the upper diode's cathode ("diode_pair"; "diode" uses the
-        second).  The node is softly clipped to about [first - 0.5, second + 0.5] V
-        at microampere currents.
-    diode_model : the diode ``.model`` card.
-    output_load_s : conductance from each output node to ground, siemens.
+    nonlinearity : {"diode_pair", "diode", "none"}
+        ``diode_pair``: diodes to a high and a low bias source, a soft clip;
+        ``diode``: one diode from the node to a bias source; ``none``: linear.
+    diode_bias_v : tuple of float
+        Volts of the source at the lower diode's anode and of the source at the
+        upper diode's cathode (``diode_pair``; ``diode`` uses the second).  The
+        node is softly clipped to about [first - 0.5, second + 0.5] V at
+        microampere currents.
+    diode_model : DiodeModel
+        The diode ``.model`` card (``[network.diode_model]`` in a config).
+    output_load_s : float
+        Conductance from each output node to ground, siemens; 0 for none.
+
+    Raises
+    ------
+    SpecError
+        A field of the wrong type, out of range, not finite or not one of its
+        choices, e.g. ``layers[1]: 0 hidden nodes; need at least 1``.
     """
 
     layers: tuple[int, ...]
     differential_inputs: bool = True
     differential_outputs: bool = False
-    input_scale_v: float = 1.0
-    bias_v: float = 1.0
-    nonlinearity: str = "diode_pair"
+    input_scale_v: Annotated[float, Field(gt=0)] = 1.0
+    bias_v: Annotated[float, Field(ge=0)] = 1.0
+    nonlinearity: Literal["diode_pair", "diode", "none"] = "diode_pair"
     diode_bias_v: tuple[float, float] = (0.3, -0.3)
     diode_model: DiodeModel = DiodeModel()
-    output_load_s: float = 0.0
+    output_load_s: Annotated[float, Field(ge=0)] = 0.0
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, layers: tuple[int, ...]) -> tuple[int, ...]:
+        if len(layers) < 2:
+            raise FieldError((), f"need at least [n_features, n_classes] (got {show(layers)})")
+        for k, n in enumerate(layers):
+            if n < 1:
+                what = "inputs" if k == 0 else "outputs" if k == len(layers) - 1 else "hidden nodes"
+                raise FieldError((k,), f"{n} {what}; need at least 1")
+        return layers
 
 
 def crossbar(spec: CrossbarSpec) -> Circuit:

@@ -36,56 +36,84 @@ free energy, finite nudge).  ngspice manual, "Transient noise source".
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from typing import Annotated, Literal, Union
 
 import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from eqspice.circuits.network import Circuit
+from eqspice.circuits.schema import FieldError, SpecError, one_line, spec
 
 #: Boltzmann's constant, J/K (ngspice's value).
 BOLTZMANN_J_PER_K = 1.38064852e-23
 
-NOISE_MODELS = ("johnson", "gibbs")
+#: Values of ``model`` (``noise.model`` in a run config), in the order the messages list them.
+NOISE_MODELS = ("none", "johnson", "gibbs")
 
 
-class NoiseSpecError(ValueError):
+class NoiseSpecError(SpecError):
     """A noise specification that cannot run; the message is one line naming the parameter."""
 
 
-@dataclass(frozen=True)
-class NoiseSpec:
-    """Injected thermal noise and how it is sampled.
+@spec(error=NoiseSpecError)
+class NoNoise:
+    """A noiseless circuit: ``model = "none"``, no other parameter.
 
     Parameters
     ----------
-    model : ``"johnson"`` or ``"gibbs"`` (see the module docstring).
-    temperature_k : physical temperature of the johnson model, kelvin.
-    t_eff_w : effective temperature of the gibbs model, watts (V^2 S).
-    capacitance_f : capacitance from every free node to ground, farads.
-    tau_s : if not None (gibbs only), each free node's capacitance is instead
-        ``tau_s`` times its total conductance, the nudge included (seconds), so
-        every node relaxes at about the same rate; the stationary density does
-        not depend on C.
-    dt_s : noise time step: ngspice's trnoise NT and the native step, seconds.
-    run_s : length of the transient run per phase, seconds.
-    burn_in_s : time discarded at the start of the run, seconds.
-    samples : voltage readings per phase, equally spaced over the window
-        ``[burn_in_s, run_s]``; expectations are averages over them.
+    model : {"none"}
+        The tag of this member of :data:`NoiseModel`.
     """
 
-    model: str
-    dt_s: float
-    run_s: float
-    burn_in_s: float
-    samples: int
-    temperature_k: float = 300.0
-    t_eff_w: float = 0.0
-    capacitance_f: float = 1e-12
-    tau_s: float | None = None
+    model: Literal["none"] = "none"
 
-    def __post_init__(self) -> None:
-        check_noise_spec(self)
+
+@spec(error=NoiseSpecError)
+class NoiseSpec:
+    """How injected thermal noise is sampled: what :class:`JohnsonNoise` and :class:`GibbsNoise` share.
+
+    Build one of those two (or :func:`noise_spec`); this class alone has no noise model.
+
+    Parameters
+    ----------
+    dt_sec : float
+        Noise time step: ngspice's trnoise NT and the native step, seconds; positive.
+    run_sec : float
+        Length of the transient run per phase, seconds; at least ``dt_sec``.
+    burn_in_sec : float
+        Time discarded at the start of the run, seconds; zero or more, below ``run_sec``.
+    samples : int
+        Voltage readings per phase, equally spaced over the window
+        ``[burn_in_sec, run_sec]``; expectations are averages over them.
+    capacitance_f : float
+        Capacitance from every free node to ground, farads; positive.
+
+    Raises
+    ------
+    NoiseSpecError
+        A field of the wrong type, out of range or not finite, or times that do
+        not fit together (one line naming the field).
+    """
+
+    dt_sec: Annotated[float, Field(gt=0)] = 1e-10
+    run_sec: Annotated[float, Field(gt=0)] = 1e-8
+    burn_in_sec: Annotated[float, Field(ge=0)] = 1e-9
+    samples: Annotated[int, Field(ge=1)] = 20
+    capacitance_f: Annotated[float, Field(gt=0)] = 1e-12
+
+    @model_validator(mode="after")
+    def _times_fit(self):
+        if type(self) is NoiseSpec:
+            raise FieldError("model", "missing; build JohnsonNoise or GibbsNoise, or noise_spec(model, ...)")
+        if self.dt_sec > self.run_sec:
+            raise FieldError(
+                "dt_sec", f"{self.dt_sec:g} s is longer than the run (run_sec = {self.run_sec:g} s); shorten dt_sec"
+            )
+        if self.burn_in_sec >= self.run_sec:
+            raise FieldError(
+                "burn_in_sec", f"{self.burn_in_sec:g} s is not shorter than the run (run_sec = {self.run_sec:g} s)"
+            )
+        return self
 
     @property
     def temperature_w(self) -> float:
@@ -95,46 +123,102 @@ class NoiseSpec:
         gibbs noise sets ``T_eff H^-1`` (W/S = V^2).  Either way the noise
         current PSD at a node is ``2 * temperature_w * (C_n or G)``.
         """
-        return BOLTZMANN_J_PER_K * self.temperature_k if self.model == "johnson" else self.t_eff_w
+        raise NotImplementedError
 
     @property
-    def window_s(self) -> float:
-        return self.run_s - self.burn_in_s
+    def window_sec(self) -> float:
+        """Length of the window the readings are spread over, seconds."""
+        return self.run_sec - self.burn_in_sec
 
     def sample_times(self) -> np.ndarray:
         """Times of the readings, seconds: the centres of ``samples`` equal slices of the window."""
-        return self.burn_in_s + (np.arange(self.samples) + 0.5) * (self.window_s / self.samples)
+        return self.burn_in_sec + (np.arange(self.samples) + 0.5) * (self.window_sec / self.samples)
 
 
-def check_noise_spec(spec: NoiseSpec) -> None:
-    """Refuse a spec that cannot run, with one line naming the parameter and the fix."""
-    if spec.model not in NOISE_MODELS:
-        raise NoiseSpecError(f"noise.model = {spec.model!r}: use one of {', '.join(NOISE_MODELS)}")
-    for name in ("dt_s", "run_s", "capacitance_f"):
-        value = getattr(spec, name)
-        if not (math.isfinite(value) and value > 0):
-            raise NoiseSpecError(f"noise.{name} = {value:g}: must be a positive number")
-    if not (math.isfinite(spec.burn_in_s) and spec.burn_in_s >= 0):
-        raise NoiseSpecError(f"noise.burn_in_s = {spec.burn_in_s:g}: must be zero or positive")
-    if spec.model == "johnson" and not (math.isfinite(spec.temperature_k) and spec.temperature_k > 0):
-        raise NoiseSpecError(f"noise.temperature_k = {spec.temperature_k:g}: must be a positive temperature in kelvin")
-    if spec.model == "gibbs" and not (math.isfinite(spec.t_eff_w) and spec.t_eff_w > 0):
-        raise NoiseSpecError(f"noise.t_eff_w = {spec.t_eff_w:g}: the gibbs model needs a positive T_eff in watts")
-    if spec.tau_s is not None:
-        if spec.model != "gibbs":
-            raise NoiseSpecError("noise.tau_s: matched capacitances only for the gibbs model; use capacitance_f")
-        if not (math.isfinite(spec.tau_s) and spec.tau_s > 0):
-            raise NoiseSpecError(f"noise.tau_s = {spec.tau_s:g}: must be a positive time in seconds")
-    if spec.dt_s > spec.run_s:
-        raise NoiseSpecError(
-            f"noise.dt_s = {spec.dt_s:g} s is longer than the run (run_s = {spec.run_s:g} s); shorten dt_s"
-        )
-    if spec.burn_in_s >= spec.run_s:
-        raise NoiseSpecError(
-            f"noise.burn_in_s = {spec.burn_in_s:g} s is not shorter than the run (run_s = {spec.run_s:g} s)"
-        )
-    if spec.samples < 1:
-        raise NoiseSpecError(f"noise.samples = {spec.samples}: need at least 1 reading")
+@spec(error=NoiseSpecError)
+class JohnsonNoise(NoiseSpec):
+    """Johnson noise: a current of two-sided PSD ``2 k T G`` across every conductance.
+
+    Parameters
+    ----------
+    temperature_k : float
+        Physical temperature, kelvin; positive.
+    model : {"johnson"}
+        The tag of this member of :data:`NoiseModel`.
+
+    The sampling parameters are :class:`NoiseSpec`'s; every node has ``capacitance_f``.
+    """
+
+    temperature_k: Annotated[float, Field(gt=0)] = 300.0
+    model: Literal["johnson"] = "johnson"
+
+    @property
+    def temperature_w(self) -> float:
+        return BOLTZMANN_J_PER_K * self.temperature_k
+
+
+@spec(error=NoiseSpecError)
+class GibbsNoise(NoiseSpec):
+    """Gibbs noise: a current of two-sided PSD ``2 T_eff C_n`` at every free node, ``p(v) ~ exp(-E / T_eff)``.
+
+    Parameters
+    ----------
+    t_eff_w : float
+        Effective temperature, watts (V^2 S); positive, required (keyword).
+    tau_sec : float or None
+        If set, each free node's capacitance is ``tau_sec`` times its total
+        conductance, the nudge included (seconds), so every node relaxes at
+        about the same rate; the stationary density does not depend on C.
+        None: every node has ``capacitance_f``.
+    model : {"gibbs"}
+        The tag of this member of :data:`NoiseModel`.
+
+    The sampling parameters are :class:`NoiseSpec`'s.
+    """
+
+    t_eff_w: Annotated[float, Field(gt=0)] = Field(kw_only=True)
+    tau_sec: Annotated[float, Field(gt=0)] | None = None
+    model: Literal["gibbs"] = "gibbs"
+
+    @property
+    def temperature_w(self) -> float:
+        return self.t_eff_w
+
+
+#: A noise model, told apart by its ``model`` tag (``[noise]`` of a run config).
+NoiseModel = Annotated[Union[NoNoise, JohnsonNoise, GibbsNoise], Field(discriminator="model")]
+
+_NOISE_MODEL = TypeAdapter(NoiseModel)
+
+
+def noise_spec(model: str, **fields) -> NoNoise | JohnsonNoise | GibbsNoise:
+    """The noise model called ``model`` with ``fields``, checked as a run config's ``[noise]`` is.
+
+    Parameters
+    ----------
+    model : {"none", "johnson", "gibbs"}
+        Which model.
+    **fields
+        Its parameters (:class:`JohnsonNoise`, :class:`GibbsNoise`).
+
+    Returns
+    -------
+    NoNoise, JohnsonNoise or GibbsNoise
+
+    Raises
+    ------
+    NoiseSpecError
+        An unknown model, or a parameter it lacks or refuses (one line).
+    """
+    try:
+        return _NOISE_MODEL.validate_python({"model": model, **fields})
+    except ValidationError as exc:
+        raise NoiseSpecError(one_line(exc, {(): dict(zip(NOISE_MODELS, (NoNoise, JohnsonNoise, GibbsNoise)))})) from None
+
+
+def matched_tau_sec(spec: NoiseSpec) -> float | None:
+    """``tau_sec`` of a gibbs spec with matched capacitances, else None (every node has ``capacitance_f``)."""
+    return spec.tau_sec if isinstance(spec, GibbsNoise) else None
 
 
 def self_conductance(circuit: Circuit, g_s: np.ndarray) -> np.ndarray:
@@ -149,14 +233,15 @@ def self_conductance(circuit: Circuit, g_s: np.ndarray) -> np.ndarray:
 def node_capacitances(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, beta_s: float = 0.0) -> np.ndarray:
     """Capacitance of every free node to ground, farads.
 
-    With ``tau_s``: ``tau_s`` times the node's total conductance, the nudge
-    ``|beta_s|`` included at the outputs, so a strong nudge does not make the
-    outputs faster than the rest (gibbs: C does not change the density).
+    With ``tau_sec`` (gibbs): ``tau_sec`` times the node's total conductance, the
+    nudge ``|beta_s|`` included at the outputs, so a strong nudge does not make
+    the outputs faster than the rest (gibbs: C does not change the density).
     """
-    if spec.tau_s is not None:
+    tau_sec = matched_tau_sec(spec)
+    if tau_sec is not None:
         total = self_conductance(circuit, g_s)
         total[circuit.output_index - circuit.free_slice.start] += abs(beta_s)
-        return spec.tau_s * total
+        return tau_sec * total
     return np.full(len(circuit.free_nodes), spec.capacitance_f)
 
 
@@ -184,12 +269,13 @@ def noise_netlist_lines(
 ) -> list[str]:
     """Node capacitors, trnoise sources and the ``.tran`` card, with the parameters in comments.
 
-    The ``.tran`` card is ``.tran dt_s run_s 0 dt_s``: the largest internal
+    The ``.tran`` card is ``.tran dt_sec run_sec 0 dt_sec``: the largest internal
     step is the noise step, so the integrator sees every noise sample.
     """
     names = circuit.node_names
     node = lambda i: "0" if i < 0 else names[i]  # noqa: E731
     cap = node_capacitances(circuit, g_s, spec, beta_s)
+    tau_sec = matched_tau_sec(spec)
     lines = [
         f"* thermal noise, model {spec.model}: "
         + (
@@ -200,26 +286,26 @@ def noise_netlist_lines(
             "two-sided PSD 2 T_eff C_n: stationary p(v) ~ exp(-E/T_eff)"
         ),
         "* node capacitance: "
-        + (f"tau_s = {spec.tau_s:g} s times each node's conductance (nudge included)" if spec.tau_s else f"{spec.capacitance_f:g} F"),
-        f"* noise time step NT = {spec.dt_s:g} s, run {spec.run_s:g} s, burn-in {spec.burn_in_s:g} s, "
-        f"{spec.samples} readings over the window {spec.window_s:g} s",
+        + (f"tau_sec = {tau_sec:g} s times each node's conductance (nudge included)" if tau_sec else f"{spec.capacitance_f:g} F"),
+        f"* noise time step NT = {spec.dt_sec:g} s, run {spec.run_sec:g} s, burn-in {spec.burn_in_sec:g} s, "
+        f"{spec.samples} readings over the window {spec.window_sec:g} s",
         "* trnoise(NA NT 0 0): NA = sqrt(two-sided PSD / NT) amperes rms",
     ]
     if seed is not None:
         lines.append(f"* noise seed {seed} (ngspice: setseed {seed})")
     lines += [f"Cnode_{names[i]} {names[i]} 0 {_fmt(c)}" for i, c in zip(range(circuit.free_slice.start, circuit.free_slice.stop), cap)]
     if spec.model == "gibbs":
-        amp = np.sqrt(2.0 * spec.t_eff_w * cap / spec.dt_s)
+        amp = np.sqrt(2.0 * spec.t_eff_w * cap / spec.dt_sec)
         lines += [
-            f"Inoise_{names[i]} 0 {names[i]} dc 0 trnoise({_fmt(a)} {_fmt(spec.dt_s)} 0 0)"
+            f"Inoise_{names[i]} 0 {names[i]} dc 0 trnoise({_fmt(a)} {_fmt(spec.dt_sec)} 0 0)"
             for i, a in zip(range(circuit.free_slice.start, circuit.free_slice.stop), amp)
         ]
     else:
         pairs, g = noisy_edges(circuit, g_s)
-        amp = np.sqrt(2.0 * spec.temperature_w * g / spec.dt_s)
+        amp = np.sqrt(2.0 * spec.temperature_w * g / spec.dt_sec)
         lines += [
-            f"Ijohnson_{e} {node(a)} {node(b)} dc 0 trnoise({_fmt(na)} {_fmt(spec.dt_s)} 0 0)"
+            f"Ijohnson_{e} {node(a)} {node(b)} dc 0 trnoise({_fmt(na)} {_fmt(spec.dt_sec)} 0 0)"
             for e, ((a, b), na) in enumerate(zip(pairs.tolist(), amp))
         ]
-    lines.append(f".tran {_fmt(spec.dt_s)} {_fmt(spec.run_s)} 0 {_fmt(spec.dt_s)}")
+    lines.append(f".tran {_fmt(spec.dt_sec)} {_fmt(spec.run_sec)} 0 {_fmt(spec.dt_sec)}")
     return lines

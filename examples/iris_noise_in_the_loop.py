@@ -55,7 +55,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE.parent / "docs" / "results"  # where the write-ups and their data live
 CONFIG = HERE / "iris_noise.toml"
 ENGINES = ("ngspice", "native")
-COLUMNS = ("engine", "seed", "epoch", "test_accuracy", "train_accuracy", "test_loss", "learning_rate", "seconds")
+COLUMNS = ("engine", "seed", "epoch", "test_accuracy", "train_accuracy", "test_loss", "learning_rate", "train_sec")
 
 
 def run_config(engine: str, seed: int, epochs: int | None):
@@ -103,7 +103,7 @@ def collect(engines, seeds, epochs: int | None, run_root: Path) -> list[dict]:
                         "train_accuracy": round(m["train_accuracy"], 4),
                         "test_loss": f"{m['test_loss']:.4g}",
                         "learning_rate": f"{lr:.3g}",
-                        "seconds": m["seconds"],
+                        "train_sec": m["train_sec"],
                     }
                 )
     return rows
@@ -165,7 +165,7 @@ def final_table(rows: list[dict], last: int, epochs: int) -> str:
             if len(acc) < epochs:
                 lines.append(f"{engine:8} {seed:>4} unfinished: {len(acc)} of {epochs} epochs")
                 continue
-            minutes = sum(r["seconds"] for r in rows if r["engine"] == engine and r["seed"] == seed) / 60
+            minutes = sum(r["train_sec"] for r in rows if r["engine"] == engine and r["seed"] == seed) / 60
             final[engine, seed], tail[engine, seed] = acc[-1], acc[-last:].mean()
             lines.append(f"{engine:8} {seed:>4} {acc[-1]:6.1f} {tail[engine, seed]:7.1f} {minutes:9.1f}")
     for engine in ENGINES:

@@ -51,6 +51,7 @@ import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from eqspice.circuits.noise import NoNoise  # noqa: E402
 from eqspice.learning.run.config import load_config  # noqa: E402
 from eqspice.learning.run.checkpoint import RunState  # noqa: E402
 from eqspice.learning.rules.noisy import make_noisy_rule  # noqa: E402
@@ -100,10 +101,11 @@ def gradient_statistics(config_path, overrides, g_s, betas_s, repeats: int, refe
     ids = np.arange(batch)
     x = session.inputs_v(session.data.x_train[ids])
     y = session.targets_v(session.data.y_train[ids])
-    noiseless = make_rule(at(**{"noise.model": "none", "training.beta_s": 1e-3 * g_ref, "training.estimator": "centred"}))
+    centred = config.training.model_copy(update={"beta_s": 1e-3 * g_ref, "estimator": "centred"})
+    noiseless = make_rule(config.model_copy(update={"noise": NoNoise(), "training": centred}))
     loss_grad = noiseless.gradient(session.circuit, noiseless.phases(engine, x, y))
     n = config.noise
-    longer = {"noise.samples": n.samples * reference_factor, "noise.run_s": n.burn_in_s + (n.run_s - n.burn_in_s) * reference_factor}
+    longer = {"noise.samples": n.samples * reference_factor, "noise.run_sec": n.burn_in_sec + n.window_sec * reference_factor}
     rows = []
     rng = np.random.default_rng(seed)
     for beta in tqdm(betas_s, desc="gradient SNR", unit="beta"):

@@ -22,6 +22,7 @@ import signal
 import sys
 import tomllib
 from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
 from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, train
 from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
+from eqspice.learning.run.legacy import DeprecatedKey
 from eqspice.simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
@@ -343,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message, category, filename, lineno, line=None) -> str:
+    """An old config key as one line on stderr, like the errors (other warnings as Python shows them)."""
+    if issubclass(category, DeprecatedKey):
+        return f"eqspice: note: {message}\n"
+    return _python_warning(message, category, filename, lineno, line)
+
+
+_python_warning = warnings.formatwarning
+
+
 def _terminate(signum, frame) -> None:
     raise Stop(signum)  # a terminated run saves its state as Ctrl-C does
 
@@ -350,6 +362,7 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    warnings.formatwarning = _note
     try:
         return args.func(args)
     except (ConfigError, DataError, CheckpointError) as exc:

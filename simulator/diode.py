@@ -36,15 +36,15 @@ def diode_current(
     is not scaled, as in ngspice.
     """
     vte = model.n * thermal_voltage()
-    i_s = model.is_a * np.asarray(area, dtype=float)
+    is_a = model.is_a * np.asarray(area, dtype=float)
     v = np.asarray(v, dtype=float)
     forward = v >= -3.0 * vte
     ev = np.exp(np.maximum(v, -3.0 * vte) / vte)  # the forward branch, evaluated where it holds
     vr = np.minimum(v, -3.0 * vte)  # the reverse branch, evaluated where it holds (never at 0)
     ratio = 3.0 * vte / (vr * np.e)
     arg = ratio * ratio * ratio  # (3 N Vt / (e v))^3, by products: a float power is slow
-    current = np.where(forward, i_s * (ev - 1.0), -i_s * (1.0 + arg)) + gmin_s * v
-    conductance = np.where(forward, i_s * ev / vte, i_s * 3.0 * arg / vr) + gmin_s
+    current = np.where(forward, is_a * (ev - 1.0), -is_a * (1.0 + arg)) + gmin_s * v
+    conductance = np.where(forward, is_a * ev / vte, is_a * 3.0 * arg / vr) + gmin_s
     return current, conductance
 
 
@@ -57,21 +57,21 @@ def diode_co_content(
 
     * ``v >= -3 Vte`` (Shockley): ``D = IS (Vte (exp(v / Vte) - 1) - v) + GMIN v^2 / 2``;
     * ``v < -3 Vte`` (SPICE3's cubic reverse branch, ``I = -IS (1 + a^3 / v^3) + GMIN v``):
-      ``D = D_S(-3 Vte) - IS ((v + 3 Vte) - (a^3 / 2) (1 / v^2 - 1 / (3 Vte)^2)) + GMIN v^2 / 2``,
-      ``D_S`` the Shockley part, so D is continuous with a continuous derivative.
+      ``D = D_shockley(-3 Vte) - IS ((v + 3 Vte) - (a^3 / 2) (1 / v^2 - 1 / (3 Vte)^2)) + GMIN v^2 / 2``,
+      ``D_shockley`` the Shockley part, so D is continuous with a continuous derivative.
 
     ``D`` is convex (``D'' = dI/dv > 0``) and 0 at 0: the diode's share of the
     circuit's co-content ``E`` (docs/physics.md, "Energy").
     """
     vte = model.n * thermal_voltage()
-    i_s = model.is_a * np.asarray(area, dtype=float)
+    is_a = model.is_a * np.asarray(area, dtype=float)
     v = np.asarray(v, dtype=float)
     knee = -3.0 * vte
     forward = v >= knee
     vf = np.maximum(v, knee)  # each branch evaluated where it holds
-    shockley = i_s * (vte * np.expm1(vf / vte) - vf)
-    at_knee = i_s * (vte * np.expm1(-3.0) - knee)
+    shockley = is_a * (vte * np.expm1(vf / vte) - vf)
+    at_knee = is_a * (vte * np.expm1(-3.0) - knee)
     vr = np.minimum(v, knee)
     a3 = (3.0 * vte / np.e) ** 3
-    reverse = at_knee - i_s * ((vr - knee) - 0.5 * a3 * (1.0 / (vr * vr) - 1.0 / knee**2))
+    reverse = at_knee - is_a * ((vr - knee) - 0.5 * a3 * (1.0 / (vr * vr) - 1.0 / knee**2))
     return np.where(forward, shockley, reverse) + 0.5 * gmin_s * v * v

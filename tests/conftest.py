@@ -8,7 +8,7 @@ from eqspice.simulator.ngspice.engine import NgspiceEngine
 
 @pytest.fixture(scope="module")
 def ngspice():
-    engine = NgspiceEngine(timeout_s=20)
+    engine = NgspiceEngine(timeout_sec=20)
     yield engine
     engine.close()
 

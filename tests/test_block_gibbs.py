@@ -18,7 +18,7 @@ import pytest
 from scipy.integrate import cumulative_trapezoid, quad
 
 from eqspice.circuits.network import DiodeModel, circuit_from_graph
-from eqspice.circuits.noise import NoiseSpec
+from eqspice.circuits.noise import GibbsNoise
 from eqspice.learning.run.config import ConfigError, parse_config
 from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples, colour_classes
 from eqspice.simulator.diode import diode_co_content, diode_current, thermal_voltage
@@ -31,7 +31,7 @@ GMIN_S = 1e-12
 
 
 def gibbs_spec(t_eff_w, samples):
-    return NoiseSpec(model="gibbs", dt_s=1e-10, run_s=1e-8, burn_in_s=1e-9, samples=samples, t_eff_w=t_eff_w)
+    return GibbsNoise(dt_sec=1e-10, run_sec=1e-8, burn_in_sec=1e-9, samples=samples, t_eff_w=t_eff_w)
 
 
 def chain_average(values):
@@ -177,7 +177,7 @@ def test_a_circuit_with_an_odd_cycle_of_free_nodes_is_refused_with_the_fix():
 
 
 def test_block_gibbs_with_johnson_noise_is_a_one_line_config_error():
-    raw = with_(noise__model="johnson", noise__tau_s=None, noise__native_sampler="block_gibbs")
+    raw = with_(noise__model="johnson", noise__tau_sec=None, noise__native_sampler="block_gibbs")
     with pytest.raises(ConfigError, match="block_gibbs.*johnson") as info:
         parse_config(raw)
     assert "\n" not in str(info.value)

@@ -51,7 +51,7 @@ def assert_one_line_error(result, *words):
     "old, new, words",
     [
         ("epochs = 300", "epochs = 300\nepochz = 3", ["training.epochz", "unknown key"]),
-        ("g_min_s = 1e-7", "g_min_s = 2e-4", ["g_min_s must be below g_max_s"]),
+        ("g_min_s = 1e-7", "g_min_s = 2e-4", ["device.g_min_s: must be below g_max_s"]),
         ("g_min_s = 1e-7", "g_min_s = 0.0", ["device.g_min_s", "greater than 0"]),
         ("g_max_s = 1e-4", "g_max_s = -1e-4", ["device.g_max_s"]),
         ("layers = [2, 8, 2]", "layers = [3, 8, 2]", ["layers[0] = 3", "2 features"]),
@@ -320,7 +320,7 @@ def test_set_overrides_config_values_and_records_them(tmp_path):
     recorded = load_config(run_dir / "config.toml")
     assert recorded.training.epochs == 2
     assert recorded.training.lr_schedule == "cosine"
-    assert recorded.network.layers == [2, 3, 2]
+    assert list(recorded.network.layers) == [2, 3, 2]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
-from eqspice.circuits.noise import NoiseSpec
+from eqspice.circuits.noise import GibbsNoise
 from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.gradcheck.noise import grad_j
 from eqspice.learning.rules.noisy import NoisyRule
@@ -96,7 +96,7 @@ def linear_noisy():
     x = np.array([[0.8, -0.3]]) @ circuit.input_gain.T
     targets = np.array([[0.0, 0.05, 0.0]]) @ circuit.target_gain.T
     t_eff_w, beta = 1e-10, 1e-4
-    spec = NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=100_000, t_eff_w=t_eff_w, capacitance_f=1e-9)
+    spec = GibbsNoise(dt_sec=1e-8, run_sec=1e-3, burn_in_sec=1e-5, samples=100_000, t_eff_w=t_eff_w, capacitance_f=1e-9)
     engine = NativeEngine()
     engine.load(circuit, g)
     return circuit, g, x, targets, t_eff_w, beta, NativeSampler(spec, "exact_gaussian"), engine

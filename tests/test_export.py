@@ -42,7 +42,7 @@ def test_exported_netlist_runs_in_plain_ngspice_with_the_engines_voltages(traine
     vectors = read_rawfile(raw)
 
     config = load_config(trained_xor / "config.toml")
-    circuit = crossbar(config.network.spec())
+    circuit = crossbar(config.network)
     with NgspiceEngine() as engine:
         engine.load(circuit, RunState.load(trained_xor).g_s)
         v = engine.settle(circuit.input_gain @ np.array([1.0, 0.0]))[0]

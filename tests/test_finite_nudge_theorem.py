@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from eqspice.circuits.network import circuit_from_graph
-from eqspice.circuits.noise import NoiseSpec
+from eqspice.circuits.noise import GibbsNoise
 from eqspice.learning.rules.noisy import expected_energy_gradient
 from eqspice.simulator.sampling.gaussian import gaussian_samples
 from eqspice.simulator.sampling.langevin import langevin_samples
@@ -65,7 +65,7 @@ def grad_free_energy_difference(circuit, g, beta_s, h=1e-9):
 
 
 def spec(samples):
-    return NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=samples, t_eff_w=T_EFF_W, capacitance_f=1e-9)
+    return GibbsNoise(dt_sec=1e-8, run_sec=1e-3, burn_in_sec=1e-5, samples=samples, t_eff_w=T_EFF_W, capacitance_f=1e-9)
 
 
 def contrast_and_error(circuit, v_beta, v_0):
@@ -115,7 +115,7 @@ def test_langevin_dynamics_give_the_same_gradient_at_a_finite_nudge():
     beta_s = 1e-4
     exact = grad_free_energy_difference(circuit, g, beta_s)
     tau = 1e-9 / 4e-4
-    s = NoiseSpec(model="gibbs", dt_s=tau / 40, run_s=400 * tau, burn_in_s=10 * tau, samples=1560,
+    s = GibbsNoise(dt_sec=tau / 40, run_sec=400 * tau, burn_in_sec=10 * tau, samples=1560,
                   t_eff_w=T_EFF_W, capacitance_f=1e-9)
     rng = np.random.default_rng(8)
     chains = 16

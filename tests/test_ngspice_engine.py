@@ -42,7 +42,7 @@ def test_killed_child_is_named_and_replaced(setup):
 
 def test_hung_child_times_out_and_is_replaced(setup):
     circuit, g, inputs, expected = setup
-    with NgspiceEngine(timeout_s=1.0) as engine:
+    with NgspiceEngine(timeout_sec=1.0) as engine:
         engine.load(circuit, g)
         os.kill(engine.child_pids[0], signal.SIGSTOP)
         with pytest.raises(SimulatorCrash, match=r"hung for more than 1 s during the free phase of sample 0"):
@@ -138,7 +138,7 @@ def test_the_noisy_sampler_survives_its_child_through_the_same_path():
     circuit = crossbar(CrossbarSpec(layers=(2, 3, 1)))
     g = np.random.default_rng(0).uniform(1e-6, 1e-4, circuit.n_edges)
     inputs = np.random.default_rng(1).uniform(0, 1, (2, 2)) @ circuit.input_gain.T
-    sampler = NgspiceSampler(spec, workers=1, timeout_s=60)
+    sampler = NgspiceSampler(spec, workers=1, timeout_sec=60)
     try:
         first = sampler.sample(circuit, g, inputs, FREE, np.random.default_rng(2))
         os.kill(sampler._pool.pids[0], signal.SIGKILL)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from eqspice.circuits.network import circuit_from_graph
-from eqspice.circuits.noise import BOLTZMANN_J_PER_K, NoiseSpec, NoiseSpecError, noise_netlist_lines
+from eqspice.circuits.noise import BOLTZMANN_J_PER_K, GibbsNoise, NoiseSpecError, noise_netlist_lines, noise_spec
 from eqspice.simulator.engine import FREE
 from eqspice.simulator.ngspice.sampler import NgspiceSampler
 from eqspice.simulator.sampling.co_content import SamplingError
@@ -54,10 +54,10 @@ def dense_system(circuit, g, inputs_v, beta_s=0.0, targets_v=None):
 
 
 def spec(model, tau, **kw):
-    base = dict(model=model, dt_s=tau / 40, run_s=600 * tau, burn_in_s=10 * tau, samples=2360,
-                t_eff_w=T_EFF_W, temperature_k=T_K, capacitance_f=C_F)
+    base = dict(dt_sec=tau / 40, run_sec=600 * tau, burn_in_sec=10 * tau, samples=2360, capacitance_f=C_F)
+    base.update({"t_eff_w": T_EFF_W} if model == "gibbs" else {"temperature_k": T_K})
     base.update(kw)
-    return NoiseSpec(**base)
+    return noise_spec(model, **base)
 
 
 def closed_form(circuit, g, model, inputs_v):
@@ -99,7 +99,7 @@ def test_langevin_matches_the_closed_form(model):
     s = spec(model, tau)
     v = langevin_samples(circuit, g, s, np.repeat(X[None], chains, 0), None, 0.0, np.random.default_rng(3))
     mean, cov = pooled_moments(v[:, :, circuit.free_slice])
-    check_moments(mean, cov, mean_ref, cov_ref, chains * s.window_s / tau_slow, bias=0.02)
+    check_moments(mean, cov, mean_ref, cov_ref, chains * s.window_sec / tau_slow, bias=0.02)
 
 
 @pytest.mark.parametrize("model", ["gibbs", "johnson"])
@@ -129,7 +129,7 @@ def ngspice_runs():
     sampler = None
     for model in ("gibbs", "johnson"):
         mean_ref, cov_ref, tau = closed_form(circuit, g, model, X)
-        s = spec(model, tau, dt_s=tau / 30, run_s=250 * tau, samples=960)
+        s = spec(model, tau, dt_sec=tau / 30, run_sec=250 * tau, samples=960)
         sampler = NgspiceSampler(s, workers=2)
         try:
             v = sampler.sample(circuit, g, np.repeat(X[None], 4, 0), FREE, np.random.default_rng(6))
@@ -146,7 +146,7 @@ def test_ngspice_transient_matches_the_closed_form(ngspice_runs, model):
     h, _ = dense_system(circuit, g, X)
     tau_slow = C_F / np.linalg.eigvalsh(h).min()
     mean, cov = pooled_moments(v[:, :, circuit.free_slice])
-    check_moments(mean, cov, mean_ref, cov_ref, 4 * s.window_s / tau_slow, bias=0.02)
+    check_moments(mean, cov, mean_ref, cov_ref, 4 * s.window_sec / tau_slow, bias=0.02)
 
 
 @pytest.mark.parametrize("model", ["gibbs", "johnson"])
@@ -158,7 +158,7 @@ def test_ngspice_and_native_agree_statistically(ngspice_runs, model):
     tau_slow = C_F / np.linalg.eigvalsh(h).min()
     m_ng, c_ng = pooled_moments(v_ng[:, :, circuit.free_slice])
     m_em, c_em = pooled_moments(v_em[:, :, circuit.free_slice])
-    n_eff = 4 * s.window_s / tau_slow
+    n_eff = 4 * s.window_sec / tau_slow
     sd = np.sqrt(np.diag(cov_ref))
     # two independent estimates: sqrt(2) times one's standard error, five of them, plus both biases
     assert np.all(np.abs(m_ng - m_em) < 5 * sd * np.sqrt(2 * 2 / n_eff))
@@ -172,7 +172,7 @@ def test_netlist_states_the_noise_and_sources_have_the_right_strength():
     assert "T_eff = 1e-11 W" in text and "burn-in 1e-05 s" in text and "setseed 11" in text
     na = float(text.split("Inoise_a 0 a dc 0 trnoise(")[1].split()[0])
     # two-sided PSD of trnoise below 1/NT is NA^2 NT; gibbs wants 2 T_eff C
-    assert na**2 * s.dt_s == pytest.approx(2 * T_EFF_W * C_F, rel=1e-12)
+    assert na**2 * s.dt_sec == pytest.approx(2 * T_EFF_W * C_F, rel=1e-12)
     johnson = "\n".join(noise_netlist_lines(circuit, g, spec("johnson", 1e-6)))
     assert johnson.count("dc 0 trnoise(") == 6 and ".tran 2.5e-08 0.0006 0 2.5e-08" in johnson
 
@@ -182,23 +182,25 @@ def test_netlist_states_the_noise_and_sources_have_the_right_strength():
     [
         (dict(temperature_k=-1.0, model="johnson"), "temperature_k"),
         (dict(capacitance_f=-1e-12), "capacitance_f"),
-        (dict(dt_s=-1e-9), "dt_s"),
-        (dict(dt_s=1.0), "longer than the run"),
-        (dict(burn_in_s=1.0), "burn_in_s"),
+        (dict(dt_sec=-1e-9), "dt_sec"),
+        (dict(dt_sec=1.0), "longer than the run"),
+        (dict(burn_in_sec=1.0), "burn_in_sec"),
         (dict(t_eff_w=0.0), "t_eff_w"),
     ],
 )
 def test_bad_noise_parameters_are_refused_before_anything_runs(bad, message):
-    base = dict(model="gibbs", dt_s=1e-8, run_s=1e-5, burn_in_s=1e-6, samples=10, t_eff_w=1e-11)
+    base = dict(model="gibbs", dt_sec=1e-8, run_sec=1e-5, burn_in_sec=1e-6, samples=10, t_eff_w=1e-11)
     base.update(bad)
+    if base["model"] == "johnson":
+        del base["t_eff_w"]  # a gibbs parameter: johnson noise refuses it
     with pytest.raises(NoiseSpecError, match=message):
-        NoiseSpec(**base)
+        noise_spec(**base)
 
 
 def test_a_time_step_beyond_the_circuit_time_constant_is_refused():
     circuit, g = small_network()
-    s = spec("gibbs", 1e-6, dt_s=2e-6, run_s=1e-3, burn_in_s=1e-5)
-    with pytest.raises(SamplingError, match="dt_s"):
+    s = spec("gibbs", 1e-6, dt_sec=2e-6, run_sec=1e-3, burn_in_sec=1e-5)
+    with pytest.raises(SamplingError, match="dt_sec"):
         langevin_samples(circuit, g, s, X[None], None, 0.0, np.random.default_rng(0))
 
 
@@ -206,7 +208,7 @@ def test_matched_capacitances_give_every_node_the_same_time_constant_even_when_n
     from eqspice.circuits.noise import node_capacitances
 
     circuit, g = small_network()
-    s = NoiseSpec(model="gibbs", dt_s=1e-10, run_s=1e-8, burn_in_s=1e-9, samples=4, t_eff_w=1e-11, tau_s=1e-9)
+    s = GibbsNoise(dt_sec=1e-10, run_sec=1e-8, burn_in_sec=1e-9, samples=4, t_eff_w=1e-11, tau_sec=1e-9)
     h, _ = dense_system(circuit, g, X, beta_s=3e-4)
     assert np.allclose(node_capacitances(circuit, g, s, beta_s=3e-4) / np.diag(h), 1e-9, rtol=1e-12)
 
@@ -250,7 +252,7 @@ def test_both_samplers_hold_a_diode_clipped_crossbar_at_the_gibbs_temperature(sa
     g = np.random.default_rng(0).uniform(2e-5, 1e-4, circuit.n_edges)
     x = np.array([[0.8, -0.6, -0.8, 0.6], [-0.9, 0.2, 0.9, -0.2]])  # hidden nodes pushed into both clips
     t_eff_w = 1e-9
-    s = NoiseSpec(model="gibbs", t_eff_w=t_eff_w, tau_s=1e-9, dt_s=2.5e-11, burn_in_s=5e-9, run_s=8.05e-7, samples=4000)
+    s = GibbsNoise(t_eff_w=t_eff_w, tau_sec=1e-9, dt_sec=2.5e-11, burn_in_sec=5e-9, run_sec=8.05e-7, samples=4000)
     if sampler == "langevin":
         v = langevin_samples(circuit, g, s, x, None, 0.0, np.random.default_rng(1))
     else:

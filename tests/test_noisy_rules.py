@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from eqspice.circuits.network import circuit_from_graph
-from eqspice.circuits.noise import NoiseSpec
+from eqspice.circuits.noise import GibbsNoise
 from eqspice.learning.run.config import ConfigError, parse_config
 from eqspice.learning.rules.noisy import NoisyRule, gauss_legendre_nudges
 from eqspice.simulator.native import NativeEngine
@@ -37,7 +37,7 @@ def central_difference(fun, g, h=1e-9):
 
 def estimate(kind, beta_s, samples, seed, points=3):
     circuit, g = network()
-    spec = NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=samples, t_eff_w=T_EFF_W, capacitance_f=1e-9)
+    spec = GibbsNoise(dt_sec=1e-8, run_sec=1e-3, burn_in_sec=1e-5, samples=samples, t_eff_w=T_EFF_W, capacitance_f=1e-9)
     rule = NoisyRule(kind, beta_s, NativeSampler(spec, "exact_gaussian"), temperature_w=T_EFF_W, points=points)
     engine = NativeEngine()
     engine.load(circuit, g)
@@ -73,7 +73,7 @@ NOISY = {
     "training": {"epochs": 1, "batch_size": 8, "beta_s": 1e-4, "estimator": "contrastive",
                  "target_high_v": 0.05, "target_low_v": -0.05},
     "engine": {"backend": "native"},
-    "noise": {"model": "gibbs", "t_eff_w": 1e-9, "tau_s": 1e-9, "dt_s": 1e-10, "burn_in_s": 2e-9, "run_s": 1e-8, "samples": 8},
+    "noise": {"model": "gibbs", "t_eff_w": 1e-9, "tau_sec": 1e-9, "dt_sec": 1e-10, "burn_in_sec": 2e-9, "run_sec": 1e-8, "samples": 8},
 }
 
 
@@ -90,9 +90,9 @@ def with_(**changes):
     [
         (dict(noise__model="johnson", noise__temperature_k=-3.0), "temperature_k"),
         (dict(noise__capacitance_f=-1e-12), "capacitance_f"),
-        (dict(noise__dt_s=-1e-10), "dt_s"),
-        (dict(noise__dt_s=1e-7), "longer than the run"),
-        (dict(noise__burn_in_s=2e-8), "burn_in_s"),
+        (dict(noise__dt_sec=-1e-10), "dt_sec"),
+        (dict(noise__dt_sec=1e-7), "longer than the run"),
+        (dict(noise__burn_in_sec=2e-8), "burn_in_sec"),
         (dict(noise__model="johnson", training__estimator="path_integral"), "gibbs"),
         (dict(noise__model="none", training__estimator="contrastive"), "noise.model"),
         (dict(noise__native_sampler="exact_gaussian"), "linear network"),
@@ -131,8 +131,8 @@ def test_chip_in_the_loop_with_ngspice_transients(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "save_reports", lambda *a: None)
     config = parse_config(
         with_(data__limit_train=4, data__limit_test=4, training__batch_size=4, engine__backend="ngspice",
-              noise__samples=4, noise__run_s=6e-9)  # fmt: skip
+              noise__samples=4, noise__run_sec=6e-9)  # fmt: skip
     )
-    start = initial_state(config, crossbar(config.network.spec()), make_device(config)).g_s
+    start = initial_state(config, crossbar(config.network), make_device(config)).g_s
     state = train(config, tmp_path / "run", progress=False)
     assert np.isfinite(state.metrics[0]["train_loss"]) and not np.array_equal(state.g_s, start)

@@ -121,7 +121,7 @@ def test_netlist_carries_the_antisymmetric_part_as_a_vccs_pair():
 
 @pytest.mark.parametrize("mode", ["op", "sweep"])
 def test_ngspice_and_native_agree_within_a_microvolt_with_nonreciprocal_couplings(mode):
-    engine = NgspiceEngine(timeout_s=20, mode=mode)
+    engine = NgspiceEngine(timeout_sec=20, mode=mode)
     try:
         for seed in range(3):
             circuit, g, inputs, targets = diode_network(seed, 0.2, layers=(3, 4, 3, 2))
@@ -190,7 +190,7 @@ def test_corrected_estimator_with_ngspice_in_the_loop():
     native.load(circuit, g)
     exact = adjoint_gradient(circuit, g, native.settle(inputs), targets)
     rule = AsymmetricEquilibriumPropagation(1e-7)
-    with NgspiceEngine(timeout_s=20, mode="sweep") as engine:
+    with NgspiceEngine(timeout_sec=20, mode="sweep") as engine:
         engine.load(circuit, g)
         estimate = rule.gradient(circuit, rule.phases(engine, inputs, targets))
     assert relative_error(estimate, exact) < 1e-2
@@ -211,7 +211,7 @@ def test_without_mismatch_the_corrected_estimator_is_centred_ep():
 @pytest.mark.parametrize("backend", ["native", "ngspice"])
 def test_correction_currents_keep_the_free_state_of_the_reversed_circuit(backend):
     circuit, g, inputs, targets = diode_network(4, 0.2)
-    engine = NativeEngine() if backend == "native" else NgspiceEngine(timeout_s=20, mode="sweep")
+    engine = NativeEngine() if backend == "native" else NgspiceEngine(timeout_sec=20, mode="sweep")
     try:
         engine.load(circuit, g)
         v0 = engine.settle(inputs)

@@ -124,7 +124,7 @@ def test_every_field_of_a_nudge_settles_as_kirchhoff_says_on_every_engine(networ
         ),
         "currents only": ({"injected_a": injected}, Nudge(injected_a=injected)),
     }
-    engine = NativeEngine() if backend == "native" else NgspiceEngine(timeout_s=20, mode=backend.split()[1], chunk=2)
+    engine = NativeEngine() if backend == "native" else NgspiceEngine(timeout_sec=20, mode=backend.split()[1], chunk=2)
     try:
         engine.load(circuit, g)
         expected = {name: dense_kirchhoff(circuit, g, inputs, **fields) for name, (fields, _) in cases.items()}

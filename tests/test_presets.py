@@ -30,17 +30,17 @@ def test_reram_preset_reproduces_aihwkit_soft_bounds_steps_in_siemens():
     # aihwkit ReRamSBPresetDevice: w in [-0.75, 1.25], dw_min = 0.002,
     # up step dw_min (1 - w / 1.25), down step dw_min (1 + w / 0.75), in weight units;
     # a weight unit is (G_MAX - G_MIN) / 2 siemens.
-    siemens_per_w = (G_MAX - G_MIN) / 2.0
+    siemens_per_weight = (G_MAX - G_MIN) / 2.0
     for w in (-0.5, 0.0, 0.25, 1.0):
-        g = np.array([G_MIN + (w + 0.75) * siemens_per_w])
-        up = 0.002 * (1 - w / 1.25) * siemens_per_w
-        down = 0.002 * (1 + w / 0.75) * siemens_per_w
+        g = np.array([G_MIN + (w + 0.75) * siemens_per_weight])
+        up = 0.002 * (1 - w / 1.25) * siemens_per_weight
+        down = 0.002 * (1 + w / 0.75) * siemens_per_weight
         assert device.step_size(g, True, state)[0] == pytest.approx(up, rel=1e-12)
         assert device.step_size(g, False, state)[0] == pytest.approx(down, rel=1e-12)
     d = config.device
     assert (d.model, d.step, d.d2d_step, d.c2c_additive) == ("pulsed", "soft_bounds", 0.3, True)
     # additive c2c: aihwkit's 3.75 dw_min, ours relative to the mid-range step 0.0021333 (weight units)
-    assert d.c2c * d.dw_min_s == pytest.approx(3.75 * 0.002 * siemens_per_w, rel=1e-12)
+    assert d.c2c * d.dw_min_s == pytest.approx(3.75 * 0.002 * siemens_per_weight, rel=1e-12)
     # upper-bound spread 0.3 weight units = 0.15 of the window, relative to g_max
     assert d.d2d_bounds * G_MAX == pytest.approx(0.15 * (G_MAX - G_MIN), rel=1e-12)
 
@@ -60,7 +60,7 @@ def test_pcm_preset_fits_aihwkit_up_curve_and_drifts():
     aihwkit = (1 + 27.235 * np.exp(-5 * x)) * 0.01 / 2 * (G_MAX - G_MIN)
     ours = d.dw_min_s * np.exp(-d.gamma * (x - 0.5))
     assert np.all(np.abs(np.log(ours / aihwkit)) < np.log(2.0))
-    assert (d.drift_nu, d.drift_t0_s) == (0.06, 20.0)
+    assert (d.drift.nu_mean, d.drift.t0_sec) == (0.06, 20.0)
 
 
 def test_explicit_keys_win_over_the_preset_and_the_preset_over_defaults():
@@ -102,18 +102,18 @@ def test_unknown_preset_is_one_line_naming_the_known_ones(tmp_path):
 
 
 def test_power_law_drift_matches_the_closed_form():
-    drift = RetentionDrift(nu_mean=0.05, nu_std=0.0, t0_s=20.0)
+    drift = RetentionDrift(nu_mean=0.05, nu_std=0.0, t0_sec=20.0)
     state = drift.init_state(2, np.random.default_rng(0))
-    state["programmed_at_s"] = np.array([0.0, 1000.0])
-    g = drift.conductances(np.array([10e-6, 10e-6]), state, t_s=1980.0)
+    state["programmed_at_sec"] = np.array([0.0, 1000.0])
+    g = drift.conductances(np.array([10e-6, 10e-6]), state, t_sec=1980.0)
     # device 0 is 1980 s old: (1 + 1980 / 20)^-0.05 = 100^-0.05 = 10^-0.1
     # device 1 is 980 s old: (1 + 980 / 20)^-0.05 = 50^-0.05
     np.testing.assert_allclose(g, [10e-6 * 10**-0.1, 10e-6 * 50**-0.05], rtol=1e-12)
-    assert drift.conductances(np.array([10e-6, 10e-6]), state, t_s=1000.0)[1] == 10e-6  # just programmed
+    assert drift.conductances(np.array([10e-6, 10e-6]), state, t_sec=1000.0)[1] == 10e-6  # just programmed
 
 
 def test_drift_exponents_spread_from_device_to_device_and_stuck_devices_hold():
-    drift = RetentionDrift(nu_mean=0.06, nu_std=0.02, t0_s=20.0)
+    drift = RetentionDrift(nu_mean=0.06, nu_std=0.02, t0_sec=20.0)
     stuck = np.zeros(40000, dtype=int)
     stuck[:100] = -1
     nu = drift.init_state(40000, np.random.default_rng(1), stuck)["drift_nu"]
@@ -126,7 +126,7 @@ def test_reprogramming_restarts_the_drift_clock_of_pulsed_devices_only():
     drift = RetentionDrift(0.1, 0.0, 20.0)
     state = drift.init_state(2, np.random.default_rng(0))
     g = drift.reprogram(np.array([5e-6, 5e-6]), np.array([6e-6, 5e-6]), np.array([True, False]), state, 60.0)
-    np.testing.assert_array_equal(state["programmed_at_s"], [60.0, 0.0])
+    np.testing.assert_array_equal(state["programmed_at_sec"], [60.0, 0.0])
     np.testing.assert_allclose(drift.conductances(g, state, 80.0), [6e-6 * 2**-0.1, 5e-6 * 5**-0.1])
 
 
@@ -134,27 +134,27 @@ def test_evaluation_delay_changes_only_the_measured_accuracy(tmp_path):
     base = {
         "engine.backend": "native",
         "training.epochs": 3,
-        "device.drift_nu": 0.1,
-        "device.drift_nu_std": 0.05,
-        "device.seconds_per_batch": 10.0,
+        "device.drift.nu_mean": 0.1,
+        "device.drift.nu_std": 0.05,
+        "device.drift.batch_interval_sec": 10.0,
     }
     now = train(load_config(XOR, base), tmp_path / "now", progress=False)
-    late = train(load_config(XOR, {**base, "device.drift_eval_delay_s": 1e7}), tmp_path / "late", progress=False)
+    late = train(load_config(XOR, {**base, "device.drift.eval_delay_sec": 1e7}), tmp_path / "late", progress=False)
     np.testing.assert_array_equal(now.g_s, late.g_s)  # training is the same
     assert [m["test_loss"] for m in now.metrics] != [m["test_loss"] for m in late.metrics]
     clock = 3 * 1 * 10.0  # xor: 4 samples, batch 4 -> one mini-batch per epoch
-    t = late.device["programmed_at_s"]
+    t = late.device["programmed_at_sec"]
     assert np.all((t >= 0) & (t < clock)) and np.all(t % 10.0 == 0)
 
 
 def test_drifting_run_resumes_exactly(tmp_path):
     config = load_config(
         XOR,
-        {"engine.backend": "native", "training.epochs": 4, "device.preset": "pcm_gst", "device.seconds_per_batch": 5.0},
+        {"engine.backend": "native", "training.epochs": 4, "device.preset": "pcm_gst", "device.drift.batch_interval_sec": 5.0},
     )
     whole, resumed = whole_and_resumed(config, tmp_path)
     np.testing.assert_array_equal(resumed.g_s, whole.g_s)
-    np.testing.assert_array_equal(resumed.device["programmed_at_s"], whole.device["programmed_at_s"])
+    np.testing.assert_array_equal(resumed.device["programmed_at_sec"], whole.device["programmed_at_sec"])
     assert [m["test_loss"] for m in resumed.metrics] == [m["test_loss"] for m in whole.metrics]
 
 
@@ -204,7 +204,7 @@ def test_eval_of_a_drifting_run_reads_the_drifted_conductances_as_the_run_did(tm
         "engine.backend": "native",
         "training.epochs": 2,
         "device.preset": "pcm_gst",
-        "device.drift_eval_delay_s": 1e6,
+        "device.drift.eval_delay_sec": 1e6,
     }
     config = load_config(XOR, overrides)
     state = train(config, tmp_path / "run", progress=False)

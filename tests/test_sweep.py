@@ -48,7 +48,7 @@ def test_sweep_runs_each_cell_once_and_a_restart_runs_only_missing_cells(tmp_pat
     run_sweep(sweep, workers=2, progress=False)
     second = rows(out)
     assert len(second) == 4 and len({r["cell"] for r in second}) == 4
-    timeless = lambda table: [{k: v for k, v in r.items() if k != "seconds"} for r in table]  # noqa: E731
+    timeless = lambda table: [{k: v for k, v in r.items() if k != "train_sec"} for r in table]  # noqa: E731
     assert timeless(second) == timeless(first)  # the same seeds give the same results
     for name, mtime in kept.items():
         if name not in lost:

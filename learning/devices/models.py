@@ -8,10 +8,12 @@ devices) live in a state dictionary of arrays that the run checkpoints.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Annotated, Literal, Protocol, Union
 
 import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
+
+from eqspice.circuits.schema import FieldError, SpecError, one_line, spec
 
 
 class DeviceModel(Protocol):
@@ -29,26 +31,69 @@ class DeviceModel(Protocol):
         """New conductances and the signed number of programming pulses each device took."""
 
 
-@dataclass(frozen=True)
+#: Values of ``model`` (``device.model`` in a run config), in the order the messages list them.
+DEVICE_MODELS = ("ideal", "pulsed")
+
+#: A conductance bound, siemens.
+Siemens = Annotated[float, Field(gt=0)]
+
+
+class DeviceSpecError(SpecError):
+    """A device model that cannot be built; the message is one line naming the parameter."""
+
+
+def check_window(device) -> None:
+    """Refuse bounds out of order and a single level (both device models have them).
+
+    Raises
+    ------
+    FieldError
+        ``g_min_s`` not below ``g_max_s``, or ``levels = 1``.
+    """
+    if device.g_min_s >= device.g_max_s:
+        raise FieldError(
+            "g_min_s", f"must be below g_max_s (got {device.g_min_s:g} >= {device.g_max_s:g} S)"
+        )
+    if device.levels == 1:
+        raise FieldError("levels", "1 leaves no room to learn; use 0 (continuous) or at least 2")
+
+
+@spec(error=DeviceSpecError)
 class IdealDevice:
     """A device that takes any requested change, clipped to its bounds.
 
     Parameters
     ----------
-    g_min_s, g_max_s : conductance bounds, siemens.
-    levels : number of evenly spaced programmable levels in
-        ``[g_min_s, g_max_s]``; 0 for a continuous device.  With levels, a
-        requested value between two levels is rounded stochastically (up with
-        probability equal to its fractional position), so small updates are
-        kept in expectation instead of being rounded away.
-    read_noise : relative standard deviation of the conductance the circuit
-        sees while it is operated (see :func:`read_conductances`).
+    g_min_s, g_max_s : float
+        Conductance bounds, siemens; positive, ``g_min_s < g_max_s``.
+    levels : int
+        Number of evenly spaced programmable levels in ``[g_min_s, g_max_s]``;
+        0 for a continuous device, else at least 2.  With levels, a requested
+        value between two levels is rounded stochastically (up with probability
+        equal to its fractional position), so small updates are kept in
+        expectation instead of being rounded away.
+    read_noise : float
+        Relative standard deviation of the conductance the circuit sees while
+        it is operated (see :func:`read_conductances`); zero or more.
+    model : {"ideal"}
+        The tag of this member of :data:`DeviceModelSpec`.
+
+    Raises
+    ------
+    DeviceSpecError
+        A field of the wrong type, out of range or not finite, or bounds out of order.
     """
 
-    g_min_s: float
-    g_max_s: float
-    levels: int = 0
-    read_noise: float = 0.0
+    g_min_s: Siemens = 1e-7
+    g_max_s: Siemens = 1e-4
+    levels: Annotated[int, Field(ge=0)] = 0
+    read_noise: Annotated[float, Field(ge=0)] = 0.0
+    model: Literal["ideal"] = "ideal"
+
+    @model_validator(mode="after")
+    def _window(self):
+        check_window(self)
+        return self
 
     @property
     def step_s(self) -> float:
@@ -84,10 +129,11 @@ def read_conductances(g_s: np.ndarray, read_noise: float, rng: np.random.Generat
     return g_s * np.maximum(1 + read_noise * rng.standard_normal(g_s.shape), 1e-3)
 
 
+#: Shapes of a pulsed device's step (see :class:`PulsedDevice`).
 STEP_SHAPES = ("linear", "soft_bounds", "exponential")
 
 
-@dataclass(frozen=True)
+@spec(error=DeviceSpecError)
 class PulsedDevice:
     """A memristor programmed by identical pulses whose effect depends on its state.
 
@@ -118,38 +164,74 @@ class PulsedDevice:
 
     Parameters
     ----------
-    g_min_s, g_max_s : nominal bounds, siemens.
-    dw_min_s : conductance change of one pulse at the centre of the range, siemens.
-    step : one of ``linear``, ``soft_bounds``, ``exponential``.
-    up_down : asymmetry of up and down pulses, in (-1, 1).
-    gamma : state dependence of the exponential step, dimensionless.
-    d2d_step, d2d_bounds : device-to-device relative spread (standard deviation)
-        of the step and of each bound, drawn once per device.
-    c2c : cycle-to-cycle relative spread of every single pulse's step.
-    stuck_min, stuck_max : fractions of devices stuck at g_min / g_max; they
-        ignore every pulse.
-    max_pulses : most pulses one update may apply to one device.
-    read_noise : relative standard deviation of the conductance the circuit
-        sees while it is operated (see :func:`read_conductances`).
-    levels : number of programmable levels; 0 for a continuous device.
-    c2c_additive : cycle-to-cycle noise independent of the state (see above).
+    g_min_s, g_max_s : float
+        Nominal bounds, siemens; positive, ``g_min_s < g_max_s``.
+    dw_min_s : float
+        Conductance change of one pulse at the centre of the range, siemens;
+        positive, below ``g_max_s - g_min_s``.
+    step : {"linear", "soft_bounds", "exponential"}
+        Shape of the step.
+    up_down : float
+        Asymmetry of up and down pulses, in (-1, 1).
+    gamma : float
+        State dependence of the exponential step, dimensionless; zero or more.
+    d2d_step, d2d_bounds : float
+        Device-to-device relative spread (standard deviation) of the step and
+        of each bound, drawn once per device; zero or more.
+    c2c : float
+        Cycle-to-cycle relative spread of every single pulse's step; zero or more.
+    stuck_min, stuck_max : float
+        Fractions of devices stuck at g_min / g_max, in [0, 1], at most 1
+        together; they ignore every pulse.
+    max_pulses : int
+        Most pulses one update may apply to one device; at least 1.
+    read_noise : float
+        Relative standard deviation of the conductance the circuit sees while
+        it is operated (see :func:`read_conductances`); zero or more.
+    levels : int
+        Number of programmable levels; 0 for a continuous device, else at least 2.
+    c2c_additive : bool
+        Cycle-to-cycle noise independent of the state (see above).
+    model : {"pulsed"}
+        The tag of this member of :data:`DeviceModelSpec`.
+
+    Raises
+    ------
+    DeviceSpecError
+        A field of the wrong type, out of range, not finite or not one of its
+        choices, or fields that do not fit together (one line naming the field).
     """
 
-    g_min_s: float
-    g_max_s: float
-    dw_min_s: float
-    step: str = "linear"
-    up_down: float = 0.0
-    gamma: float = 3.0
-    d2d_step: float = 0.0
-    d2d_bounds: float = 0.0
-    c2c: float = 0.0
-    stuck_min: float = 0.0
-    stuck_max: float = 0.0
-    max_pulses: int = 100
-    read_noise: float = 0.0
-    levels: int = 0
+    g_min_s: Siemens = 1e-7
+    g_max_s: Siemens = 1e-4
+    dw_min_s: Siemens = 1e-6
+    step: Literal["linear", "soft_bounds", "exponential"] = "linear"
+    up_down: Annotated[float, Field(gt=-1, lt=1)] = 0.0
+    gamma: Annotated[float, Field(ge=0)] = 3.0
+    d2d_step: Annotated[float, Field(ge=0)] = 0.0
+    d2d_bounds: Annotated[float, Field(ge=0)] = 0.0
+    c2c: Annotated[float, Field(ge=0)] = 0.0
+    stuck_min: Annotated[float, Field(ge=0, le=1)] = 0.0
+    stuck_max: Annotated[float, Field(ge=0, le=1)] = 0.0
+    max_pulses: Annotated[int, Field(ge=1)] = 100
+    read_noise: Annotated[float, Field(ge=0)] = 0.0
+    levels: Annotated[int, Field(ge=0)] = 0
     c2c_additive: bool = False
+    model: Literal["pulsed"] = "pulsed"
+
+    @model_validator(mode="after")
+    def _fits(self):
+        check_window(self)
+        if self.stuck_min + self.stuck_max > 1:
+            raise FieldError("stuck_min", f"stuck_min + stuck_max = {self.stuck_min + self.stuck_max:g}; at most 1")
+        if self.dw_min_s >= self.g_max_s - self.g_min_s:
+            raise FieldError(
+                "dw_min_s",
+                f"{self.dw_min_s:g} S spans the whole range g_max_s - g_min_s = "
+                f"{self.g_max_s - self.g_min_s:g} S; make it smaller",
+            )
+        return self
+
 
     @property
     def level_spacing_s(self) -> float:
@@ -217,3 +299,34 @@ class PulsedDevice:
     def _pin(self, g_s: np.ndarray, state: dict) -> np.ndarray:
         stuck = state["stuck"]
         return np.where(stuck < 0, self.g_min_s, np.where(stuck > 0, self.g_max_s, g_s))
+
+
+#: A device model, told apart by its ``model`` tag (``[device]`` of a run config).
+DeviceModelSpec = Annotated[Union[IdealDevice, PulsedDevice], Field(discriminator="model")]
+
+_DEVICE_MODEL = TypeAdapter(DeviceModelSpec)
+
+
+def device_model(model: str, **fields) -> IdealDevice | PulsedDevice:
+    """The device model called ``model`` with ``fields``, checked as a run config's ``[device]`` is.
+
+    Parameters
+    ----------
+    model : {"ideal", "pulsed"}
+        Which model.
+    **fields
+        Its parameters (:class:`IdealDevice`, :class:`PulsedDevice`).
+
+    Returns
+    -------
+    IdealDevice or PulsedDevice
+
+    Raises
+    ------
+    DeviceSpecError
+        An unknown model, or a parameter it lacks or refuses (one line).
+    """
+    try:
+        return _DEVICE_MODEL.validate_python({"model": model, **fields})
+    except ValidationError as exc:
+        raise DeviceSpecError(one_line(exc, {(): dict(zip(DEVICE_MODELS, (IdealDevice, PulsedDevice)))})) from None

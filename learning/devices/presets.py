@@ -7,7 +7,9 @@ A preset is the published fit of a device, kept in the units of the source
 preset defines; a key written in the same ``[device]`` section wins over the
 preset, and the preset wins over the built-in defaults::
 
-    explicit key in [device]  >  preset value  >  DeviceConfig default
+    explicit key in [device]  >  preset value  >  the device model's default
+
+The same holds key by key inside the ``[device.drift]`` table a preset may fill.
 
 How a normalised weight maps to a conductance
 ---------------------------------------------
@@ -79,7 +81,7 @@ class Preset:
     gamma : our exponential step's state dependence (fitted, see ``notes``).
     mid_step : the aihwkit step at mid-range in units of ``dw_min`` for shapes
         other than linear and soft bounds (fitted, see ``notes``).
-    extra : our own keys set directly (e.g. drift), in our units.
+    extra : our own keys set directly (e.g. the ``drift`` table), in our units.
     notes : how values that are not a one-to-one mapping were obtained.
     """
 
@@ -195,7 +197,7 @@ PRESETS: dict[str, Preset] = {
             mult_noise=True,
             gamma=_PCM_GAMMA,
             mid_step=_PCM_MID,
-            extra={"drift_nu": 0.06, "drift_nu_std": 0.023, "drift_t0_s": 20.0},
+            extra={"drift": {"nu_mean": 0.06, "nu_std": 0.023, "t0_sec": 20.0}},
             notes="step shape: our exponential fitted to aihwkit's up curve (gamma 3.26, mid-range "
             "step 3.98 dw_min); down pulses mirror it (aihwkit's PCM is one-sided); drift: "
             "aihwkit's PCMLikeNoiseModel gives nu ~ N(0.060, 0.023) at G = 0.1 g_max, t0 = 20 s",

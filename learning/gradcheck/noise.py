@@ -23,7 +23,7 @@ import networkx as nx
 import numpy as np
 
 from eqspice.circuits.network import circuit_from_graph
-from eqspice.circuits.noise import NoiseSpec
+from eqspice.circuits.noise import GibbsNoise, noise_spec
 from eqspice.learning.rules.noisy import (
     expected_energy_gradient,
     gauss_legendre_nudges,
@@ -83,8 +83,9 @@ def _statistics(args, circuit, g_s, x) -> None:
     print(f"   fastest time constant {tau:.3g} s; noise step dt = tau / {args.steps_per_tau}; "
           f"run {args.run_tau} tau per chain, {args.chains} chains")  # fmt: skip
     for model in args.models:
-        spec = NoiseSpec(model=model, dt_s=tau / args.steps_per_tau, run_s=args.run_tau * tau, burn_in_s=10 * tau,
-                         samples=int(args.run_tau - 10) * 4, t_eff_w=1e-11, temperature_k=3e10, capacitance_f=cap)  # fmt: skip
+        strength = {"t_eff_w": 1e-11} if model == "gibbs" else {"temperature_k": 3e10}
+        spec = noise_spec(model, dt_sec=tau / args.steps_per_tau, run_sec=args.run_tau * tau, burn_in_sec=10 * tau,
+                          samples=int(args.run_tau - 10) * 4, capacitance_f=cap, **strength)  # fmt: skip
         cov_ref = stationary_covariance(circuit, g_s, spec)
         what = "k T / C" if model == "johnson" else "T_eff H^-1"
         print(f"   {model}: closed form mean {np.array2string(mean_ref, precision=5)} V, "
@@ -116,7 +117,7 @@ def _contrast(args, circuit, g_s, x, y) -> None:
     print(f"2. d/dG [F(beta) - F(0)]: closed form against the contrastive estimate, T_eff = {t_eff:g} W, "
           f"{args.samples} exact Gaussian samples per phase")  # fmt: skip
     print("   beta (S)   |dJ/dG| (V^2)  rel. error  MC rel. std. error  cosine")
-    spec = NoiseSpec(model="gibbs", dt_s=1e-8, run_s=1e-3, burn_in_s=1e-5, samples=args.samples, t_eff_w=t_eff, capacitance_f=1e-9)
+    spec = GibbsNoise(dt_sec=1e-8, run_sec=1e-3, burn_in_sec=1e-5, samples=args.samples, t_eff_w=t_eff, capacitance_f=1e-9)
     rng = np.random.default_rng(args.seed)
     a, b = circuit.edges.T
     for beta_s in args.betas:

@@ -214,9 +214,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     started = time.perf_counter()
     result = run(args)
-    result["seconds"] = round(time.perf_counter() - started, 2)
+    result["elapsed_sec"] = round(time.perf_counter() - started, 2)
     print(format_table(result))
-    print(f"({result['seconds']:.1f} s)")
+    print(f"({result['elapsed_sec']:.1f} s)")
     if args.json:
         try:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -193,7 +193,7 @@ def make_noisy_rule(config) -> NoisyRule:
     if e.backend == "native":
         sampler = NativeSampler(spec, noise.native_sampler, noise.burn_in_sweeps, noise.sweeps_per_reading)
     else:
-        sampler = NgspiceSampler(spec, workers=e.workers, timeout_s=e.timeout_s * 10)
+        sampler = NgspiceSampler(spec, workers=e.workers, timeout_sec=e.timeout_sec * 10)
     kind = t.estimator if t.estimator in ("path_integral", "loss_covariance") else "contrastive"
     return NoisyRule(
         kind=kind,

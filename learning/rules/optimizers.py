@@ -44,8 +44,8 @@ class SGD:
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {}
 
-    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
-        return -self.lr * lr_scale * grad_w
+    def step(self, dl_dw: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
+        return -self.lr * lr_scale * dl_dw
 
 
 @dataclass(frozen=True)
@@ -81,14 +81,14 @@ class Adam:
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {"m": np.zeros(n), "s": np.zeros(n), "t": np.zeros(1)}
 
-    def step(self, grad_w: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
+    def step(self, dl_dw: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
         state["t"] += 1
         t = state["t"][0]
         m, s = state["m"], state["s"]  # updated in place: a million devices, no temporaries to spare
         m *= self.beta1
-        m += (1 - self.beta1) * grad_w
+        m += (1 - self.beta1) * dl_dw
         s *= self.beta2
-        s += (1 - self.beta2) * grad_w**2
+        s += (1 - self.beta2) * dl_dw**2
         denominator = np.sqrt(s / (1 - self.beta2**t))
         denominator += self.eps
         return (-self.lr * lr_scale / (1 - self.beta1**t)) * m / denominator

@@ -35,7 +35,7 @@ from eqspice.circuits.network import Circuit, crossbar, nonreciprocal_draw, with
 from eqspice.learning.run.checkpoint import RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig
 from eqspice.learning.run.data import Dataset, load_dataset
-from eqspice.learning.devices.models import DeviceModel, IdealDevice, PulsedDevice
+from eqspice.learning.devices.models import DeviceModel
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.rules.optimizers import SGD, Adam
 from eqspice.learning.run.report import SQUARED_LOSS_LABEL
@@ -109,7 +109,7 @@ def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
 def build_circuit(config: RunConfig) -> Circuit:
     """The run's crossbar with its frozen mismatch: diodes, sources and drivers, and non-reciprocal couplings."""
     m = config.mismatch
-    circuit = mismatched_circuit(crossbar(config.network.spec()), m.diode_is, m.bias_v, m.input_gain, config.seed)
+    circuit = mismatched_circuit(crossbar(config.network), m.diode_is, m.bias_v, m.input_gain, config.seed)
     return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
 
 
@@ -201,25 +201,18 @@ def make_engine(config: RunConfig) -> Engine:
     e = config.engine
     if e.backend == "native":
         return NativeEngine()
-    return NgspiceEngine(timeout_s=e.timeout_s, workers=e.workers, mode=e.ngspice_mode)
+    return NgspiceEngine(timeout_sec=e.timeout_sec, workers=e.workers, mode=e.ngspice_mode)
 
 
 def make_device(config: RunConfig) -> DeviceModel:
-    d = config.device
-    if d.model == "ideal":
-        return IdealDevice(d.g_min_s, d.g_max_s, d.levels, d.read_noise)
-    return PulsedDevice(
-        d.g_min_s, d.g_max_s, d.dw_min_s, d.step, d.up_down, d.gamma,
-        d.d2d_step, d.d2d_bounds, d.c2c, d.stuck_min, d.stuck_max, d.max_pulses, d.read_noise,
-        levels=d.levels, c2c_additive=d.c2c_additive,
-    )  # fmt: skip
+    """The run's device model (an :class:`IdealDevice` or :class:`PulsedDevice`, by ``device.model``)."""
+    return config.device.device()
 
 
 def make_drift(config: RunConfig) -> RetentionDrift | None:
-    d = config.device
-    if d.drift_nu == 0 and d.drift_nu_std == 0:
-        return None
-    return RetentionDrift(d.drift_nu, d.drift_nu_std, d.drift_t0_s)
+    """The run's retention drift, or None without ``[device.drift]`` or with zero exponents."""
+    drift = config.device.drift
+    return None if drift is None else drift.model()
 
 
 def initial_state(config: RunConfig, circuit: Circuit, device: DeviceModel) -> RunState:

@@ -13,6 +13,9 @@ import numpy as np
 
 CHECKPOINT = "checkpoint.npz"
 
+#: Metric names of runs written before seconds were ``_sec``: old name -> today's.
+OLD_METRIC_NAMES = {"seconds": "train_sec", "samples_per_s": "samples_per_sec"}
+
 
 class CheckpointError(ValueError):
     """A run's checkpoint is missing, truncated or corrupt; the message names the file and what to do."""
@@ -47,7 +50,7 @@ class RunState:
     batch_index: int = 0
     order: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     running: dict = field(
-        default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "pulses": 0}
+        default_factory=lambda: {"loss": 0.0, "correct": 0, "seen": 0, "train_sec": 0.0, "pulses": 0}
     )
     metrics: list[dict] = field(default_factory=list)
     restarts: int = 0
@@ -130,9 +133,14 @@ class RunState:
             epoch=int(meta["epoch"]),
             batch_index=int(meta["batch_index"]),
             order=order,
-            running=dict(meta["running"]),
-            metrics=list(meta["metrics"]),
+            running=_renamed(meta["running"]),
+            metrics=[_renamed(row) for row in meta["metrics"]],
             restarts=int(meta["restarts"]),
             optimizer=optimizer,
             device=device,
         )
+
+
+def _renamed(row: dict) -> dict:
+    """``row`` with the metric names of an older checkpoint in today's names (:data:`OLD_METRIC_NAMES`)."""
+    return {OLD_METRIC_NAMES.get(key, key): value for key, value in row.items()}

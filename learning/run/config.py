@@ -2,7 +2,25 @@
 
 Every field has a unit in its name or description and a default; unknown keys
 are refused.  :func:`load_config` turns the first problem into one line such as
-``device.g_min_s: must be below device.g_max_s (got 1e-4 >= 1e-5)``.
+``run.toml: device.g_min_s: must be below g_max_s (got 0.0001 >= 1e-05 S)``.
+
+The sections that describe hardware are the domain objects' own schema, so a
+value is refused with the same words from a config and from Python:
+
+* ``[network]`` is a :class:`~eqspice.circuits.network.CrossbarSpec`, its
+  ``[network.diode_model]`` a :class:`~eqspice.circuits.network.DiodeModel`;
+* ``[device]`` is, by its ``model``, an
+  :class:`~eqspice.learning.devices.models.IdealDevice` or a
+  :class:`~eqspice.learning.devices.models.PulsedDevice` (each with only its
+  own keys) plus the run's initial range and ``preset``; ``[device.drift]`` is
+  a :class:`~eqspice.learning.devices.drift.RetentionDrift` plus the run's clock;
+* ``[noise]`` is, by its ``model``, ``"none"``, a
+  :class:`~eqspice.circuits.noise.JohnsonNoise` or a
+  :class:`~eqspice.circuits.noise.GibbsNoise`, plus the sampler's settings.
+
+Old keys (``noise.dt_s``, ``device.drift_nu``, ...) still load, with a
+:class:`~eqspice.learning.run.legacy.DeprecatedKey` note each
+(:mod:`eqspice.learning.run.legacy`).
 """
 
 from __future__ import annotations
@@ -10,14 +28,18 @@ from __future__ import annotations
 import math
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from eqspice.circuits.network import CrossbarSpec, DiodeModel
-from eqspice.circuits.noise import NoiseSpec, NoiseSpecError
+from eqspice.circuits.network import CrossbarSpec
+from eqspice.circuits.noise import NOISE_MODELS, GibbsNoise, JohnsonNoise, NoNoise
+from eqspice.circuits.schema import FieldError, domain_part, error_line, error_loc, one_line, spec, spec_defaults, spec_fields
+from eqspice.learning.devices.drift import RetentionDrift
+from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
+from eqspice.learning.run.legacy import note, old_names, renamed, upgrade, upgrade_dotted
 
 
 class ConfigError(ValueError):
@@ -25,7 +47,7 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -36,95 +58,51 @@ class DataConfig(_Section):
     limit_test: int | None = Field(None, ge=1, description="keep only the first N test samples")
 
 
-class NetworkConfig(_Section):
-    layers: list[int] = Field(description="[n_features, hidden..., n_classes]")
-    differential_inputs: bool = True
-    differential_outputs: bool = False
-    input_scale_v: float = Field(1.0, gt=0, description="volts per unit feature on an input line")
-    bias_v: float = Field(1.0, ge=0, description="volts of the +/- bias lines; 0 for none")
-    nonlinearity: Literal["diode_pair", "diode", "none"] = "diode_pair"
-    diode_bias_v: tuple[float, float] = Field(
-        (0.3, -0.3),
-        description="volts of the source at the lower diode's anode and at the upper diode's cathode; "
-        "the node is clipped to about [first - 0.5, second + 0.5] V at microampere currents",
-    )
-    diode_is_a: float = Field(1e-14, gt=0, description="diode saturation current IS, amperes")
-    diode_n: float = Field(1.0, gt=0, description="diode emission coefficient N")
-    output_load_s: float = Field(0.0, ge=0, description="load conductance from each output to ground, siemens")
+@spec
+class DriftConfig(RetentionDrift):
+    """``[device.drift]``: the devices' retention drift, and the run clock it ages on.
 
-    @field_validator("layers")
-    @classmethod
-    def _layers(cls, layers: list[int]) -> list[int]:
-        if len(layers) < 2:
-            raise ValueError(f"{layers}: need at least [n_features, n_classes]")
-        for k, n in enumerate(layers):
-            if n < 1:
-                what = "inputs" if k == 0 else "outputs" if k == len(layers) - 1 else "hidden nodes"
-                raise ValueError(f"layers[{k}]: {n} {what}; need at least 1")
-        return layers
+    Parameters
+    ----------
+    batch_interval_sec : float
+        Device time between two mini-batch updates, seconds; positive.
+    eval_delay_sec : float
+        Test accuracy is measured this long after the epoch's last update, seconds; zero or more.
 
-    def spec(self) -> CrossbarSpec:
-        return CrossbarSpec(
-            layers=tuple(self.layers),
-            differential_inputs=self.differential_inputs,
-            differential_outputs=self.differential_outputs,
-            input_scale_v=self.input_scale_v,
-            bias_v=self.bias_v,
-            nonlinearity=self.nonlinearity,
-            diode_bias_v=tuple(self.diode_bias_v),
-            diode_model=DiodeModel(is_a=self.diode_is_a, n=self.diode_n),
-            output_load_s=self.output_load_s,
-        )
-
-
-class DeviceConfig(_Section):
-    """The memristor model (learning/devices.py).
-
-    ``preset`` fills the pulsed-model keys from a published device
-    (learning/presets.py).  Precedence: a key written in ``[device]`` (or a
-    sweep override/axis) > the preset's value > the default below.
-    Retention drift (``drift_*``) runs on a clock of ``seconds_per_batch`` per
-    mini-batch; test accuracy is read ``drift_eval_delay_s`` after each epoch.
+    The drift itself is :class:`~eqspice.learning.devices.drift.RetentionDrift`'s
+    ``nu_mean``, ``nu_std`` and ``t0_sec``; ``nu_mean = nu_std = 0`` drifts not at all.
     """
 
-    model: Literal["ideal", "pulsed"] = Field("ideal", description="ideal: takes any change; pulsed: see below")
-    g_min_s: float = Field(1e-7, gt=0, description="lowest device conductance, siemens")
-    g_max_s: float = Field(1e-4, gt=0, description="highest device conductance, siemens")
-    g_init_min_s: float | None = Field(None, gt=0, description="initial conductances drawn uniformly from here...")
-    g_init_max_s: float | None = Field(None, gt=0, description="...to here (default: the device bounds)")
-    levels: int = Field(
-        0, ge=0, description="number of evenly spaced programmable levels in [g_min_s, g_max_s]; 0 for continuous"
-    )
-    dw_min_s: float = Field(1e-6, gt=0, description="pulsed: change of one pulse at mid-range, siemens")
-    step: Literal["linear", "soft_bounds", "exponential"] = Field("linear", description="pulsed: step shape")
-    up_down: float = Field(0.0, gt=-1, lt=1, description="pulsed: up/down asymmetry of the step")
-    gamma: float = Field(3.0, ge=0, description="pulsed, exponential: state dependence of the step")
-    d2d_step: float = Field(0.0, ge=0, description="pulsed: device-to-device relative spread of the step")
-    d2d_bounds: float = Field(0.0, ge=0, description="pulsed: device-to-device relative spread of the bounds")
-    c2c: float = Field(0.0, ge=0, description="pulsed: cycle-to-cycle relative spread of each pulse")
-    stuck_min: float = Field(0.0, ge=0, le=1, description="pulsed: fraction of devices stuck at g_min_s")
-    stuck_max: float = Field(0.0, ge=0, le=1, description="pulsed: fraction of devices stuck at g_max_s")
-    max_pulses: int = Field(100, ge=1, description="pulsed: most pulses per device and update")
-    read_noise: float = Field(
-        0.0, ge=0, description="relative spread of the conductance seen in each mini-batch's phases"
-    )
-    preset: str | None = Field(
-        None,
-        description="named published device (learning/presets.py) filling the pulsed keys; "
-        "keys written in [device] win over the preset",
-    )
-    c2c_additive: bool = Field(
-        False, description="pulsed: c2c noise added independently of the state (aihwkit mult_noise = false)"
-    )
-    drift_nu: float = Field(0.0, ge=0, description="retention drift exponent: G(t) = G_prog ((t + t0) / t0)^-nu")
-    drift_nu_std: float = Field(0.0, ge=0, description="device-to-device standard deviation of the drift exponent")
-    drift_t0_s: float = Field(20.0, gt=0, description="drift reference time t0 after programming, seconds")
-    seconds_per_batch: float = Field(
-        1.0, gt=0, description="run clock: seconds of device time per mini-batch (drift between updates)"
-    )
-    drift_eval_delay_s: float = Field(
-        0.0, ge=0, description="test accuracy is measured this long after the epoch's last update, seconds"
-    )
+    batch_interval_sec: Annotated[float, Field(gt=0)] = 1.0
+    eval_delay_sec: Annotated[float, Field(ge=0)] = 0.0
+
+    def model(self) -> RetentionDrift | None:
+        """The drift model, or None if every exponent is 0 (the run then draws no exponents)."""
+        if self.nu_mean == 0 and self.nu_std == 0:
+            return None
+        return domain_part(self, RetentionDrift)
+
+
+@spec
+class _RunDevice:
+    """What a run adds to a device model: the initial range, the preset it was filled from, the drift.
+
+    Parameters
+    ----------
+    g_init_min_s, g_init_max_s : float or None
+        Initial conductances are drawn uniformly from here to there, siemens
+        (default: the device bounds); inside ``[g_min_s, g_max_s]``, low < high.
+    preset : str or None
+        Named published device (:mod:`eqspice.learning.devices.presets`) that
+        filled the pulsed keys; keys written in ``[device]`` win over it.
+    drift : DriftConfig or None
+        Retention drift; None for none.
+    """
+
+    g_init_min_s: Siemens | None = None
+    g_init_max_s: Siemens | None = None
+    preset: str | None = None
+    drift: DriftConfig | None = None
 
     @field_validator("preset")
     @classmethod
@@ -133,47 +111,141 @@ class DeviceConfig(_Section):
             raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
         return name
 
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_preset(cls, raw):
-        """Keys of ``preset`` that the section does not set itself (explicit keys win)."""
-        if not isinstance(raw, dict) or raw.get("preset") not in PRESETS:
-            return raw
-        fields = cls.model_fields
-        window = [raw.get(k, fields[k].default) for k in ("g_min_s", "g_max_s")]
-        if not all(isinstance(g, (int, float)) and g > 0 for g in window) or window[0] >= window[1]:
-            return raw  # the field validators report the bad window
-        try:
-            values = preset_values(raw["preset"], *window)
-        except UnknownPreset:
-            return raw
-        return {**values, **raw}
-
     @model_validator(mode="after")
-    def _bounds(self) -> "DeviceConfig":
-        if self.g_min_s >= self.g_max_s:
-            raise ValueError(
-                f"g_min_s must be below g_max_s (got {self.g_min_s:g} >= {self.g_max_s:g} S)"
-            )
+    def _init_inside(self):
         lo, hi = self.init_range()
-        if not (self.g_min_s <= lo < hi <= self.g_max_s):
-            raise ValueError(
-                f"initial range [{lo:g}, {hi:g}] S must lie inside [g_min_s, g_max_s] = "
-                f"[{self.g_min_s:g}, {self.g_max_s:g}] S with low < high"
+        if not self.g_min_s <= lo < self.g_max_s:
+            raise FieldError(
+                "g_init_min_s",
+                f"must lie in [g_min_s, g_max_s) = [{self.g_min_s:g}, {self.g_max_s:g}) S (got {lo:g} S)",
             )
-        if self.levels == 1:
-            raise ValueError("levels = 1 leaves no room to learn; use 0 (continuous) or at least 2")
-        if self.stuck_min + self.stuck_max > 1:
-            raise ValueError(f"stuck_min + stuck_max = {self.stuck_min + self.stuck_max:g}; at most 1")
-        if self.dw_min_s >= self.g_max_s - self.g_min_s:
-            raise ValueError(f"dw_min_s = {self.dw_min_s:g} S spans the whole range; make it smaller")
+        if not lo < hi <= self.g_max_s:
+            raise FieldError(
+                "g_init_max_s", f"must lie in (g_init_min_s, g_max_s] = ({lo:g}, {self.g_max_s:g}] S (got {hi:g} S)"
+            )
         return self
 
     def init_range(self) -> tuple[float, float]:
+        """Low and high end of the initial conductances, siemens."""
         return (
             self.g_min_s if self.g_init_min_s is None else self.g_init_min_s,
             self.g_max_s if self.g_init_max_s is None else self.g_init_max_s,
         )
+
+
+@spec
+class IdealDeviceConfig(_RunDevice, IdealDevice):
+    """``[device]`` with ``model = "ideal"``: an :class:`IdealDevice` and the run's additions."""
+
+    def device(self) -> IdealDevice:
+        return domain_part(self, IdealDevice)
+
+
+@spec
+class PulsedDeviceConfig(_RunDevice, PulsedDevice):
+    """``[device]`` with ``model = "pulsed"``: a :class:`PulsedDevice` and the run's additions."""
+
+    def device(self) -> PulsedDevice:
+        return domain_part(self, PulsedDevice)
+
+
+DeviceConfig = Annotated[Union[IdealDeviceConfig, PulsedDeviceConfig], Field(discriminator="model")]
+
+#: The members of ``[device]`` by their ``model`` tag.
+DEVICE_MEMBERS = dict(zip(DEVICE_MODELS, (IdealDeviceConfig, PulsedDeviceConfig)))
+
+#: Keys only a pulsed device has: in an old flat ``[device]`` they could sit next to ``model = "ideal"``.
+PULSED_ONLY = tuple(k for k in spec_fields(PulsedDeviceConfig) if k not in spec_fields(IdealDeviceConfig))
+
+
+def resolve_device(raw: dict) -> tuple[dict, list[str]]:
+    """``[device]`` as its model reads it: preset values filled in, ``model`` set, foreign keys dropped.
+
+    Parameters
+    ----------
+    raw : dict
+        The section as written (today's keys).
+
+    Returns
+    -------
+    dict
+        A new dict.  Precedence: a key written in ``[device]`` (also inside
+        ``[device.drift]``) > the preset's value > the model's default.
+    list of str
+        Notes on pulsed keys dropped from an ideal device (none for a key at
+        its default, as an old run folder's recorded config has them all).
+
+    Raises
+    ------
+    ValueError
+        A pulsed key next to ``model = "ideal"`` with a value a pulsed device refuses.
+    """
+    out = _without_zero_drift(_with_preset(raw))
+    out.setdefault("model", "ideal")
+    if out["model"] != "ideal":
+        return out, []
+    written = [k for k in PULSED_ONLY if k in raw and raw[k] is not None]
+    if written:
+        _check_as_pulsed(out, written)
+    defaults = spec_defaults(PulsedDevice)
+    notes = [
+        f"device.{key} is ignored by device.model = 'ideal'; remove it or set device.model = 'pulsed'"
+        for key in written
+        if raw[key] != defaults[key]
+    ]
+    return {k: v for k, v in out.items() if k not in PULSED_ONLY}, notes
+
+
+def _with_preset(raw: dict) -> dict:
+    """``raw`` with its preset's values under the keys it does not set itself."""
+    out = dict(raw)
+    if out.get("preset") not in PRESETS:
+        return out  # none, or unknown: the field validator names it
+    defaults = spec_defaults(IdealDevice)
+    window = [out.get(k, defaults[k]) for k in ("g_min_s", "g_max_s")]
+    if not all(isinstance(g, (int, float)) and 0 < g < math.inf for g in window) or window[0] >= window[1]:
+        return out  # the field validators report the bad window
+    try:
+        values = preset_values(out["preset"], *window)
+    except UnknownPreset:
+        return out
+    drift = values.pop("drift", None)
+    if drift is not None and isinstance(out.get("drift", {}), dict):
+        out["drift"] = {**drift, **out.get("drift", {})}
+    return {**values, **out}
+
+
+def _without_zero_drift(section: dict) -> dict:
+    """``section`` without a valid drift table whose exponents are all 0: it drifts not at all.
+
+    One meaning, one value: an old run folder's recorded config writes every
+    ``drift_*`` key at its default, and must equal the config that writes none.
+    """
+    drift = section.get("drift")
+    if not isinstance(drift, dict) or drift.get("nu_mean", 0.0) != 0 or drift.get("nu_std", 0.0) != 0:
+        return section
+    try:
+        _DRIFT.validate_python(drift)
+    except ValidationError:
+        return section  # the section's validation names the bad key
+    return {k: v for k, v in section.items() if k != "drift"}
+
+
+_DRIFT = TypeAdapter(DriftConfig)
+
+
+def _check_as_pulsed(section: dict, keys: list[str]) -> None:
+    """Refuse pulsed ``keys`` of an ideal device as a pulsed device would (the old flat section did)."""
+    trial = {k: v for k, v in section.items() if k in spec_fields(PulsedDevice)} | {"model": "pulsed"}
+    try:
+        _PULSED.validate_python(trial)
+    except ValidationError as exc:
+        for error in exc.errors():
+            if error_loc(error)[:1] and error_loc(error)[0] in keys:
+                raise ValueError(f"device.{error_line(error)}") from None
+
+
+_PULSED = TypeAdapter(PulsedDevice)
 
 
 class TrainingConfig(_Section):
@@ -283,7 +355,7 @@ class MismatchConfig(_Section):
 
 class EngineConfig(_Section):
     backend: Literal["ngspice", "native"] = "ngspice"
-    timeout_s: float = Field(30.0, gt=0, description="seconds one ngspice operating point may take")
+    timeout_sec: float = Field(30.0, gt=0, description="seconds one ngspice operating point may take")
     max_restarts: int = Field(3, ge=0, description="fresh ngspice children per mini-batch before giving up")
     workers: int = Field(2, ge=1, description="ngspice children settling samples in parallel")
     blas_threads: int = Field(
@@ -299,56 +371,123 @@ class EngineConfig(_Section):
     )
 
 
-class NoiseConfig(_Section):
-    """Injected thermal noise (circuits/noise.py); expectations are averages over the readings."""
+@spec
+class _Sampler:
+    """How a run samples its noise, beyond the noise model's own times.
 
-    model: Literal["none", "johnson", "gibbs"] = Field(
-        "none", description="johnson: 4kTG across every conductance; gibbs: p(v) ~ exp(-E/T_eff)"
-    )
-    temperature_k: float = Field(300.0, description="johnson: physical temperature, kelvin")
-    t_eff_w: float = Field(0.0, description="gibbs: effective temperature, watts (V^2 S), like the co-content")
-    capacitance_f: float = Field(1e-12, description="capacitance from each free node to ground, farads")
-    tau_s: float | None = Field(
-        None, description="gibbs: if set, each node's capacitance is tau_s times its total conductance (nudge included), seconds"
-    )
-    dt_s: float = Field(1e-10, description="noise time step (ngspice trnoise NT, native step), seconds")
-    run_s: float = Field(1e-8, description="length of the noisy transient of each phase, seconds")
-    burn_in_s: float = Field(1e-9, description="time discarded at the start of each run, seconds")
-    samples: int = Field(20, description="voltage readings per phase, equally spaced after the burn-in")
-    native_sampler: Literal["langevin", "exact_gaussian", "block_gibbs"] = Field(
-        "langevin",
-        description="native engine: Euler-Maruyama dynamics; exact Gaussian draws (no diodes); or block_gibbs, "
-        "an exact Markov chain on the gibbs density of a layered circuit (ignores dt_s, run_s, burn_in_s, tau_s)",
-    )
-    burn_in_sweeps: int = Field(5, ge=0, description="block_gibbs: sweeps discarded after the noiseless operating point")
-    sweeps_per_reading: int = Field(1, ge=1, description="block_gibbs: sweeps between two of the `samples` readings")
-    quadrature_points: int = Field(3, ge=1, description="path_integral: Gauss-Legendre nudges in (0, beta)")
+    Parameters
+    ----------
+    native_sampler : {"langevin", "exact_gaussian", "block_gibbs"}
+        Native engine: Euler-Maruyama dynamics; exact Gaussian draws (no
+        diodes); or block_gibbs, an exact Markov chain on the gibbs density of
+        a layered circuit (ignores dt_sec, run_sec, burn_in_sec, tau_sec).
+    burn_in_sweeps : int
+        block_gibbs: sweeps discarded after the noiseless operating point; zero or more.
+    sweeps_per_reading : int
+        block_gibbs: sweeps between two of the ``samples`` readings; at least 1.
+    quadrature_points : int
+        path_integral: Gauss-Legendre nudges in (0, beta); at least 1.
+    """
 
-    @model_validator(mode="after")
-    def _spec(self) -> "NoiseConfig":
-        if self.model != "none":
-            try:
-                self.spec()
-            except NoiseSpecError as exc:
-                raise ValueError(str(exc).removeprefix("noise.")) from None
-        return self
+    native_sampler: Literal["langevin", "exact_gaussian", "block_gibbs"] = "langevin"
+    burn_in_sweeps: Annotated[int, Field(ge=0)] = 5
+    sweeps_per_reading: Annotated[int, Field(ge=1)] = 1
+    quadrature_points: Annotated[int, Field(ge=1)] = 3
 
-    def spec(self) -> NoiseSpec:
-        return NoiseSpec(
-            model=self.model, dt_s=self.dt_s, run_s=self.run_s, burn_in_s=self.burn_in_s, samples=self.samples,
-            temperature_k=self.temperature_k, t_eff_w=self.t_eff_w, capacitance_f=self.capacitance_f, tau_s=self.tau_s,
-        )  # fmt: skip
+
+@spec
+class JohnsonNoiseConfig(_Sampler, JohnsonNoise):
+    """``[noise]`` with ``model = "johnson"``: a :class:`JohnsonNoise` and its sampler."""
+
+    def spec(self) -> JohnsonNoise:
+        return domain_part(self, JohnsonNoise)
+
+
+@spec
+class GibbsNoiseConfig(_Sampler, GibbsNoise):
+    """``[noise]`` with ``model = "gibbs"``: a :class:`GibbsNoise` and its sampler."""
+
+    def spec(self) -> GibbsNoise:
+        return domain_part(self, GibbsNoise)
+
+
+NoiseConfig = Annotated[Union[NoNoise, JohnsonNoiseConfig, GibbsNoiseConfig], Field(discriminator="model")]
+
+#: Defaults of the old flat ``[noise]`` section, whose keys every model accepted.
+_OLD_NOISE_DEFAULTS = {**spec_defaults(JohnsonNoiseConfig), **spec_defaults(GibbsNoiseConfig), "t_eff_w": 0.0}
+
+#: The members of ``[noise]`` by their ``model`` tag.
+
+#: Keys of the old flat ``[noise]`` section: any model accepted all of them.
+_NOISE_KEYS = {k for cls in (JohnsonNoiseConfig, GibbsNoiseConfig) for k in spec_fields(cls)} - {"model"}
+
+NOISE_MEMBERS = dict(zip(NOISE_MODELS, (NoNoise, JohnsonNoiseConfig, GibbsNoiseConfig)))
+
+
+def resolve_noise(raw: dict, moved: dict) -> tuple[dict, list[str], set]:
+    """``[noise]`` as its model reads it: ``model`` set, keys of other models dropped.
+
+    Parameters
+    ----------
+    raw : dict
+        The section in today's keys.
+    moved : dict
+        The old keys :func:`~eqspice.learning.run.legacy.upgrade` moved, to name them as written.
+
+    Returns
+    -------
+    dict
+        A new dict.  ``tau_sec`` stays under johnson, to be refused: matched
+        capacitances need the gibbs density, and dropping the key would
+        silently change the physics.
+    list of str
+        Notes on the keys dropped (none for a key at the old flat section's
+        default, as an old run folder's recorded config has them all).
+    set
+        ``("noise", key)`` of every key dropped.
+    """
+    out = {"model": "none", **raw}
+    member = NOISE_MEMBERS.get(out["model"]) if isinstance(out["model"], str) else None
+    if member is None:
+        return out, [], set()  # the union names the bad model
+    kept = {"tau_sec"} if out["model"] == "johnson" and out.get("tau_sec") is not None else set()
+    foreign = sorted(k for k in _NOISE_KEYS - set(spec_fields(member)) - kept if k in out)
+    notes = [
+        f"noise.{moved.get(('noise', key), key)} is ignored by noise.model = {out['model']!r}; remove it"
+        for key in foreign
+        if out[key] != _OLD_NOISE_DEFAULTS[key]
+    ]
+    return {k: v for k, v in out.items() if k not in foreign}, notes, {("noise", k) for k in foreign}
 
 
 class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="seed of every random draw in the run")
     data: DataConfig = DataConfig()
-    network: NetworkConfig
-    device: DeviceConfig = DeviceConfig()
+    network: CrossbarSpec
+    device: DeviceConfig = IdealDeviceConfig()
     training: TrainingConfig = TrainingConfig()
     engine: EngineConfig = EngineConfig()
     mismatch: MismatchConfig = MismatchConfig()
-    noise: NoiseConfig = NoiseConfig()
+    noise: NoiseConfig = NoNoise()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _today(cls, raw):
+        """Old keys moved to their new places, presets filled in, the union members' ``model`` tags set."""
+        if not isinstance(raw, dict):
+            return raw
+        raw, moved = upgrade(raw)
+        notes, dropped = [], set()
+        if isinstance(raw.get("device", {}), dict):
+            raw["device"], said = resolve_device(raw.get("device", {}))
+            notes += said
+        if isinstance(raw.get("noise", {}), dict):
+            raw["noise"], said, dropped = resolve_noise(raw.get("noise", {}), moved)
+            notes += said
+        kept = [renamed(section, old) for (section, *path), old in moved.items() if (section, path[0]) not in dropped]
+        for message in kept + notes:
+            note(message)
+        return raw
 
     @model_validator(mode="after")
     def _noise_fits(self) -> "RunConfig":
@@ -383,38 +522,55 @@ class RunConfig(_Section):
             )
         return self
 
-    @model_validator(mode="after")
-    def _finite(self) -> "RunConfig":
-        for section in ("network", "device", "training", "engine"):
-            for key, value in getattr(self, section).model_dump().items():
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError(f"{section}.{key} is {value}; give a finite number")
-        return self
 
-
-def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    kind, message = first["type"], first["msg"]
-    if kind == "extra_forbidden":
-        message = "unknown key; check its spelling against the documented config (examples/*.toml)"
-    elif kind == "missing":
-        message = "missing; this key is required"
-    message = message.removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
-    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
+#: The union members pydantic names in an error's location (left out of the messages).
+UNION_TAGS = {("device",): DEVICE_MEMBERS, ("noise",): NOISE_MEMBERS}
 
 
 def parse_config(raw: dict, source: str = "config") -> RunConfig:
+    """Validate a parsed run configuration (TOML tables as dicts; old keys accepted with a note).
+
+    Parameters
+    ----------
+    raw : dict
+        The configuration.
+    source : str
+        What to name in the message: the file, or a description.
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        ``source: section.key: what is wrong (got value)``, one line.
+    """
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_one_line(exc)}") from None
+        raise ConfigError(f"{source}: {one_line(exc, UNION_TAGS)}") from None
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
-    """Read and validate a TOML run configuration."""
+    """Read and validate a TOML run configuration.
+
+    Parameters
+    ----------
+    path : str or Path
+        The TOML file.
+    overrides : dict, optional
+        ``{"section.key": value}`` set before validation (``section.table.key`` for a nested table).
+
+    Returns
+    -------
+    RunConfig
+
+    Raises
+    ------
+    ConfigError
+        A missing or unreadable file, or :func:`parse_config`'s one line.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -425,7 +581,11 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for dotted, value in (overrides or {}).items():
+        dotted = upgrade_dotted(dotted)
         *section, key = dotted.split(".")
+        for old in old_names(dotted):  # the override wins over the file's key in either spelling
+            if isinstance(raw.get(section[0]), dict):
+                raw[section[0]].pop(old, None)
         target = raw
         for name in section:
             target = target.setdefault(name, {})
@@ -434,5 +594,13 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
 
 
 def dump_config(config: RunConfig) -> str:
-    """The resolved configuration (defaults filled in) as TOML text."""
-    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+    """The resolved configuration (defaults filled in, today's keys) as TOML text."""
+    return tomli_w.dumps(_model_first(config.model_dump(mode="json", exclude_none=True)))
+
+
+def _model_first(table: dict) -> dict:
+    """``table`` with every union member's ``model`` tag as the first key of its section (easier to read)."""
+    out = {"model": table["model"]} if "model" in table else {}
+    for key, value in table.items():
+        out.setdefault(key, _model_first(value) if isinstance(value, dict) else value)
+    return out

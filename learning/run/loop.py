@@ -45,7 +45,7 @@ from eqspice.simulator.engine import EngineError, SimulatorCrash
 
 
 #: Seconds between plot refreshes during a run (plots are always drawn at its end).
-PLOT_EVERY_S = 30.0
+PLOT_EVERY_SEC = 30.0
 
 
 class RunError(RuntimeError):
@@ -84,9 +84,11 @@ class Stop(KeyboardInterrupt):
         self.signum = signum
 
 
-def run_clock_s(session: "Session", state: RunState) -> float:
-    """Device time at the start of the running mini-batch: mini-batches done times ``seconds_per_batch``."""
-    return batches_done(session, state)[0] * session.config.device.seconds_per_batch
+def run_clock_sec(session: "Session", state: RunState) -> float:
+    """Device time at the start of the running mini-batch, seconds: mini-batches done times
+    ``device.drift.batch_interval_sec`` (0 without drift, whose clock nothing reads)."""
+    drift = session.config.device.drift
+    return 0.0 if drift is None else batches_done(session, state)[0] * drift.batch_interval_sec
 
 
 def batches_done(session: "Session", state: RunState) -> tuple[int, int]:
@@ -118,8 +120,8 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     """One mini-batch: phases, local updates, device writes.  Returns summed loss and hits."""
     x, labels = session.data.x_train[ids], session.data.y_train[ids]
     targets = session.targets_v(labels)
-    now_s = run_clock_s(session, state)
-    g_now = state.g_s if session.drift is None else session.drift.conductances(state.g_s, state.device, now_s)
+    now_sec = run_clock_sec(session, state)
+    g_now = state.g_s if session.drift is None else session.drift.conductances(state.g_s, state.device, now_sec)
     if session.device.read_noise:
         session.engine.set_conductances(read_conductances(g_now, session.device.read_noise, state.rng))
     elif session.drift is not None:
@@ -138,7 +140,7 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         state.g_s = g_new
     else:  # devices that took no pulse keep drifting from their last programming
         programmed = (pulses != 0) | (g_new != g_now)
-        state.g_s = session.drift.reprogram(state.g_s, g_new, programmed, state.device, now_s)
+        state.g_s = session.drift.reprogram(state.g_s, g_new, programmed, state.device, now_sec)
     state.running["pulses"] = state.running.get("pulses", 0) + int(np.abs(pulses).sum())
     session.engine.set_conductances(state.g_s)
     loss = float(np.sum(session.loss(phases.free, targets)))
@@ -378,7 +380,7 @@ def _run_epochs(
             break
         if state.batch_index == 0:
             state.order = state.rng.permutation(n)
-            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "pulses": 0}
+            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "train_sec": 0.0, "pulses": 0}
             consistent.mark_retry(state)
         batches = [state.order[s : s + t.batch_size] for s in range(0, n, t.batch_size)]
         bar = progress_bar(
@@ -400,7 +402,7 @@ def _run_epochs(
                 r["loss"] += loss
                 r["correct"] += hits
                 r["seen"] += len(ids)
-                r["seconds"] += time.perf_counter() - started
+                r["train_sec"] += time.perf_counter() - started
                 state.batch_index += 1
                 consistent.mark(state)
                 bar.update(len(ids))
@@ -416,8 +418,8 @@ def _run_epochs(
                 "train_accuracy": r["correct"] / r["seen"],
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
-                "seconds": round(r["seconds"], 3),
-                "samples_per_s": round(r["seen"] / max(r["seconds"], 1e-9), 2),
+                "train_sec": round(r["train_sec"], 3),
+                "samples_per_sec": round(r["seen"] / max(r["train_sec"], 1e-9), 2),
                 "engine_restarts": state.restarts,
                 "pulses": r.get("pulses", 0),
             }
@@ -433,7 +435,7 @@ def _run_epochs(
         if run_dir is not None:
             state.save(run_dir)
             write_metrics(run_dir, state.metrics)
-            if time.monotonic() - last_plot > PLOT_EVERY_S and state.epoch < t.epochs:  # the last is drawn at the end
+            if time.monotonic() - last_plot > PLOT_EVERY_SEC and state.epoch < t.epochs:  # the last is drawn at the end
                 save_reports(session, state, run_dir)
                 last_plot = time.monotonic()
         epochs_done_here += 1
@@ -447,11 +449,11 @@ def _evaluate_with_restarts(session: Session, state: RunState) -> tuple[float, f
 
 
 def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
-    """Conductances ``drift_eval_delay_s`` after the last update (siemens): what the test set sees."""
+    """Conductances ``device.drift.eval_delay_sec`` after the last update (siemens): what the test set sees."""
     if session.drift is None:
         return state.g_s
-    t_s = run_clock_s(session, state) + session.config.device.drift_eval_delay_s
-    return session.drift.conductances(state.g_s, state.device, t_s)
+    t_sec = run_clock_sec(session, state) + session.config.device.drift.eval_delay_sec
+    return session.drift.conductances(state.g_s, state.device, t_sec)
 
 
 def _with_restarts(session: Session, state: RunState, action, rewind):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from eqspice.circuits.network import Circuit
-from eqspice.learning.run.checkpoint import write_atomic
+from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
 
 METRIC_COLUMNS = (
     "epoch",
@@ -23,8 +23,8 @@ METRIC_COLUMNS = (
     "train_accuracy",
     "test_loss",
     "test_accuracy",
-    "seconds",
-    "samples_per_s",
+    "train_sec",
+    "samples_per_sec",
     "engine_restarts",
     "pulses",
 )
@@ -32,8 +32,8 @@ METRIC_COLUMNS = (
 
 def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
     """``metrics.csv``: one row per completed epoch; losses in V^2 (squared error) or nats
-    (cross-entropy), accuracies in [0, 1],
-    ``pulses``: programming pulses applied in the epoch (0 for an ideal device)."""
+    (cross-entropy), accuracies in [0, 1], ``train_sec``: seconds spent on the epoch's
+    mini-batches, ``pulses``: programming pulses applied in the epoch (0 for an ideal device)."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -99,11 +99,14 @@ def plot_conductance_histograms(
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of a run's ``metrics.csv`` with numbers parsed (missing cells -> NaN)."""
+    """The rows of a run's ``metrics.csv`` with numbers parsed (missing cells -> NaN), in today's column names."""
     path = Path(run_dir) / "metrics.csv"
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [{key: float(value) if value not in ("", None) else float("nan") for key, value in row.items()} for row in rows]
+    return [
+        {OLD_METRIC_NAMES.get(key, key): float(value) if value not in ("", None) else float("nan") for key, value in row.items()}
+        for row in rows
+    ]
 
 
 def metrics_table(name: str, rows: list[dict]) -> str:
@@ -112,7 +115,7 @@ def metrics_table(name: str, rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"{int(r['epoch']):>5} {r['train_loss']:>11.4g} {100 * r['train_accuracy']:>8.2f} "
-            f"{r['test_loss']:>11.4g} {100 * r['test_accuracy']:>7.2f} {r['seconds']:>7.1f} {r.get('pulses', 0):>10.4g}"
+            f"{r['test_loss']:>11.4g} {100 * r['test_accuracy']:>7.2f} {r['train_sec']:>7.1f} {r.get('pulses', 0):>10.4g}"
         )
     if rows:
         best = max(rows, key=lambda r: r["test_accuracy"])

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from eqspice.learning.run.checkpoint import write_atomic
+from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 
-RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "seconds")
+RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "train_sec")
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,10 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         out=Path(out or raw.get("out") or Path("runs") / path.stem),
     )
     for name in [*axes, *sweep.overrides]:
-        if name != "seed" and name.count(".") != 1:
-            raise ConfigError(f"{path}: {name!r} is not a config field; write section.key, e.g. device.c2c")
+        if name != "seed" and (name.count(".") < 1 or "" in name.split(".")):
+            raise ConfigError(
+                f"{path}: {name!r} is not a config field; write section.key, e.g. device.c2c or device.drift.nu_mean"
+            )
     try:
         sweep.cells()  # every cell validated up front
     except ConfigError as exc:
@@ -140,7 +142,7 @@ def run_cell(cell: Cell, out: str) -> dict:
         "train_loss": last["train_loss"],
         "pulses": sum(m.get("pulses", 0) for m in state.metrics),
         "epochs": state.epoch,
-        "seconds": round(sum(m["seconds"] for m in state.metrics), 2),
+        "train_sec": round(sum(m["train_sec"] for m in state.metrics), 2),
     }
     write_atomic(result_path, json.dumps(row).encode())
     return row
@@ -152,7 +154,8 @@ def collect(sweep: Sweep) -> list[dict]:
     for cell in sweep.cells():
         path = sweep.out / "cells" / f"{cell.id}.json"
         if path.exists():
-            rows.append(json.loads(path.read_text()))
+            row = json.loads(path.read_text())
+            rows.append({OLD_METRIC_NAMES.get(key, key): value for key, value in row.items()})
     return rows
 
 

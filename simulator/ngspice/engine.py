@@ -45,9 +45,9 @@ class NgspiceEngine(Engine):
 
     Parameters
     ----------
-    timeout_s : seconds one operating point may take before its child is
+    timeout_sec : seconds one operating point may take before its child is
         declared hung, killed and replaced.
-    load_timeout_s : seconds a (re)load of the circuit may take.
+    load_timeout_sec : seconds a (re)load of the circuit may take.
     workers : ngspice child processes that settle samples in parallel.
     mode : ``"op"``: one operating point per sample and phase, inputs changed by
         ``alter``; ``"sweep"``: many samples per ngspice call, as the points of
@@ -62,8 +62,8 @@ class NgspiceEngine(Engine):
 
     def __init__(
         self,
-        timeout_s: float = 30.0,
-        load_timeout_s: float = 300.0,
+        timeout_sec: float = 30.0,
+        load_timeout_sec: float = 300.0,
         workers: int = 1,
         mode: str = "op",
         chunk: int = 256,
@@ -73,8 +73,8 @@ class NgspiceEngine(Engine):
             raise ValueError(f"mode {mode!r}: use 'op' or 'sweep'")
         self.mode = mode
         self.chunk = chunk
-        self.timeout_s = timeout_s
-        self.load_timeout_s = load_timeout_s
+        self.timeout_sec = timeout_sec
+        self.load_timeout_sec = load_timeout_sec
         self.options = dict(TIGHT_OPTIONS if options is None else options)
         self.circuit: Circuit | None = None
         self.g_s: np.ndarray | None = None
@@ -118,14 +118,14 @@ class NgspiceEngine(Engine):
         """The job that loads the current circuit into a child that replaced a dead or hung one."""
         if self.circuit is None:
             return None
-        return Job(self._load_request(), "loading the circuit", self.load_timeout_s)
+        return Job(self._load_request(), "loading the circuit", self.load_timeout_sec)
 
     # -- Engine interface ----------------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
         self.circuit = circuit
         self.g_s = np.array(g_s, dtype=float)
         self._elements = edge_names(circuit)
-        self._pool.broadcast(self._load_request(), "loading the circuit", self.load_timeout_s)
+        self._pool.broadcast(self._load_request(), "loading the circuit", self.load_timeout_sec)
 
     def set_conductances(self, g_s: np.ndarray) -> None:
         if self.circuit is None:
@@ -138,11 +138,11 @@ class NgspiceEngine(Engine):
         if self.mode == "sweep":
             return  # every sweep loads the circuit with the current conductances
         if changed.size > RELOAD_FRACTION * g_s.size:
-            self._pool.broadcast(self._load_request(), "reloading conductances", self.load_timeout_s)
+            self._pool.broadcast(self._load_request(), "reloading conductances", self.load_timeout_sec)
         else:
             values = {self._elements[e]: ("resistance", float(1.0 / g_s[e])) for e in changed}
             values.update(self._antisymmetric_values(1.0, changed))
-            self._pool.broadcast(("alter", values), "altering conductances", self.load_timeout_s)
+            self._pool.broadcast(("alter", values), "altering conductances", self.load_timeout_sec)
 
     def _settle(self, phase: BatchPhase, initial_v: np.ndarray | None) -> np.ndarray:
         """Node voltages ``v[batch, node]``, one operating point per sample; ``initial_v`` is unused."""
@@ -169,7 +169,7 @@ class NgspiceEngine(Engine):
 
         # one sample per child at a time, so a failure names its sample
         samples = range(len(phase.inputs_v))
-        jobs = (Job(request(b), f"the {phase.name} phase of sample {phase.sample_ids[b]}", self.timeout_s) for b in samples)
+        jobs = (Job(request(b), f"the {phase.name} phase of sample {phase.sample_ids[b]}", self.timeout_sec) for b in samples)
         v = np.empty((len(samples), len(circuit.node_names)))
         for b, out in zip(samples, self._pool.run(jobs)):
             v[b] = out[0]
@@ -209,7 +209,7 @@ class NgspiceEngine(Engine):
             Job(
                 self._sweep_request(inputs_v[rows], targets_v[rows], beta[rows], sign, injected[rows]),
                 what(rows),
-                self.timeout_s * len(rows),
+                self.timeout_sec * len(rows),
             )
             for rows in chunks
         )

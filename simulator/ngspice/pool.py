@@ -34,13 +34,13 @@ class Job(NamedTuple):
         ``(verb, *args)`` for :func:`eqspice.simulator.ngspice.worker.serve`.
     what : str
         The work in error messages, e.g. ``"the free phase of sample 3"``.
-    timeout_s : float
+    timeout_sec : float
         Seconds the reply may take before the child counts as hung.
     """
 
     request: tuple
     what: str
-    timeout_s: float
+    timeout_sec: float
 
 
 class _Child:
@@ -69,12 +69,12 @@ class _Child:
         except OSError:
             return self.why_gone("died")
 
-    def receive(self, timeout_s: float) -> tuple[tuple | None, str | None]:
+    def receive(self, timeout_sec: float) -> tuple[tuple | None, str | None]:
         """The reply, or None and why the child is gone."""
         try:
-            if self.conn.poll(timeout_s):
+            if self.conn.poll(timeout_sec):
                 return self.conn.recv(), None
-            return None, self.why_gone(f"hung for more than {timeout_s:g} s")
+            return None, self.why_gone(f"hung for more than {timeout_sec:g} s")
         except (EOFError, OSError):
             return None, self.why_gone("died")
 
@@ -159,7 +159,7 @@ class ChildPool:
             gone = [child.send(job.request) for child, job in zip(children, wave)]
             dead, errors = [], []
             for k, job in enumerate(wave):
-                reply, why = (None, gone[k]) if gone[k] else children[k].receive(job.timeout_s)
+                reply, why = (None, gone[k]) if gone[k] else children[k].receive(job.timeout_sec)
                 if why:
                     dead.append((k, f"ngspice child {why} during {job.what}"))
                 elif reply[0] != "ok":
@@ -172,9 +172,9 @@ class ChildPool:
                 raise (crashes + errors)[0]
         return values
 
-    def broadcast(self, request: tuple, what: str, timeout_s: float) -> None:
+    def broadcast(self, request: tuple, what: str, timeout_sec: float) -> None:
         """Send ``request`` to every child and check every reply; raises as :meth:`run`."""
-        self.run([Job(request, what, timeout_s)] * self.workers)
+        self.run([Job(request, what, timeout_sec)] * self.workers)
 
     def _replace(self, k: int, crash: str) -> SimulatorCrash:
         """Kill child k, start a fresh one in its place and restore it; the error that reports ``crash``."""
@@ -184,7 +184,7 @@ class ChildPool:
         job = self.restore() if self.restore is not None else None
         if job is not None:
             why = fresh.send(job.request)
-            reply, why = (None, why) if why else fresh.receive(job.timeout_s)
+            reply, why = (None, why) if why else fresh.receive(job.timeout_sec)
             if why or reply[0] != "ok":
                 reason = why or reply[1]
                 return SimulatorCrash(

@@ -31,9 +31,9 @@ class NgspiceSampler:
 
     name = "ngspice"
 
-    def __init__(self, spec: NoiseSpec, workers: int = 1, timeout_s: float = 120.0, options: dict | None = None):
+    def __init__(self, spec: NoiseSpec, workers: int = 1, timeout_sec: float = 120.0, options: dict | None = None):
         self.spec = spec
-        self.timeout_s = timeout_s
+        self.timeout_sec = timeout_sec
         self.options = dict(TRANSIENT_OPTIONS if options is None else options)
         self._pool = ChildPool(workers)
 
@@ -66,7 +66,7 @@ class NgspiceSampler:
         SimulatorCrash, EngineError
             A run failed (:meth:`eqspice.simulator.ngspice.pool.ChildPool.run`) or stopped early.
         SamplingError
-            ``spec.dt_s`` is too long for the circuit, or the nudge injects currents.
+            ``spec.dt_sec`` is too long for the circuit, or the nudge injects currents.
         """
         phase = sampled_phase(circuit, inputs_v, nudge)
         check_time_step(circuit, g_s, self.spec, phase.beta_s)
@@ -79,7 +79,7 @@ class NgspiceSampler:
             netlist = self.netlist(circuit, g_s, phase.inputs_v[r], phase.targets_v[r], phase.beta_s, int(seeds[r]))
             return ("transient", netlist, names, int(seeds[r]))
 
-        jobs = (Job(run(r), f"the noisy transient of row {r}", self.timeout_s) for r in rows)
+        jobs = (Job(run(r), f"the noisy transient of row {r}", self.timeout_sec) for r in rows)
         out = np.empty((len(rows), self.spec.samples, len(names)))
         for r, (t, v) in zip(rows, self._pool.run(jobs)):
             if t[-1] < times[-1]:

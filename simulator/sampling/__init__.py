@@ -9,7 +9,7 @@ each input row, ``spec.samples`` readings after the burn-in.  Averages over
 the sample axis are the controller's time averages.
 
 * :func:`langevin_samples`: Euler-Maruyama on that equation, batched, with the
-  noise held constant over each step ``dt_s`` (the same low-frequency PSD as
+  noise held constant over each step ``dt_sec`` (the same low-frequency PSD as
   ngspice's trnoise).  Its stationary variance of a mode with time constant
   ``tau`` is too large by ``dt / (2 tau)`` (first order); the test and
   ``eqspice gradcheck noise`` report that bias.

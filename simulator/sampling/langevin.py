@@ -13,14 +13,14 @@ from eqspice.simulator.sampling.co_content import CoContent, SamplingError
 
 
 def check_time_step(circuit: Circuit, g_s, spec: NoiseSpec, beta_s: float = 0.0) -> float:
-    """The shortest RC time constant ``min C_n / H_nn`` (seconds); refuse ``dt_s`` above half of it."""
+    """The shortest RC time constant ``min C_n / H_nn`` (seconds); refuse ``dt_sec`` above half of it."""
     cap = node_capacitances(circuit, g_s, spec, beta_s)
     system_diag = np.asarray(CoContent(circuit, g_s, np.zeros((1, len(circuit.input_nodes))), None, abs(beta_s), 0.0).h.diagonal())
     tau = float(np.min(cap / system_diag))
-    if spec.dt_s > 0.5 * tau:
+    if spec.dt_sec > 0.5 * tau:
         raise SamplingError(
-            f"noise.dt_s = {spec.dt_s:g} s is too long for the circuit's shortest time constant C/G = {tau:.3g} s; "
-            f"use dt_s <= {0.5 * tau:.3g} s (better {tau / 20:.3g} s) or larger capacitances"
+            f"noise.dt_sec = {spec.dt_sec:g} s is too long for the circuit's shortest time constant C/G = {tau:.3g} s; "
+            f"use dt_sec <= {0.5 * tau:.3g} s (better {tau / 20:.3g} s) or larger capacitances"
         )
     return tau
 
@@ -57,7 +57,7 @@ def langevin_samples(
         start_v = engine.settle(inputs_v, Nudge(targets_v=targets_v, beta_s=beta_s))
     v = np.array(start_v[:, circuit.free_slice], dtype=float)
     cap = node_capacitances(circuit, g_s, spec, beta_s)
-    dt = spec.dt_s
+    dt = spec.dt_sec
     gain = dt / cap
     if spec.model == "gibbs":
         kick = np.sqrt(2.0 * spec.t_eff_w * dt / cap)
@@ -67,7 +67,7 @@ def langevin_samples(
         # current of noise source e flows from its first node to its second: it leaves a, enters b
         spread = -free_end_incidence(pairs, k, len(cap))
         edge_sd = np.sqrt(2.0 * spec.temperature_w * g_noise / dt)
-    steps = int(round(spec.run_s / dt))
+    steps = int(round(spec.run_sec / dt))
     record = np.minimum((spec.sample_times() / dt).astype(int), steps - 1)
     out = np.empty((batch, spec.samples, v.shape[1]))
     slot = 0
@@ -83,7 +83,7 @@ def langevin_samples(
             out[:, slot] = v
             slot += 1
     if not np.all(np.isfinite(out)):
-        raise SamplingError("the Langevin sampler diverged; shorten noise.dt_s")
+        raise SamplingError("the Langevin sampler diverged; shorten noise.dt_sec")
     known = np.broadcast_to(system.known[:, None, :], (batch, spec.samples, system.known.shape[1]))
     return np.concatenate([known, out], axis=2)
 

@@ -232,14 +232,43 @@ class CrossbarSpec:
         return layers
 
 
-def crossbar(spec: CrossbarSpec) -> Circuit:
+def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
     """Build the :class:`Circuit` of a layered crossbar.
 
     Every node of layer k-1 (plus the bias lines) connects to every node of
     layer k through one programmable conductance; group ``"L{k}"`` holds those
     edges in row-major order, shape (rows, cols), so ``g[group.slice]`` reshapes
     to the crossbar's conductance matrix.
+
+    Parameters
+    ----------
+    spec : CrossbarSpec, optional
+        The network as a user describes it.
+    **fields
+        Or the fields of a :class:`CrossbarSpec` (``layers=...``, ...), validated the same way.
+
+    Returns
+    -------
+    Circuit
+        Nodes ordered inputs, fixed sources, free nodes (hidden layers, then outputs).
+
+    Raises
+    ------
+    SpecError
+        A field is out of range, of the wrong type or not finite (one line naming it).
+    TypeError
+        Both a spec and fields were given.
+
+    Examples
+    --------
+    >>> c = crossbar(layers=(2, 4, 2))
+    >>> c.n_edges, len(c.free_nodes), c.groups[0].shape
+    (36, 6, (6, 4))
     """
+    if spec is None:
+        spec = CrossbarSpec(**fields)
+    elif fields:
+        raise TypeError(f"crossbar: give a CrossbarSpec or its fields ({', '.join(fields)}), not both")
     n_features, *hidden, n_classes = spec.layers
     if spec.differential_inputs:
         input_nodes = tuple(f"in_{i}" for i in range(n_features)) + tuple(
@@ -342,8 +371,40 @@ def circuit_from_graph(
 
     Every graph edge is one programmable conductance (group ``"edges"``);
     ``inputs`` are driven one-to-one by the features, ``fixed`` nodes sit at
-    constant volts, every other node is free.  ``diodes`` are (anode, cathode)
-    pairs of node names, ``"0"`` for ground.
+    constant volts, every other node is free.
+
+    Parameters
+    ----------
+    graph : networkx.Graph
+        Nodes are node names; every edge is one memristor.
+    inputs : list of str
+        Nodes held by the data-driven sources, one per feature.
+    outputs : list of str
+        Free nodes that are read out and nudged.
+    fixed : dict of str to float, optional
+        Nodes held at constant volts (bias lines).
+    diodes : list of (str, str), optional
+        (anode, cathode) pairs of node names, ``"0"`` for ground.
+    diode_model : DiodeModel
+        The ``.model`` card every diode uses.
+    title : str
+        First line of the netlist.
+
+    Returns
+    -------
+    Circuit
+
+    Raises
+    ------
+    ValueError
+        An output is not a free node of the graph.
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> c = circuit_from_graph(nx.Graph([("x", "h"), ("h", "y"), ("x", "y")]), inputs=["x"], outputs=["y"])
+    >>> c.free_nodes, c.n_edges
+    (('h', 'y'), 3)
     """
     fixed = dict(fixed or {})
     free = [n for n in graph.nodes if n not in inputs and n not in fixed]

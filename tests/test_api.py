@@ -58,7 +58,10 @@ def test_importing_eqspice_is_quick_and_leaves_plotting_and_heavy_libraries_alon
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["eqspice", "eqspice.circuits.netlist"])
+@pytest.mark.parametrize(
+    "module",
+    ["eqspice", "eqspice.circuits.network", "eqspice.circuits.netlist", "eqspice.learning.rules.equilibrium", "eqspice.learning.rules.optimizers"],
+)
 def test_docstring_examples_of_the_public_modules(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
@@ -93,3 +96,17 @@ def test_a_built_wheel_installs_only_the_eqspice_import_name(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env={"PYTHONPATH": str(target)}
     ).stdout
     assert out.strip() == str(target / "eqspice" / "__init__.py")
+
+
+def test_a_crossbar_from_its_fields_is_the_crossbar_of_its_spec_and_refuses_bad_fields_alike():
+    by_fields = eqspice.crossbar(layers=(3, 5, 2), nonlinearity="diode", diode_bias_v=(0.4, -0.5))
+    by_spec = eqspice.crossbar(eqspice.CrossbarSpec(layers=(3, 5, 2), nonlinearity="diode", diode_bias_v=(0.4, -0.5)))
+    assert by_fields.node_names == by_spec.node_names
+    assert (by_fields.edges == by_spec.edges).all() and (by_fields.diodes == by_spec.diodes).all()
+    with pytest.raises(eqspice.SpecError) as from_fields:
+        eqspice.crossbar(layers=(3, 5, 2), nonlinearity="diodes")
+    with pytest.raises(eqspice.SpecError) as from_spec:
+        eqspice.CrossbarSpec(layers=(3, 5, 2), nonlinearity="diodes")
+    assert str(from_fields.value) == str(from_spec.value) and "nonlinearity" in str(from_fields.value)
+    with pytest.raises(TypeError, match="not both"):
+        eqspice.crossbar(eqspice.CrossbarSpec(layers=(2, 2)), layers=(2, 2))

@@ -96,6 +96,27 @@ def kcl_parameter_jacobian(circuit: Circuit, v: np.ndarray) -> np.ndarray:
 
 
 def adjoint_gradient(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray, targets_v: np.ndarray, **kw) -> np.ndarray:
-    """Exact ``dL/dG[edge]`` (V^2/S) of ``L = sum over batch |v_out - y|^2 / 2`` at the free states ``v0``."""
+    """Exact ``dL/dG[edge]`` (V^2/S) of ``L = sum over batch |v_out - y|^2 / 2`` at the free states ``v0``.
+
+    The reference the EP estimates are checked against: implicit differentiation
+    of Kirchhoff's law, ``dL/dG = lambda^T dKCL/dG`` with the adjoint ``lambda``
+    solving ``J^T lambda = dL/dv`` (``J`` the KCL Jacobian at ``v0``).
+
+    Parameters
+    ----------
+    circuit : Circuit
+    g_s : ndarray, shape (n_edges,)
+        Conductances, siemens.
+    v0 : ndarray, shape (batch, node)
+        Free-phase voltages, volts.
+    targets_v : ndarray, shape (batch, output)
+        Target voltages, volts.
+    **kw
+        ``gmin_s`` of the diodes, as in the engines.
+
+    Returns
+    -------
+    ndarray, shape (n_edges,)
+    """
     lam = adjoint_response(circuit, g_s, v0, targets_v, **kw)[:, circuit.free_slice]
     return np.einsum("bn,bne->e", lam, kcl_parameter_jacobian(circuit, v0))

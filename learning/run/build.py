@@ -134,7 +134,21 @@ def record(run_dir: str | Path, config, circuit: Circuit) -> None:
 
 @dataclass
 class Session:
-    """What a run works with: config, data, circuit, engine, device and rule."""
+    """What a run works with: config, data, circuit, engine, device and rule (built by :func:`open_session`).
+
+    Parameters
+    ----------
+    config : RunConfig
+    data : Dataset
+    circuit : Circuit
+        The run's crossbar with its frozen mismatch.
+    engine : Engine
+        Not yet loaded: :func:`~eqspice.learning.run.loop.train` loads it with the run's conductances.
+    device : DeviceModel
+    rule : LearningRule
+    optimizer : SGD or Adam
+    drift : RetentionDrift or None
+    """
 
     config: RunConfig
     data: Dataset
@@ -235,7 +249,26 @@ def make_optimizer(config: RunConfig) -> SGD | Adam:
 
 
 def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
-    """Load data, build the circuit and start the engine; nothing is written."""
+    """Every object of a run, built from its config; nothing is written to disk.
+
+    Parameters
+    ----------
+    config : RunConfig
+        A validated run configuration (:func:`~eqspice.learning.run.config.load_config`).
+    data : Dataset, optional
+        The data to use instead of the one ``config.data`` names.
+
+    Returns
+    -------
+    Session
+
+    Raises
+    ------
+    ConfigError
+        The network's sizes do not fit the data, or a mismatch file cannot be read.
+    DataError
+        The data set cannot be loaded.
+    """
     if data is None:
         d = config.data
         data = load_dataset(

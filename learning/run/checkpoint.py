@@ -42,6 +42,25 @@ class RunState:
 
     ``epoch`` counts completed epochs; within the running epoch, ``batch_index``
     mini-batches of ``order`` are done and ``running`` holds their sums.
+
+    Parameters
+    ----------
+    g_s : ndarray, shape (n_edges,)
+        Programmed conductance of every device, siemens.
+    rng : numpy.random.Generator
+        The run's random stream (data order, device noise, sampling), saved with its state.
+    epoch, batch_index : int
+        Completed epochs; mini-batches done in the running one.
+    order : ndarray of int
+        The running epoch's permutation of the training set.
+    running : dict
+        Sums of the running epoch (loss, correct, seen, train_sec, pulses).
+    metrics : list of dict
+        One row per completed epoch (the rows of ``metrics.csv``).
+    restarts : int
+        Simulator restarts so far.
+    optimizer, device : dict of ndarray
+        Per-device optimizer state and device state (fabrication draws, drift clocks).
     """
 
     g_s: np.ndarray

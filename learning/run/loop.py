@@ -98,7 +98,26 @@ def batches_done(session: "Session", state: RunState) -> tuple[int, int]:
 
 
 def evaluate(session: Session, x: np.ndarray, labels: np.ndarray, batch: int = 64) -> tuple[float, float]:
-    """Mean loss (:meth:`Session.loss`) and accuracy of the free phase on ``x``."""
+    """Mean loss and accuracy of the free phase on ``x``, settled by the session's (loaded) engine.
+
+    Parameters
+    ----------
+    session : Session
+        Its engine must hold the conductances to evaluate (``session.engine.load``).
+    x : ndarray, shape (n, n_features)
+        Features.
+    labels : ndarray of int, shape (n,)
+        Classes.
+    batch : int
+        Samples per engine call.
+
+    Returns
+    -------
+    loss : float
+        Mean of :meth:`Session.loss`: squared error (V^2) or cross-entropy (nats).
+    accuracy : float
+        Fraction of samples whose highest class score is the label.
+    """
     losses, correct = [], 0
     for start in range(0, len(x), batch):
         ids = np.arange(start, min(start + batch, len(x)))

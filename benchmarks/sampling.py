@@ -24,8 +24,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from benchmarks import write_json
-from eqspice.learning.run.config import load_config
 from eqspice.learning.run.build import initial_state, open_session
+from eqspice.learning.run.config import load_config
 from eqspice.learning.run.loop import train_step
 from eqspice.simulator.engine import Nudge
 from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples

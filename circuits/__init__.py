@@ -6,10 +6,12 @@ from eqspice.circuits.network import (
     CrossbarSpec,
     DiodeModel,
     EdgeGroup,
+    antisymmetric_coupling,
     circuit_from_graph,
     crossbar,
+    nonreciprocal_draw,
+    with_nonreciprocal,
 )
-from eqspice.circuits.network import antisymmetric_coupling, nonreciprocal_draw, with_nonreciprocal
 
 __all__ = [
     "Circuit",

@@ -52,10 +52,10 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from eqspice.circuits.noise import NoNoise  # noqa: E402
-from eqspice.learning.run.config import load_config  # noqa: E402
-from eqspice.learning.run.checkpoint import RunState  # noqa: E402
 from eqspice.learning.rules.noisy import make_noisy_rule  # noqa: E402
 from eqspice.learning.run.build import make_rule, open_session  # noqa: E402
+from eqspice.learning.run.checkpoint import RunState  # noqa: E402
+from eqspice.learning.run.config import load_config  # noqa: E402
 from eqspice.learning.run.loop import train  # noqa: E402
 
 HERE = Path(__file__).parent

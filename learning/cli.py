@@ -21,20 +21,20 @@ import argparse
 import signal
 import sys
 import tomllib
-from dataclasses import dataclass
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from eqspice.circuits.netlist import render_netlist
+from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
-from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, train
-from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
 from eqspice.learning.run.legacy import DeprecatedKey
+from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, train
 from eqspice.simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2

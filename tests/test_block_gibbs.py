@@ -20,9 +20,9 @@ from scipy.integrate import cumulative_trapezoid, quad
 from eqspice.circuits.network import DiodeModel, circuit_from_graph
 from eqspice.circuits.noise import GibbsNoise
 from eqspice.learning.run.config import ConfigError, parse_config
-from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples, colour_classes
 from eqspice.simulator.diode import diode_co_content, diode_current, thermal_voltage
 from eqspice.simulator.engine import Nudge
+from eqspice.simulator.sampling.block_gibbs import block_gibbs_samples, colour_classes
 from eqspice.simulator.sampling.co_content import SamplingError
 from tests.test_noise_sampling import dense_system
 from tests.test_noisy_rules import with_

@@ -5,15 +5,17 @@ import pytest
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
 from eqspice.circuits.noise import GibbsNoise
-from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.gradcheck.noise import grad_j
-from eqspice.learning.rules.noisy import NoisyRule
 from eqspice.learning.rules.equilibrium import (
     CrossEntropyPropagation,
-    cross_entropy as library_cross_entropy,
     softmax_nudge_currents,
     softmax_targets,
 )
+from eqspice.learning.rules.equilibrium import (
+    cross_entropy as library_cross_entropy,
+)
+from eqspice.learning.rules.noisy import NoisyRule
+from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.run.loop import train
 from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.sampling.native import NativeSampler

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-
-from eqspice.learning.run.config import load_config
-from eqspice.learning.devices.models import PulsedDevice
-from eqspice.learning.run.loop import train
 from runs import whole_and_resumed
+
+from eqspice.learning.devices.models import PulsedDevice
+from eqspice.learning.run.config import load_config
+from eqspice.learning.run.loop import train
 
 G_MIN, G_MAX, DW = 1e-6, 101e-6, 1e-6  # a 100 uS window, 1 uS per pulse at mid-range
 

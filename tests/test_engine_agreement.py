@@ -3,11 +3,11 @@
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nodal import conductance_matrix
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
-from nodal import conductance_matrix
-from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.engine import Nudge
+from eqspice.simulator.native import NativeEngine
 
 layer_sizes = st.lists(st.integers(1, 6), min_size=2, max_size=4).map(tuple)
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
+from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
 from eqspice.learning.rules.equilibrium import (
+    CrossEntropyPropagation,
     EquilibriumPropagation,
     energy_contrast,
     energy_gradient,
     output_loss,
 )
-from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
-from eqspice.learning.rules.equilibrium import CrossEntropyPropagation
 from eqspice.learning.rules.optimizers import SGD, Adam
 
 

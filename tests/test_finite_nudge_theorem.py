@@ -15,13 +15,13 @@ factor of 10^4.  The Monte Carlo error is estimated from the samples.
 import networkx as nx
 import numpy as np
 import pytest
+from nodal import conductance_matrix
 
 from eqspice.circuits.network import circuit_from_graph
 from eqspice.circuits.noise import GibbsNoise
 from eqspice.learning.rules.noisy import expected_energy_gradient
 from eqspice.simulator.sampling.gaussian import gaussian_samples
 from eqspice.simulator.sampling.langevin import langevin_samples
-from nodal import conductance_matrix
 
 T_EFF_W = 1e-9  # V^2 S: output noise of about 2 mV rms
 TARGET_V = np.array([0.05])

@@ -3,11 +3,11 @@
 import networkx as nx
 import numpy as np
 import pytest
+from nodal import conductance_matrix
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar
-from nodal import conductance_matrix
-from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.engine import Nudge
+from eqspice.simulator.native import NativeEngine
 
 K_B, Q_E, T_K = 1.38064852e-23, 1.6021766208e-19, 300.15  # ngspice's constants at 27 degC
 

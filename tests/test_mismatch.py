@@ -6,16 +6,16 @@ import json
 import networkx as nx
 import numpy as np
 import pytest
+from runs import whole_and_resumed
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar
 from eqspice.circuits.mismatch import split_diode_bias, with_mismatch
 from eqspice.circuits.netlist import render_netlist
-from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.run.build import build_circuit, mismatched_circuit
+from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.run.loop import train
 from eqspice.simulator.engine import Nudge
 from eqspice.simulator.native import NativeEngine
-from runs import whole_and_resumed
 
 K_B, Q_E, T_K = 1.38064852e-23, 1.6021766208e-19, 300.15  # ngspice's constants at 27 degC
 VT = K_B * T_K / Q_E

@@ -6,18 +6,16 @@ and ``E_0[L] = |P mu - y|^2 / 2 + tr(P Sigma P^T) / 2``; their conductance
 gradients by central differences.
 """
 
-import networkx as nx
 import numpy as np
 import pytest
 
-from eqspice.circuits.network import circuit_from_graph
 from eqspice.circuits.noise import GibbsNoise
-from eqspice.learning.run.config import ConfigError, parse_config
 from eqspice.learning.rules.noisy import NoisyRule, gauss_legendre_nudges
+from eqspice.learning.run.config import ConfigError, parse_config
 from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.sampling.native import NativeSampler
 from tests.nodal import conductance_matrix
-from tests.test_finite_nudge_theorem import TARGET_V, T_EFF_W, X, free_energy, network
+from tests.test_finite_nudge_theorem import T_EFF_W, TARGET_V, X, free_energy, network
 
 
 def expected_loss(circuit, g):
@@ -124,9 +122,9 @@ def test_noisy_training_runs_from_a_config_and_repeats_with_its_seed(tmp_path, m
 def test_chip_in_the_loop_with_ngspice_transients(tmp_path, monkeypatch):
     """Every phase a noisy ngspice transient; the run records its loss and the conductances move."""
     import eqspice.learning.run.loop as loop
+    from eqspice.circuits.network import crossbar
     from eqspice.learning.run.build import initial_state, make_device
     from eqspice.learning.run.loop import train
-    from eqspice.circuits.network import crossbar
 
     monkeypatch.setattr(loop, "save_reports", lambda *a: None)
     config = parse_config(

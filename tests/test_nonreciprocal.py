@@ -20,9 +20,9 @@ from eqspice.circuits import (
 )
 from eqspice.learning.rules.adjoint import adjoint_gradient
 from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation, correction_currents
-from eqspice.learning.run.config import ConfigError, load_config, parse_config
 from eqspice.learning.rules.equilibrium import EquilibriumPropagation, output_loss
 from eqspice.learning.run.build import build_circuit, initial_state, make_device, open_session
+from eqspice.learning.run.config import ConfigError, load_config, parse_config
 from eqspice.learning.run.loop import train
 from eqspice.simulator.engine import Nudge
 from eqspice.simulator.native import NativeEngine

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from nodal import conductance_matrix
 
 from eqspice.circuits import CrossbarSpec, crossbar
 from eqspice.circuits.network import with_nonreciprocal
@@ -11,7 +12,6 @@ from eqspice.simulator.engine import FREE, Nudge
 from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.ngspice.engine import NgspiceEngine
 from eqspice.simulator.sampling.co_content import SamplingError, sampled_phase
-from nodal import conductance_matrix
 
 
 def one_line_error(kind, call, *words):

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from eqspice.learning.run.config import ConfigError, dump_config, load_config, parse_config
-from eqspice.learning.devices.models import PulsedDevice
-from eqspice.learning.devices.drift import RetentionDrift
-from eqspice.learning.devices.presets import PRESETS
-from eqspice.learning.run.sweep import load_sweep
-from eqspice.learning.run.loop import train
 from runs import whole_and_resumed
+
+from eqspice.learning.devices.drift import RetentionDrift
+from eqspice.learning.devices.models import PulsedDevice
+from eqspice.learning.devices.presets import PRESETS
+from eqspice.learning.run.config import ConfigError, dump_config, load_config, parse_config
+from eqspice.learning.run.loop import train
+from eqspice.learning.run.sweep import load_sweep
 
 G_MIN, G_MAX = 1e-7, 1e-4
 XOR = "examples/xor.toml"
@@ -213,8 +213,8 @@ def test_eval_of_a_drifting_run_reads_the_drifted_conductances_as_the_run_did(tm
     ).stdout
     loss = float(out.split("loss ")[1].split()[0])
     assert loss == pytest.approx(state.metrics[-1]["test_loss"], rel=1e-6)
-    from eqspice.learning.run.loop import evaluate
     from eqspice.learning.run.build import open_session
+    from eqspice.learning.run.loop import evaluate
 
     session = open_session(config)  # the as-programmed conductances would give another loss
     session.engine.load(session.circuit, state.g_s)

@@ -5,11 +5,11 @@ import signal
 import numpy as np
 import pytest
 
-from eqspice.learning.run.checkpoint import RunState
-from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.devices.models import IdealDevice
 from eqspice.learning.rules.optimizers import Adam
 from eqspice.learning.run.build import open_session
+from eqspice.learning.run.checkpoint import RunState
+from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.run.loop import Interrupted, RunError, Stop, train
 from eqspice.simulator.engine import SimulatorCrash
 from eqspice.simulator.native import NativeEngine

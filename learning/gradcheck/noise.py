@@ -24,15 +24,15 @@ import numpy as np
 
 from eqspice.circuits.network import circuit_from_graph
 from eqspice.circuits.noise import GibbsNoise, noise_spec
+from eqspice.learning.rules.equilibrium import output_loss
 from eqspice.learning.rules.noisy import (
     expected_energy_gradient,
     gauss_legendre_nudges,
     loss_energy_covariance,
 )
-from eqspice.learning.rules.equilibrium import output_loss
 from eqspice.simulator.engine import FREE
-from eqspice.simulator.sampling.co_content import CoContent
 from eqspice.simulator.ngspice.sampler import NgspiceSampler
+from eqspice.simulator.sampling.co_content import CoContent
 from eqspice.simulator.sampling.gaussian import gaussian_samples, stationary_covariance
 from eqspice.simulator.sampling.langevin import langevin_samples
 

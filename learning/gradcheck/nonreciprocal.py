@@ -32,8 +32,8 @@ import numpy as np
 from eqspice.circuits.network import CrossbarSpec, DiodeModel, crossbar, with_nonreciprocal
 from eqspice.learning.rules.adjoint import adjoint_gradient
 from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation, mismatch_term
-from eqspice.learning.run.config import ConfigError
 from eqspice.learning.rules.equilibrium import EquilibriumPropagation, output_loss
+from eqspice.learning.run.config import ConfigError
 
 #: The goal of the check: the corrected estimator's largest relative error at every sigma.
 GOAL_RELATIVE_ERROR = 1e-2

@@ -185,8 +185,8 @@ def make_noisy_rule(config) -> NoisyRule:
     ``one_sided`` and ``contrastive`` are the same rule; ``centred`` samples
     the +beta and -beta phases.
     """
-    from eqspice.simulator.sampling.native import NativeSampler
     from eqspice.simulator.ngspice.sampler import NgspiceSampler
+    from eqspice.simulator.sampling.native import NativeSampler
 
     noise, t, e = config.noise, config.training, config.engine
     spec = noise.spec()

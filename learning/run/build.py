@@ -32,13 +32,8 @@ import numpy as np
 
 from eqspice.circuits.mismatch import split_diode_bias, with_mismatch
 from eqspice.circuits.network import Circuit, crossbar, nonreciprocal_draw, with_nonreciprocal
-from eqspice.learning.run.checkpoint import RunState, write_atomic
-from eqspice.learning.run.config import ConfigError, RunConfig
-from eqspice.learning.run.data import Dataset, load_dataset
-from eqspice.learning.devices.models import DeviceModel
 from eqspice.learning.devices.drift import RetentionDrift
-from eqspice.learning.rules.optimizers import SGD, Adam
-from eqspice.learning.run.report import SQUARED_LOSS_LABEL
+from eqspice.learning.devices.models import DeviceModel
 from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
 from eqspice.learning.rules.equilibrium import (
     CrossEntropyPropagation,
@@ -47,6 +42,11 @@ from eqspice.learning.rules.equilibrium import (
     cross_entropy,
     output_loss,
 )
+from eqspice.learning.rules.optimizers import SGD, Adam
+from eqspice.learning.run.checkpoint import RunState, write_atomic
+from eqspice.learning.run.config import ConfigError, RunConfig
+from eqspice.learning.run.data import Dataset, load_dataset
+from eqspice.learning.run.report import SQUARED_LOSS_LABEL
 from eqspice.simulator.engine import Engine
 from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.ngspice.engine import NgspiceEngine

@@ -35,7 +35,16 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from eqspice.circuits.network import CrossbarSpec
 from eqspice.circuits.noise import NOISE_MODELS, GibbsNoise, JohnsonNoise, NoNoise
-from eqspice.circuits.schema import FieldError, domain_part, error_line, error_loc, one_line, spec, spec_defaults, spec_fields
+from eqspice.circuits.schema import (
+    FieldError,
+    domain_part,
+    error_line,
+    error_loc,
+    one_line,
+    spec,
+    spec_defaults,
+    spec_fields,
+)
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values

@@ -27,22 +27,21 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from eqspice.learning.devices.models import read_conductances
+from eqspice.learning.rules.equilibrium import (
+    Phases,
+)
+from eqspice.learning.run.build import Session, initial_state, open_session
+from eqspice.learning.run.build import record as record_mismatch
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
-from eqspice.learning.devices.models import read_conductances
-from eqspice.learning.run.build import record as record_mismatch
+from eqspice.learning.run.progress import progress_bar
 from eqspice.learning.run.report import (
     plot_conductance_histograms,
     plot_learning_curves,
     write_metrics,
 )
-from eqspice.learning.rules.equilibrium import (
-    Phases,
-)
-from eqspice.learning.run.build import Session, initial_state, open_session
-from eqspice.learning.run.progress import progress_bar
 from eqspice.simulator.engine import EngineError, SimulatorCrash
-
 
 #: Seconds between plot refreshes during a run (plots are always drawn at its end).
 PLOT_EVERY_SEC = 30.0

@@ -215,6 +215,7 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
     from dask.distributed import as_completed
     from distributed.comm.core import CommClosedError
     from distributed.scheduler import KilledWorker
+
     from eqspice.learning.run.loop import RunError
     from eqspice.learning.run.progress import progress_bar
 

@@ -17,16 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from eqspice.circuits.netlist import (
+    SAMPLE_INDEX,
     TIGHT_OPTIONS,
     antisymmetric_gains,
     antisymmetric_names,
     edge_names,
     free_free_edges,
     injection_name,
-    sample_injection,
     nudge_name,
-    SAMPLE_INDEX,
     render_netlist,
+    sample_injection,
     sample_nudge,
     sample_source,
     source_name,

@@ -9,7 +9,6 @@ from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current, thermal_voltage
 from eqspice.simulator.engine import BatchPhase, EngineError, Nudge, batch_arrays, free_end_incidence
 
-
 #: free nodes up to which the co-content's gradient uses dense matrices (8 n^2 bytes)
 DENSE_FREE_NODES_MAX = 2000
 

@@ -10,7 +10,6 @@ from eqspice.circuits.noise import NoiseSpec, node_capacitances, noisy_edges
 from eqspice.simulator.sampling.co_content import CoContent, SamplingError
 
 
-
 def stationary_covariance(circuit: Circuit, g_s: np.ndarray, spec: NoiseSpec, beta_s: float = 0.0) -> np.ndarray:
     """Covariance of the free-node voltages at rest, V^2, for a circuit without diodes.
 

@@ -11,7 +11,6 @@ from eqspice.simulator.engine import Nudge, free_end_incidence
 from eqspice.simulator.sampling.co_content import CoContent, SamplingError
 
 
-
 def check_time_step(circuit: Circuit, g_s, spec: NoiseSpec, beta_s: float = 0.0) -> float:
     """The shortest RC time constant ``min C_n / H_nn`` (seconds); refuse ``dt_sec`` above half of it."""
     cap = node_capacitances(circuit, g_s, spec, beta_s)

@@ -1,6 +1,7 @@
 """The command line as a user meets it: bad input gives one line, an exit code, no litter."""
 
 import csv
+import io
 import os
 import signal
 import struct
@@ -164,7 +165,7 @@ def test_killed_ngspice_child_does_not_lose_the_run(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "killed by signal 9" in err and "sample" in err and "phase" in err
-    last = list(csv.DictReader((run_dir / "metrics.csv").open()))[-1]
+    last = list(csv.DictReader(io.StringIO((run_dir / "metrics.csv").read_text())))[-1]
     assert last["epoch"] == "150"
     assert int(last["engine_restarts"]) >= 1
 
@@ -201,7 +202,7 @@ PHYSICS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"
 
 
 def physics_columns(run_dir):
-    return [[row[k] for k in PHYSICS] for row in csv.DictReader((run_dir / "metrics.csv").open())]
+    return [[row[k] for k in PHYSICS] for row in csv.DictReader(io.StringIO((run_dir / "metrics.csv").read_text()))]
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

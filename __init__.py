@@ -9,7 +9,8 @@ The public API, in the order a study uses it:
   SPICE text with :func:`render_netlist` / :func:`export_netlist`;
 * settle it: :class:`NativeEngine`, :class:`NgspiceEngine` (or :func:`make_engine`
   by name), each with ``load(circuit, g_s)`` and ``settle(inputs_v, ...)``;
-  noisy phases with :class:`NativeSampler` / :class:`NgspiceSampler`;
+  noisy phases with :class:`NativeSampler` / :class:`NgspiceSampler`; the static power
+  of a settled phase with :func:`phase_power`;
 * learn: the rules :class:`EquilibriumPropagation`, :class:`CrossEntropyPropagation`,
   :class:`AsymmetricEquilibriumPropagation`, :class:`NoisyRule`, the optimizers
   :class:`SGD` / :class:`Adam`, the devices :class:`IdealDevice`, :class:`PulsedDevice`,
@@ -67,6 +68,8 @@ _LOCATION = {
     "NgspiceEngine": "simulator.ngspice.engine",
     "NativeSampler": "simulator.sampling.native",
     "NgspiceSampler": "simulator.ngspice.sampler",
+    "phase_power": "simulator.power",
+    "PhasePower": "simulator.power",
     # learning: what the controller decides
     "Phases": "learning.rules.equilibrium",
     "EquilibriumPropagation": "learning.rules.equilibrium",

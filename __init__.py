@@ -10,7 +10,9 @@ The public API, in the order a study uses it:
 * settle it: :class:`NativeEngine`, :class:`NgspiceEngine` (or :func:`make_engine`
   by name), each with ``load(circuit, g_s)`` and ``settle(inputs_v, ...)``;
   noisy phases with :class:`NativeSampler` / :class:`NgspiceSampler`; the static power
-  of a settled phase with :func:`phase_power`;
+  of a settled phase with :func:`phase_power`, its settling time with node capacitances
+  with :func:`settling_time` (ngspice: :func:`ngspice_settling_time`) and its capacitive
+  switching energy with :func:`switching_energy_j`;
 * learn: the rules :class:`EquilibriumPropagation`, :class:`CrossEntropyPropagation`,
   :class:`AsymmetricEquilibriumPropagation`, :class:`NoisyRule`, the optimizers
   :class:`SGD` / :class:`Adam`, the devices :class:`IdealDevice`, :class:`PulsedDevice`,
@@ -70,6 +72,9 @@ _LOCATION = {
     "NgspiceSampler": "simulator.ngspice.sampler",
     "phase_power": "simulator.power",
     "PhasePower": "simulator.power",
+    "settling_time": "simulator.settling",
+    "ngspice_settling_time": "simulator.settling",
+    "switching_energy_j": "simulator.settling",
     # learning: what the controller decides
     "Phases": "learning.rules.equilibrium",
     "EquilibriumPropagation": "learning.rules.equilibrium",

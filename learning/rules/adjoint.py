@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from eqspice.circuits.netlist import TIGHT_OPTIONS
-from eqspice.circuits.network import Circuit, antisymmetric_coupling
-from eqspice.simulator.diode import diode_current
+from eqspice.circuits.network import Circuit
+from eqspice.simulator.engine import FREE
+from eqspice.simulator.settling import phase_jacobian
 
 
 def kcl_jacobian(circuit: Circuit, g_s: np.ndarray, v: np.ndarray, gmin_s: float = TIGHT_OPTIONS["gmin"]) -> np.ndarray:
@@ -33,39 +34,10 @@ def kcl_jacobian(circuit: Circuit, g_s: np.ndarray, v: np.ndarray, gmin_s: float
 
     ``R_n = sum_e (current leaving n through edge e) + diode currents + load``;
     edge e = (p, q) takes ``G (v_p - v_q) - a v_q`` out of p and
-    ``G (v_q - v_p) + a v_p`` out of q, with ``a = delta_e G_e``.
+    ``G (v_q - v_p) + a v_p`` out of q, with ``a = delta_e G_e``: the free phase's
+    :func:`eqspice.simulator.settling.phase_jacobian` (diode areas included).
     """
-    g_s = np.asarray(g_s, dtype=float)
-    v = np.atleast_2d(v)
-    n = len(circuit.node_names)
-    a_s = antisymmetric_coupling(circuit, g_s)
-    y = np.zeros((n + 1, n + 1))  # last row/column: ground
-    p, q = circuit.edges.T
-    np.add.at(y, (p, p), g_s)
-    np.add.at(y, (q, q), g_s)
-    np.add.at(y, (p, q), -(g_s + a_s))
-    np.add.at(y, (q, p), -(g_s - a_s))
-    out = circuit.output_index
-    y[out, out] += circuit.output_load_s
-    free = np.arange(circuit.free_slice.start, circuit.free_slice.stop)
-    jac = np.broadcast_to(y[np.ix_(free, free)], (len(v), len(free), len(free))).copy()
-    if len(circuit.diodes):
-        d = circuit.diodes.copy()
-        d[d < 0] = n
-        v_all = np.hstack([v, np.zeros((len(v), 1))])
-        _, g_d = diode_current(v_all[:, d[:, 0]] - v_all[:, d[:, 1]], circuit.diode_model, gmin_s)
-        position = np.full(n + 1, -1)
-        position[free] = np.arange(len(free))
-        for k, (an, ca) in enumerate(d):
-            i, j = position[an], position[ca]
-            if i >= 0:
-                jac[:, i, i] += g_d[:, k]
-            if j >= 0:
-                jac[:, j, j] += g_d[:, k]
-            if i >= 0 and j >= 0:
-                jac[:, i, j] -= g_d[:, k]
-                jac[:, j, i] -= g_d[:, k]
-    return jac
+    return phase_jacobian(circuit, g_s, v, FREE, gmin_s)
 
 
 def adjoint_response(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray, targets_v: np.ndarray, **kw) -> np.ndarray:

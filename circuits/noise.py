@@ -36,13 +36,13 @@ free energy, finite nudge).  ngspice manual, "Transient noise source".
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from eqspice.circuits.network import Circuit
-from eqspice.circuits.schema import FieldError, SpecError, one_line, spec
+from eqspice.circuits.schema import FieldError, SpecError, spec, tagged
 
 #: Boltzmann's constant, J/K (ngspice's value).
 BOLTZMANN_J_PER_K = 1.38064852e-23
@@ -62,7 +62,7 @@ class NoNoise:
     Parameters
     ----------
     model : {"none"}
-        The tag of this member of :data:`NoiseModel`.
+        The tag of this noise model (:func:`noise_spec`).
     """
 
     model: Literal["none"] = "none"
@@ -144,7 +144,7 @@ class JohnsonNoise(NoiseSpec):
     temperature_k : float
         Physical temperature, kelvin; positive.
     model : {"johnson"}
-        The tag of this member of :data:`NoiseModel`.
+        The tag of this noise model (:func:`noise_spec`).
 
     The sampling parameters are :class:`NoiseSpec`'s; every node has ``capacitance_f``.
     """
@@ -171,7 +171,7 @@ class GibbsNoise(NoiseSpec):
         about the same rate; the stationary density does not depend on C.
         None: every node has ``capacitance_f``.
     model : {"gibbs"}
-        The tag of this member of :data:`NoiseModel`.
+        The tag of this noise model (:func:`noise_spec`).
 
     The sampling parameters are :class:`NoiseSpec`'s.
     """
@@ -185,10 +185,8 @@ class GibbsNoise(NoiseSpec):
         return self.t_eff_w
 
 
-#: A noise model, told apart by its ``model`` tag (``[noise]`` of a run config).
-NoiseModel = Annotated[Union[NoNoise, JohnsonNoise, GibbsNoise], Field(discriminator="model")]
-
-_NOISE_MODEL = TypeAdapter(NoiseModel)
+#: Builds a noise model, told apart by its ``model`` tag (``[noise]`` of a run config).
+_build_noise = tagged(dict(zip(NOISE_MODELS, (NoNoise, JohnsonNoise, GibbsNoise))), NoiseSpecError)
 
 
 def noise_spec(model: str, **fields) -> NoNoise | JohnsonNoise | GibbsNoise:
@@ -210,10 +208,7 @@ def noise_spec(model: str, **fields) -> NoNoise | JohnsonNoise | GibbsNoise:
     NoiseSpecError
         An unknown model, or a parameter it lacks or refuses (one line).
     """
-    try:
-        return _NOISE_MODEL.validate_python({"model": model, **fields})
-    except ValidationError as exc:
-        raise NoiseSpecError(one_line(exc, {(): dict(zip(NOISE_MODELS, (NoNoise, JohnsonNoise, GibbsNoise)))})) from None
+    return _build_noise(model, **fields)
 
 
 def matched_tau_sec(spec: NoiseSpec) -> float | None:

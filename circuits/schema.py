@@ -19,9 +19,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Union
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 #: Settings of every spec: unknown fields refused, numbers finite.
@@ -209,6 +209,33 @@ def _unknown_key(loc: tuple, member: tuple | None, tags: Tags) -> str:
         others = " or ".join(repr(t) for t in owners)
         return f"not a key of model = {tag!r} (only of {others}); remove it or set model = {owners[0]!r}"
     return f"unknown key for model = {tag!r}; {advice}"
+
+
+def tagged(members: Mapping[str, type], error: type[SpecError]):
+    """A builder of the member of a tagged union of specs (``model`` = tag) by its tag.
+
+    Parameters
+    ----------
+    members : mapping of str to type
+        The specs of the union by their ``model`` tag.
+    error : type
+        The :class:`SpecError` the builder raises, with the message of :func:`one_line`.
+
+    Returns
+    -------
+    callable
+        ``build(model, **fields)``: the member called ``model``, checked as a run
+        config's section of that union is.
+    """
+    adapter = TypeAdapter(Annotated[Union[tuple(members.values())], Field(discriminator="model")])
+
+    def build(model: str, **fields):
+        try:
+            return adapter.validate_python({"model": model, **fields})
+        except ValidationError as exc:
+            raise error(one_line(exc, {(): members})) from None
+
+    return build
 
 
 def one_line(exc: ValidationError, tags: Tags | None = None) -> str:

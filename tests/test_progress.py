@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eqspice.learning.run import progress
-from eqspice.learning.run.progress import LOG_EVERY_S, LineProgress, progress_bar
+from eqspice.learning.run.progress import LOG_EVERY_SEC, LineProgress, progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 XOR = ROOT / "examples" / "xor.toml"
@@ -36,7 +36,7 @@ def test_line_progress_writes_at_most_one_line_per_interval(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
     out = io.StringIO()
-    bar = LineProgress(1000, desc="epoch 1/1", unit="sample", file=out, every_s=30.0)
+    bar = LineProgress(1000, desc="epoch 1/1", unit="sample", file=out, every_sec=30.0)
     for _ in range(1000):  # 100 s of updates, ten a second
         now[0] += 0.1
         bar.update(1)
@@ -60,7 +60,7 @@ def test_a_terminal_gets_a_tqdm_bar_and_a_file_gets_lines(monkeypatch):
     bar.close()
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     bar = progress_bar(10, desc="x")
-    assert isinstance(bar, LineProgress) and bar.every_s == LOG_EVERY_S
+    assert isinstance(bar, LineProgress) and bar.every_sec == LOG_EVERY_SEC
     bar.update(10)
     bar.close()
     assert sys.stderr.getvalue() == "x: 10/10 its, 0 s\n"

@@ -8,12 +8,12 @@ devices) live in a state dictionary of arrays that the run checkpoints.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Protocol, Union
+from typing import Annotated, Literal, Protocol
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from eqspice.circuits.schema import FieldError, SpecError, one_line, spec
+from eqspice.circuits.schema import FieldError, SpecError, spec, tagged
 
 
 class DeviceModel(Protocol):
@@ -76,7 +76,7 @@ class IdealDevice:
         Relative standard deviation of the conductance the circuit sees while
         it is operated (see :func:`read_conductances`); zero or more.
     model : {"ideal"}
-        The tag of this member of :data:`DeviceModelSpec`.
+        The tag of this device model (:func:`device_model`).
 
     Raises
     ------
@@ -193,7 +193,7 @@ class PulsedDevice:
     c2c_additive : bool
         Cycle-to-cycle noise independent of the state (see above).
     model : {"pulsed"}
-        The tag of this member of :data:`DeviceModelSpec`.
+        The tag of this device model (:func:`device_model`).
 
     Raises
     ------
@@ -301,10 +301,8 @@ class PulsedDevice:
         return np.where(stuck < 0, self.g_min_s, np.where(stuck > 0, self.g_max_s, g_s))
 
 
-#: A device model, told apart by its ``model`` tag (``[device]`` of a run config).
-DeviceModelSpec = Annotated[Union[IdealDevice, PulsedDevice], Field(discriminator="model")]
-
-_DEVICE_MODEL = TypeAdapter(DeviceModelSpec)
+#: Builds a device model, told apart by its ``model`` tag (``[device]`` of a run config).
+_build_device = tagged(dict(zip(DEVICE_MODELS, (IdealDevice, PulsedDevice))), DeviceSpecError)
 
 
 def device_model(model: str, **fields) -> IdealDevice | PulsedDevice:
@@ -326,7 +324,4 @@ def device_model(model: str, **fields) -> IdealDevice | PulsedDevice:
     DeviceSpecError
         An unknown model, or a parameter it lacks or refuses (one line).
     """
-    try:
-        return _DEVICE_MODEL.validate_python({"model": model, **fields})
-    except ValidationError as exc:
-        raise DeviceSpecError(one_line(exc, {(): dict(zip(DEVICE_MODELS, (IdealDevice, PulsedDevice)))})) from None
+    return _build_device(model, **fields)

@@ -3,7 +3,7 @@
 On a terminal, a tqdm bar redrawn in place.  Anywhere else (a file, a pipe, a
 CI log) every redraw would stay in the output for good: ``make demo`` to a file
 wrote 270 KB of them.  There the progress is a plain line at most every
-:data:`LOG_EVERY_S` seconds, and one when the bar closes.
+:data:`LOG_EVERY_SEC` seconds, and one when the bar closes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from tqdm import tqdm
 
 #: Seconds between progress lines when the stream is not a terminal.
-LOG_EVERY_S = 30.0
+LOG_EVERY_SEC = 30.0
 
 
 def _is_terminal(stream) -> bool:
@@ -28,7 +28,7 @@ class LineProgress:
     """A progress report for a stream that is not a terminal: whole lines, seldom.
 
     Same calls as the tqdm bar it stands in for (``update``, ``set_postfix``,
-    ``close``).  A line is written when ``every_s`` seconds passed since the
+    ``close``).  A line is written when ``every_sec`` seconds passed since the
     last one and, if ``final_line``, when the bar closes.
 
     Parameters
@@ -43,7 +43,7 @@ class LineProgress:
         Name of one unit of work.
     file : text stream
         Where the lines go.
-    every_s : float
+    every_sec : float
         Least time between two lines, in seconds.
     final_line : bool
         Write a line on ``close`` (off where a summary line follows anyway).
@@ -56,19 +56,19 @@ class LineProgress:
         desc: str = "",
         unit: str = "it",
         file=None,
-        every_s: float = LOG_EVERY_S,
+        every_sec: float = LOG_EVERY_SEC,
         final_line: bool = True,
     ) -> None:
         self.total, self.n, self.desc, self.unit = total, initial, desc, unit
         self.file = file if file is not None else sys.stderr
-        self.every_s, self.final_line = every_s, final_line
+        self.every_sec, self.final_line = every_sec, final_line
         self.postfix = ""
         self._started = self._last = time.monotonic()
         self._closed = False
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        if time.monotonic() - self._last >= self.every_s:
+        if time.monotonic() - self._last >= self.every_sec:
             self._write()
 
     def set_postfix(self, **values) -> None:

@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from eqspice.circuits.netlist import render_netlist
+from eqspice.circuits.netlist import export_netlist
+from eqspice.circuits.network import Circuit
 from eqspice.learning.run.build import build_circuit, initial_state, make_device, make_engine, open_session
-from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
+from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState
 from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
 from eqspice.learning.run.legacy import DeprecatedKey
@@ -83,9 +84,12 @@ class Source:
     #: How the output names it, e.g. ``trained run runs/xor``.
     origin: str
 
-    def state(self) -> RunState:
-        """The run's latest checkpoint, or the config's seeded initial state."""
-        circuit = build_circuit(self.config)
+    def state(self, circuit: Circuit | None = None) -> RunState:
+        """The run's latest checkpoint, or the config's seeded initial state.
+
+        ``circuit`` is the config's circuit if the caller has built it already.
+        """
+        circuit = build_circuit(self.config) if circuit is None else circuit
         fresh = initial_state(self.config, circuit, make_device(self.config))
         if self.run_dir is None:
             return fresh
@@ -161,8 +165,9 @@ def cmd_train(args) -> int:
 
 def cmd_settle(args) -> int:
     source = load_source(args.source, cli_overrides(args))
-    config, g_s = source.config, source.state().g_s
+    config = source.config
     circuit = build_circuit(config)
+    g_s = source.state(circuit).g_s
     x = _parse_input(args.input, circuit.n_features)
     engine = make_engine(config)
     try:
@@ -180,8 +185,9 @@ def cmd_settle(args) -> int:
 
 def cmd_export(args) -> int:
     source = load_source(args.source, cli_overrides(args))
-    config, g_s, origin = source.config, source.state().g_s, source.origin
+    config = source.config
     circuit = build_circuit(config)
+    g_s = source.state(circuit).g_s
     if args.input is not None:
         x = _parse_input(args.input, circuit.n_features)
         what = f"input {','.join(f'{a:g}' for a in x)}"
@@ -194,12 +200,10 @@ def cmd_export(args) -> int:
             raise ConfigError(f"--sample {args.sample}: the test set has {len(data.x_test)} samples")
         x = data.x_test[args.sample]
         what = f"test sample {args.sample} of {data.name} (label {data.y_test[args.sample]})"
-    netlist = render_netlist(circuit, g_s, inputs_v=circuit.input_gain @ x, beta_s=0.0)
-    header = f"* exported from {origin}\n* applied: {what}\n* run with: ngspice -b {Path(args.output).name}\n"
-    title, rest = netlist.split("\n", 1)
     out = Path(args.output)
+    header = (f"exported from {source.origin}", f"applied: {what}", f"run with: ngspice -b {out.name}")
     try:
-        write_atomic(out, f"{title}\n{header}{rest}".encode())
+        export_netlist(out, circuit, g_s, circuit.input_gain @ x, header=header)
     except OSError as exc:
         raise ConfigError(f"-o {out}: cannot write ({exc.strerror})") from None
     print(f"wrote {out}: {circuit.n_edges} memristors, {what}")

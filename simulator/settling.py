@@ -54,6 +54,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,7 @@ from eqspice.circuits.netlist import TIGHT_OPTIONS, antisymmetric_gains, render_
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import FREE, BatchPhase, Nudge
+from eqspice.simulator.power import phase_power
 from eqspice.simulator.ngspice.rawfile import read_rawfile
 
 #: Time points of the grid on which the last exit from the band is first located.
@@ -169,7 +171,7 @@ def _modes(jac: np.ndarray, c: np.ndarray, x0: np.ndarray):
     return lam, shapes, weights
 
 
-def _settle_one(lam, shapes, weights, band) -> float:
+def _settle_one(lam, shapes, weights, band, grid_points: int = GRID_POINTS) -> float:
     """The last time ``max_n |x_n(t)|`` exceeds ``band``, from the modal expansion."""
     rate = lam.real
     if np.any(rate <= 0):
@@ -189,9 +191,9 @@ def _settle_one(lam, shapes, weights, band) -> float:
     while bound(t_hi) > 0:
         t_hi *= 2.0
     t_hi = brentq(bound, 0.0, t_hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)  # beyond it: settled for sure
-    grid = np.linspace(0.0, t_hi, GRID_POINTS)
-    x = (shapes[None, :, :] * (weights[None, :] * np.exp(-np.outer(grid, lam)))[:, None, :]).sum(axis=2)
-    outside = np.flatnonzero(np.abs(x.real).max(axis=1) > band)
+    grid = np.linspace(0.0, t_hi, grid_points)
+    x = (shapes * weights[None, :]) @ np.exp(-np.outer(lam, grid))  # [node, time], one matrix product
+    outside = np.flatnonzero(np.abs(x.real).max(axis=0) > band)
     if len(outside) == 0:
         return 0.0
     last = outside[-1]
@@ -209,6 +211,7 @@ def settling_time(
     tolerance: float = 0.01,
     nudge: Nudge = FREE,
     gmin_s: float = TIGHT_OPTIONS["gmin"],
+    grid_points: int = GRID_POINTS,
 ) -> np.ndarray:
     """Settling time of a phase under the linearised dynamics ``C dx/dt = -J x``, seconds per sample.
 
@@ -234,6 +237,9 @@ def settling_time(
         ``antisymmetric_sign`` the non-reciprocal couplings); default :data:`FREE`.
     gmin_s : float
         GMIN across every junction, siemens.
+    grid_points : int
+        Time points on which the last exit is first located (at least 2); fewer are
+        faster and can miss an excursion out of the band shorter than the grid's step.
 
     Returns
     -------
@@ -255,7 +261,7 @@ def settling_time(
     ``C^-1 J`` (of the symmetric ``C^-1/2 J C^-1/2`` for a reciprocal circuit).  The
     modal bound ``max_n sum_k |V_nk w_k| exp(-Re(lam_k) t)`` gives a time beyond which
     the band holds; the last exit before it is found on a grid of
-    :data:`GRID_POINTS` times and refined by Brent's method on the exact expression.
+    ``grid_points`` times (default :data:`GRID_POINTS`) and refined by Brent's method on the exact expression.
 
     Examples
     --------
@@ -270,6 +276,8 @@ def settling_time(
     v_start, v_end = _states(circuit, v_start, v_end)
     c = _capacitances(circuit, capacitance_f)
     tol = _tolerance(tolerance)
+    if int(grid_points) != grid_points or grid_points < 2:
+        raise ValueError(f"grid_points = {grid_points!r}: give an integer of at least 2")
     g_s = np.asarray(g_s, dtype=float)
     if g_s.shape != (circuit.n_edges,):
         raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")
@@ -284,7 +292,7 @@ def settling_time(
         if m == 0:
             continue
         lam, shapes, weights = _modes(jac[b], c, x0[b])
-        out[b] = _settle_one(lam, shapes, weights, tol * m)
+        out[b] = _settle_one(lam, shapes, weights, tol * m, grid_points)
     return out
 
 
@@ -328,6 +336,61 @@ def switching_energy_j(circuit: Circuit, capacitance_f, v_start: np.ndarray, v_e
     c = _capacitances(circuit, capacitance_f)
     free = circuit.free_slice
     return (v_end[:, free] * c * (v_end[:, free] - v_start[:, free])).sum(axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseCost:
+    """Time and energy of one phase that runs until it has settled, per sample.
+
+    Attributes
+    ----------
+    settling_sec : numpy.ndarray
+        ``t_s[batch]``, seconds (:func:`settling_time`).
+    static_w : numpy.ndarray
+        ``P_static[batch]``, the power the sources deliver at the new steady state, watts
+        (:func:`eqspice.simulator.power.phase_power`).
+    switching_j : numpy.ndarray
+        ``E_switch[batch]``, joules (:func:`switching_energy_j`).
+    """
+
+    settling_sec: np.ndarray
+    static_w: np.ndarray
+    switching_j: np.ndarray
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        """``E_phase = P_static t_s + E_switch`` per sample, joules."""
+        return self.static_w * self.settling_sec + self.switching_j
+
+
+def phase_cost(
+    circuit: Circuit,
+    g_s: np.ndarray,
+    v_start: np.ndarray,
+    v_end: np.ndarray,
+    capacitance_f,
+    tolerance: float = 0.01,
+    nudge: Nudge = FREE,
+    grid_points: int = GRID_POINTS,
+) -> PhaseCost:
+    """Settling time, static power and switching energy of a phase, per sample.
+
+    ``E_phase = P_static t_s + E_switch``, with ``t_s`` from :func:`settling_time`,
+    ``P_static`` the delivered power of :func:`eqspice.simulator.power.phase_power` at
+    ``v_end`` and ``E_switch`` from :func:`switching_energy_j`.
+
+    Parameters
+    ----------
+    circuit, g_s, v_start, v_end, capacitance_f, tolerance, nudge, grid_points
+        As for :func:`settling_time`.
+
+    Returns
+    -------
+    PhaseCost
+    """
+    t_s = settling_time(circuit, g_s, v_start, v_end, capacitance_f, tolerance, nudge, grid_points=grid_points)
+    static = phase_power(circuit, g_s, v_end, nudge).delivered_w
+    return PhaseCost(t_s, static, switching_energy_j(circuit, capacitance_f, v_start, v_end))
 
 
 def _fmt(x: float) -> str:

@@ -199,7 +199,10 @@ def _settle_one(lam, shapes, weights, band, grid_points: int = GRID_POINTS) -> f
     last = outside[-1]
     if last == len(grid) - 1:
         return t_hi
-    return brentq(excess, grid[last], grid[last + 1], xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    a, b = grid[last], grid[last + 1]
+    if excess(a) <= 0 or excess(b) > 0:  # the grid's product and the exact sum differ in the last bits
+        return float(b)
+    return brentq(excess, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps)
 
 
 def settling_time(

@@ -16,6 +16,7 @@ import numpy as np
 
 from eqspice.circuits.network import Circuit
 from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
+from eqspice.learning.run.energy import ENERGY_COLUMNS
 
 METRIC_COLUMNS = (
     "epoch",
@@ -27,6 +28,7 @@ METRIC_COLUMNS = (
     "samples_per_sec",
     "engine_restarts",
     "pulses",
+    *ENERGY_COLUMNS,
 )
 
 

@@ -64,8 +64,8 @@ from eqspice.circuits.netlist import TIGHT_OPTIONS, antisymmetric_gains, render_
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import FREE, BatchPhase, Nudge
-from eqspice.simulator.power import phase_power
 from eqspice.simulator.ngspice.rawfile import read_rawfile
+from eqspice.simulator.power import phase_power
 
 #: Time points of the grid on which the last exit from the band is first located.
 GRID_POINTS = 4096

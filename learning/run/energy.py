@@ -213,3 +213,21 @@ def inference_cost(
     start = np.vstack([np.zeros_like(v_free[:1]), v_free[:-1]])
     cost = phase_cost(circuit, g_s, start, v_free, capacitance_f, tolerance, FREE, ACCOUNTING_GRID_POINTS)
     return float(cost.energy_j.mean()), float(cost.settling_sec.mean())
+
+
+#: Test samples ``eqspice eval`` settles in sequence for the energy and latency of an inference.
+EVAL_SAMPLES = 64
+
+
+def eval_inference_cost(session, g_s: np.ndarray, limit: int = EVAL_SAMPLES) -> tuple[float, float, int] | None:
+    """Mean energy (J) and latency (s) of an inference over the first ``limit`` test samples, and their number.
+
+    The session's engine must hold ``g_s``.  None when ``network.node_capacitance_f`` is 0.
+    """
+    c = session.config.network.node_capacitance_f
+    if c == 0:
+        return None
+    x = session.data.x_test[:limit]
+    v = session.engine.settle(session.inputs_v(x), phase="free (inference cost)", sample_ids=np.arange(len(x)))
+    energy_j, latency_sec = inference_cost(session.circuit, g_s, v, c, session.config.energy.settling_tolerance)
+    return energy_j, latency_sec, len(x)

@@ -39,6 +39,7 @@ from eqspice.learning.run.energy import RUNNING_SUMS, account_phases, account_wr
 from eqspice.learning.run.progress import progress_bar
 from eqspice.learning.run.report import (
     plot_conductance_histograms,
+    plot_energy,
     plot_learning_curves,
     write_metrics,
 )
@@ -235,6 +236,7 @@ def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
         )
     d = session.config.device
     plot_conductance_histograms(run_dir, session.circuit, state.g_s, d.g_min_s, d.g_max_s)
+    plot_energy(run_dir / "energy.png", {run_dir.name: state.metrics}, title="energy and time on the chip")
 
 
 def train(

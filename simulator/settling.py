@@ -65,7 +65,7 @@ from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import FREE, BatchPhase, Nudge
 from eqspice.simulator.ngspice.rawfile import read_rawfile
-from eqspice.simulator.power import phase_power
+from eqspice.simulator.power import static_power_w
 
 #: Time points of the grid on which the last exit from the band is first located.
 GRID_POINTS = 4096
@@ -124,27 +124,29 @@ def phase_jacobian(
     g_s = np.asarray(g_s, dtype=float)
     v = np.atleast_2d(np.asarray(v, dtype=float))
     n = len(circuit.node_names)
-    y = np.zeros((n + 1, n + 1))  # last row and column: ground
-    p, q = circuit.edges.T
+    free = np.arange(circuit.free_slice.start, circuit.free_slice.stop)
+    n_free = len(free)
+    position = np.full(n + 1, -1)  # index among the free nodes; -1 for driven nodes and ground (index -1 or n)
+    position[free] = np.arange(n_free)
+    p, q = position[circuit.edges.T]
     a_s = np.zeros(circuit.n_edges) if circuit.nonreciprocal is None else antisymmetric_gains(
         circuit, g_s, nudge.antisymmetric_sign
     )
-    np.add.at(y, (p, p), g_s)
-    np.add.at(y, (q, q), g_s)
-    np.add.at(y, (p, q), -(g_s + a_s))
-    np.add.at(y, (q, p), -(g_s - a_s))
-    out = circuit.output_index
+    # only the free-free block: an edge to a driven node adds its conductance to the diagonal alone
+    y = np.zeros((n_free, n_free))
+    y[np.diag_indices(n_free)] = np.bincount(p[p >= 0], g_s[p >= 0], n_free) + np.bincount(q[q >= 0], g_s[q >= 0], n_free)
+    both = (p >= 0) & (q >= 0)
+    np.add.at(y, (p[both], q[both]), -(g_s + a_s)[both])
+    np.add.at(y, (q[both], p[both]), -(g_s - a_s)[both])
+    out = position[circuit.output_index]
     y[out, out] += circuit.output_load_s + nudge.beta_s
-    free = np.arange(circuit.free_slice.start, circuit.free_slice.stop)
-    jac = np.broadcast_to(y[np.ix_(free, free)], (len(v), len(free), len(free))).copy()
+    jac = np.broadcast_to(y, (len(v), n_free, n_free)).copy()
     if len(circuit.diodes):
         d = circuit.diodes.copy()
         d[d < 0] = n
         v_all = np.hstack([v, np.zeros((len(v), 1))])
         area = 1.0 if circuit.diode_area is None else circuit.diode_area
         _, g_d = diode_current(v_all[:, d[:, 0]] - v_all[:, d[:, 1]], circuit.diode_model, gmin_s, area)
-        position = np.full(n + 1, -1)
-        position[free] = np.arange(len(free))
         for k, (an, ca) in enumerate(d):
             i, j = position[an], position[ca]
             if i >= 0:
@@ -351,7 +353,7 @@ class PhaseCost:
         ``t_s[batch]``, seconds (:func:`settling_time`).
     static_w : numpy.ndarray
         ``P_static[batch]``, the power the sources deliver at the new steady state, watts
-        (:func:`eqspice.simulator.power.phase_power`).
+        (:func:`eqspice.simulator.power.static_power_w`).
     switching_j : numpy.ndarray
         ``E_switch[batch]``, joules (:func:`switching_energy_j`).
     """
@@ -379,8 +381,8 @@ def phase_cost(
     """Settling time, static power and switching energy of a phase, per sample.
 
     ``E_phase = P_static t_s + E_switch``, with ``t_s`` from :func:`settling_time`,
-    ``P_static`` the delivered power of :func:`eqspice.simulator.power.phase_power` at
-    ``v_end`` and ``E_switch`` from :func:`switching_energy_j`.
+    ``P_static`` the delivered power at ``v_end`` (:func:`eqspice.simulator.power.static_power_w`,
+    equal to :func:`~eqspice.simulator.power.phase_power`'s ``delivered_w``) and ``E_switch`` from :func:`switching_energy_j`.
 
     Parameters
     ----------
@@ -392,7 +394,7 @@ def phase_cost(
     PhaseCost
     """
     t_s = settling_time(circuit, g_s, v_start, v_end, capacitance_f, tolerance, nudge, grid_points=grid_points)
-    static = phase_power(circuit, g_s, v_end, nudge).delivered_w
+    static = static_power_w(circuit, g_s, v_end, nudge)
     return PhaseCost(t_s, static, switching_energy_j(circuit, capacitance_f, v_start, v_end))
 
 

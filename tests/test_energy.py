@@ -264,3 +264,20 @@ def test_eval_prints_energy_and_latency_per_inference(tmp_path):
     assert result.returncode == 0, result.stderr
     line = [s for s in result.stdout.splitlines() if s.startswith("per inference")]
     assert len(line) == 1 and " J, latency " in line[0] and " s " in line[0]
+
+
+def test_the_cheap_static_power_is_what_the_sources_deliver():
+    """static_power_w sums the dissipation; phase_power's delivered side sums the sources' own currents."""
+    import importlib
+
+    from eqspice.simulator.power import phase_power, static_power_w
+
+    power_tests = importlib.import_module("test_power")
+    for circuit, g, inputs, targets, rng in (power_tests.diode_crossbar(7, sigma=0.2), power_tests.graph_network(8)):
+        engine = NativeEngine()
+        engine.load(circuit, g)
+        for nudge in power_tests.phases(circuit, targets, rng).values():
+            v = engine.settle(inputs, nudge)
+            np.testing.assert_allclose(
+                static_power_w(circuit, g, v, nudge), phase_power(circuit, g, v, nudge).delivered_w, rtol=1e-9
+            )

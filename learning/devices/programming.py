@@ -53,13 +53,13 @@ def programming_pulses(device, g_before_s: np.ndarray, g_after_s: np.ndarray, pu
         return np.asarray(pulses)
     dg = np.asarray(g_after_s) - np.asarray(g_before_s)
     if device.levels:
-        return np.rint(dg / device.step_s).astype(int)
-    return np.sign(dg).astype(int)
+        return np.rint(dg / device.step_s).astype(np.int64)
+    return np.sign(dg).astype(np.int8)
 
 
 def write_energy_j(pulses: np.ndarray, pulse_energy_j: float) -> float:
     """``pulse_energy_j * sum |n|``, joules."""
-    return float(pulse_energy_j * np.abs(pulses).sum())
+    return float(pulse_energy_j * np.abs(pulses).sum(dtype=np.int64))
 
 
 def write_time_sec(circuit: Circuit, pulses: np.ndarray, pulse_duration_sec: float, scheme: str = "row_parallel") -> float:
@@ -86,13 +86,13 @@ def write_time_sec(circuit: Circuit, pulses: np.ndarray, pulse_duration_sec: flo
     if pulses.shape != (circuit.n_edges,):
         raise ValueError(f"pulses has shape {list(pulses.shape)}; the circuit has {circuit.n_edges} edges")
     if scheme == "device_by_device":
-        return float(pulse_duration_sec * np.abs(pulses).sum())
+        return float(pulse_duration_sec * np.abs(pulses).sum(dtype=np.int64))
     steps = 0
     for group in circuit.groups:
         block = pulses[group.slice]
         if group.rows is None or len(group.shape) != 2:
-            steps += int(np.abs(block).sum())
+            steps += int(np.abs(block).sum(dtype=np.int64))
             continue
         block = block.reshape(group.shape)
-        steps += int(np.clip(block, 0, None).max(axis=1).sum() + np.clip(-block, 0, None).max(axis=1).sum())
+        steps += int(np.maximum(block.max(axis=1), 0).sum() + np.maximum(-block.min(axis=1), 0).sum())
     return float(pulse_duration_sec * steps)

@@ -281,3 +281,26 @@ def test_the_cheap_static_power_is_what_the_sources_deliver():
             np.testing.assert_allclose(
                 static_power_w(circuit, g, v, nudge), phase_power(circuit, g, v, nudge).delivered_w, rtol=1e-9
             )
+
+
+def test_scaling_every_conductance_of_a_linear_circuit_keeps_the_energy_and_stretches_the_time():
+    """G -> k G, beta -> k beta, load -> k load: same voltages, P_static x k, t_s / k, E_phase unchanged."""
+    import dataclasses
+
+    rng = np.random.default_rng(9)
+    base = crossbar(CrossbarSpec(layers=(4, 6, 2), nonlinearity="none", output_load_s=3e-6))
+    g = 10 ** rng.uniform(-6, -4, base.n_edges)
+    inputs = rng.uniform(0, 1, (5, base.n_features)) @ base.input_gain.T
+    targets = rng.uniform(-0.2, 0.2, (5, 2))
+    costs = {}
+    for k in (1.0, 0.1):
+        circuit = dataclasses.replace(base, output_load_s=k * base.output_load_s)
+        engine = NativeEngine()
+        engine.load(circuit, k * g)
+        nudge = Nudge(targets_v=targets, beta_s=k * 2e-5)
+        free, plus = engine.settle(inputs), engine.settle(inputs, nudge)
+        costs[k] = (free, phases_cost(circuit, k * g, (free, plus, None), (FREE, nudge, None), 1e-14, 0.01, limit=10))
+    np.testing.assert_allclose(costs[0.1][0], costs[1.0][0], atol=1e-9)
+    for key in ("free_settling_sec", "plus_settling_sec"):
+        assert costs[0.1][1][key] == pytest.approx(10 * costs[1.0][1][key], rel=1e-6)
+    assert costs[0.1][1]["settling_energy_j"] == pytest.approx(costs[1.0][1]["settling_energy_j"], rel=1e-6)

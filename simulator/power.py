@@ -121,6 +121,18 @@ class PhasePower:
         return out
 
 
+def _arrays(circuit: Circuit, g_s, v) -> tuple[np.ndarray, np.ndarray]:
+    """``g_s[edge]`` and ``v[batch, node]`` as float arrays, their shapes checked against the circuit."""
+    g_s = np.asarray(g_s, dtype=float)
+    if g_s.shape != (circuit.n_edges,):
+        raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")
+    v = np.atleast_2d(np.asarray(v, dtype=float))
+    n_nodes = len(circuit.node_names)
+    if v.ndim != 2 or v.shape[1] != n_nodes:
+        raise ValueError(f"v has shape {list(v.shape)}; give [batch, {n_nodes}] volts of circuit.node_names")
+    return g_s, v
+
+
 def phase_power(
     circuit: Circuit,
     g_s: np.ndarray,
@@ -183,13 +195,8 @@ def phase_power(
     >>> bool(np.isclose(p.delivered_w, p.dissipated_w, rtol=1e-9, atol=0)[0])
     True
     """
-    g_s = np.asarray(g_s, dtype=float)
-    if g_s.shape != (circuit.n_edges,):
-        raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")
-    v = np.atleast_2d(np.asarray(v, dtype=float))
+    g_s, v = _arrays(circuit, g_s, v)
     n_nodes = len(circuit.node_names)
-    if v.ndim != 2 or v.shape[1] != n_nodes:
-        raise ValueError(f"v has shape {list(v.shape)}; give [batch, {n_nodes}] volts of circuit.node_names")
     batch = len(v)
     n_in, n_fixed = len(circuit.input_nodes), len(circuit.fixed_nodes)
     phase = BatchPhase.of(circuit, v[:, :n_in], nudge)
@@ -282,10 +289,7 @@ def static_power_w(
     (:func:`phase_power` scatters every element's current onto its nodes).
     Same parameters as :func:`phase_power`; the state must be settled.
     """
-    g_s = np.asarray(g_s, dtype=float)
-    v = np.atleast_2d(np.asarray(v, dtype=float))
-    if g_s.shape != (circuit.n_edges,) or v.ndim != 2 or v.shape[1] != len(circuit.node_names):
-        raise ValueError(f"g_s {list(g_s.shape)} and v {list(v.shape)} do not fit the circuit's edges and nodes")
+    g_s, v = _arrays(circuit, g_s, v)
     phase = BatchPhase.of(circuit, v[:, : len(circuit.input_nodes)], nudge)
     v0 = np.hstack([v, np.zeros((len(v), 1))])
     total = np.zeros(len(v))

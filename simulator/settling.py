@@ -70,6 +70,9 @@ from eqspice.simulator.power import static_power_w
 #: Time points of the grid on which the last exit from the band is first located.
 GRID_POINTS = 4096
 
+#: Times (geometric, ratio about 1.2) on which the modal bound first holds (the grid's end).
+LADDER_POINTS = 80
+
 
 def _states(circuit: Circuit, v_start, v_end) -> tuple[np.ndarray, np.ndarray]:
     n_nodes = len(circuit.node_names)
@@ -180,19 +183,20 @@ def _settle_one(lam, shapes, weights, band, grid_points: int = GRID_POINTS) -> f
         return float("inf")  # a mode that does not decay: the phase never settles
     amplitude = np.abs(shapes * weights[None, :])  # |V_nk w_k|
 
-    def bound(t):  # max_n sum_k |V_nk w_k| exp(-Re lam_k t) >= max_n |x_n(t)|, decreasing in t
-        return float((amplitude @ np.exp(-rate * t)).max()) - band
-
     def excess(t):
         x = shapes @ (weights * np.exp(-lam * t))
         return float(np.abs(x.real).max()) - band
 
-    if bound(0.0) <= 0:
+    # max_n sum_k |V_nk w_k| exp(-Re lam_k t) >= max_n |x_n(t)| decreases in t; it is below the band
+    # from t_top = ln(A / band) / min Re lam on (A its value at 0): the first time of a geometric
+    # ladder up to t_top where it holds is a time beyond which the phase has settled for sure
+    total = amplitude.sum(axis=1).max()
+    if total <= band:
         return 0.0
-    t_hi = 1.0 / rate.min()
-    while bound(t_hi) > 0:
-        t_hi *= 2.0
-    t_hi = brentq(bound, 0.0, t_hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)  # beyond it: settled for sure
+    t_top = np.log(total / band) / rate.min()
+    ladder = np.append(np.geomspace(1e-6 * t_top, t_top, LADDER_POINTS), 1.01 * t_top)  # the last holds for sure
+    holds = (amplitude @ np.exp(-np.outer(rate, ladder))).max(axis=0) <= band
+    t_hi = ladder[np.argmax(holds)] if holds.any() else ladder[-1]
     grid = np.linspace(0.0, t_hi, grid_points)
     x = (shapes * weights[None, :]) @ np.exp(-np.outer(lam, grid))  # [node, time], one matrix product
     outside = np.flatnonzero(np.abs(x.real).max(axis=0) > band)

@@ -34,6 +34,7 @@ phase applied, so their runs report programming only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -75,17 +76,18 @@ RUNNING_SUMS = {
 }
 
 
-def sampled_batches(n_batches: int, batch_size: int, settling_samples: int) -> np.ndarray:
+@functools.lru_cache(maxsize=16)
+def sampled_batches(n_batches: int, batch_size: int, settling_samples: int) -> tuple[int, ...]:
     """Indices of the mini-batches of an epoch whose phases are settled exactly, evenly spaced.
 
     Each contributes ``batch_size - 1`` samples (1 for a batch of one), so
     ``ceil(settling_samples / that)`` of the ``n_batches`` are taken, at most all.
     """
     if settling_samples == 0 or n_batches == 0:
-        return np.zeros(0, dtype=int)
+        return ()
     per_batch = max(batch_size - 1, 1)
     k = min(n_batches, -(-settling_samples // per_batch))
-    return np.unique(np.linspace(0, n_batches - 1, k).round().astype(int))
+    return tuple(int(b) for b in np.unique(np.linspace(0, n_batches - 1, k).round().astype(int)))
 
 
 def _rows(nudge: Nudge, rows: np.ndarray) -> Nudge:

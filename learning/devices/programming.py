@@ -51,10 +51,10 @@ def programming_pulses(device, g_before_s: np.ndarray, g_after_s: np.ndarray, pu
     """
     if device.model != "ideal":
         return np.asarray(pulses)
-    dg = np.asarray(g_after_s) - np.asarray(g_before_s)
+    g_before_s, g_after_s = np.asarray(g_before_s), np.asarray(g_after_s)
     if device.levels:
-        return np.rint(dg / device.step_s).astype(np.int64)
-    return np.sign(dg).astype(np.int8)
+        return np.rint((g_after_s - g_before_s) / device.step_s).astype(np.int64)
+    return (g_after_s > g_before_s).view(np.int8) - (g_after_s < g_before_s).view(np.int8)  # sign(dG), fast
 
 
 def write_energy_j(pulses: np.ndarray, pulse_energy_j: float) -> float:

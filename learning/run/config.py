@@ -485,7 +485,7 @@ class EnergyConfig(_Section):
         "largest step of its new steady state",
     )
     settling_samples: int = Field(
-        8,
+        4,
         ge=0,
         description="training samples per epoch whose phases are settled exactly (from evenly spaced "
         "mini-batches); the sampled_* metrics average over them; 0 for no settling accounting",

@@ -223,6 +223,8 @@ def test_a_run_reports_programming_from_its_own_pulse_count_and_settling_from_a_
         assert row["epoch_programming_energy_j"] == pytest.approx(3e-12 * row["pulses"], rel=1e-12)
         assert row["epoch_write_sec"] == pytest.approx(5e-9 * row["pulses"], rel=1e-12)
         assert row["sample_programming_energy_j"] == pytest.approx(row["epoch_programming_energy_j"] / 4)
+        assert row["batch_programming_energy_j"] == pytest.approx(row["epoch_programming_energy_j"])  # one batch
+        assert row["batch_write_sec"] == pytest.approx(row["epoch_write_sec"])
         assert row["energy_samples"] == 3  # XOR: 4 samples in one batch, the first only starts the second
         for column in ("sampled_free_settling_sec", "sampled_plus_settling_sec", "sampled_minus_settling_sec"):
             assert 0 < row[column] < 1e-6

@@ -60,6 +60,8 @@ ENERGY_COLUMNS = (
     "epoch_write_sec",
     "sampled_epoch_chip_sec",
     "energy_samples",
+    "batch_programming_energy_j",
+    "batch_write_sec",
 )
 
 #: Sums of the running epoch the accounting keeps in ``RunState.running`` (checkpointed).
@@ -73,6 +75,7 @@ RUNNING_SUMS = {
     "settling_energy_j": 0.0,
     "programming_energy_j": 0.0,
     "write_sec": 0.0,
+    "write_batches": 0,
 }
 
 
@@ -177,6 +180,7 @@ def account_write(session, state, g_before_s: np.ndarray, g_after_s: np.ndarray,
     r = state.running
     r["programming_energy_j"] = r.get("programming_energy_j", 0.0) + write_energy_j(n, device.pulse_energy_j)
     r["write_sec"] = r.get("write_sec", 0.0) + write_time_sec(session.circuit, n, device.pulse_duration_sec, scheme)
+    r["write_batches"] = r.get("write_batches", 0) + 1
 
 
 def energy_metrics(running: dict) -> dict:
@@ -188,6 +192,8 @@ def energy_metrics(running: dict) -> dict:
         "epoch_programming_energy_j": r["programming_energy_j"],
         "epoch_write_sec": r["write_sec"],
         "energy_samples": n,
+        "batch_programming_energy_j": r["programming_energy_j"] / max(r["write_batches"], 1),
+        "batch_write_sec": r["write_sec"] / max(r["write_batches"], 1),
     }
     if n == 0:
         return {key: out.get(key) for key in ENERGY_COLUMNS}

@@ -12,7 +12,7 @@ The public API, in the order a study uses it:
   noisy phases with :class:`NativeSampler` / :class:`NgspiceSampler`; the static power
   of a settled phase with :func:`phase_power`, its settling time with node capacitances
   with :func:`settling_time` (ngspice: :func:`ngspice_settling_time`) and its capacitive
-  switching energy with :func:`switching_energy_j`;
+  switching energy with :func:`switching_energy_j`, all three with :func:`phase_cost`;
 * learn: the rules :class:`EquilibriumPropagation`, :class:`CrossEntropyPropagation`,
   :class:`AsymmetricEquilibriumPropagation`, :class:`NoisyRule`, the optimizers
   :class:`SGD` / :class:`Adam`, the devices :class:`IdealDevice`, :class:`PulsedDevice`,
@@ -75,6 +75,7 @@ _LOCATION = {
     "settling_time": "simulator.settling",
     "ngspice_settling_time": "simulator.settling",
     "switching_energy_j": "simulator.settling",
+    "phase_cost": "simulator.settling",
     # learning: what the controller decides
     "Phases": "learning.rules.equilibrium",
     "EquilibriumPropagation": "learning.rules.equilibrium",

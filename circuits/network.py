@@ -202,6 +202,12 @@ class CrossbarSpec:
         The diode ``.model`` card (``[network.diode_model]`` in a config).
     output_load_s : float
         Conductance from each output node to ground, siemens; 0 for none.
+    node_capacitance_f : float
+        Capacitance from every free node to ground, farads, that sets how fast a
+        phase settles (:mod:`eqspice.simulator.settling`); zero or more, finite.
+        0 leaves settling time and settling energy out of a run's accounting.
+        The default, 10 fF, is an illustrative order of magnitude for a
+        crossbar line with its driver and sense node, not a measured figure.
 
     Raises
     ------
@@ -219,6 +225,7 @@ class CrossbarSpec:
     diode_bias_v: tuple[float, float] = (0.3, -0.3)
     diode_model: DiodeModel = DiodeModel()
     output_load_s: Annotated[float, Field(ge=0)] = 0.0
+    node_capacitance_f: Annotated[float, Field(ge=0)] = 1e-14
 
     @field_validator("layers")
     @classmethod

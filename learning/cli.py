@@ -34,6 +34,7 @@ from eqspice.learning.run.build import build_circuit, initial_state, make_device
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState
 from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
+from eqspice.learning.run.energy import eval_inference_cost
 from eqspice.learning.run.legacy import DeprecatedKey
 from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, train
 from eqspice.simulator.engine import EngineError
@@ -223,6 +224,7 @@ def cmd_eval(args) -> int:
         session.engine.load(session.circuit, g_s)
         with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
             loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
+            cost = eval_inference_cost(session, g_s)
     finally:
         session.engine.close()
     n = len(session.data.x_test)
@@ -230,6 +232,13 @@ def cmd_eval(args) -> int:
         f"{source.origin}: {session.engine.name} engine, {n} test samples of {session.data.name}: "
         f"accuracy {accuracy:.4f} ({round(accuracy * n)}/{n}), loss {loss:.6g} ({session.loss_label})"
     )
+    if cost is not None:
+        energy_j, latency_sec, samples = cost
+        print(
+            f"per inference: energy {energy_j:.4g} J, latency {latency_sec:.4g} s (free phase from the previous "
+            f"sample's state, mean over the first {samples} test samples, "
+            f"{config.network.node_capacitance_f:g} F per node)"
+        )
     return 0
 
 
@@ -245,7 +254,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from eqspice.learning.run.report import metrics_table, plot_comparison, read_metrics
+    from eqspice.learning.run.report import metrics_table, plot_comparison, plot_energy, read_metrics
 
     runs = {}
     for source in args.run_dirs:
@@ -261,6 +270,9 @@ def cmd_report(args) -> int:
     if args.output:
         plot_comparison(args.output, runs, title="test accuracy and training loss")
         print(f"wrote {args.output}")
+        energy = plot_energy(args.output.removesuffix(".png") + "_energy.png", runs, title="energy and time on the chip")
+        if energy is not None:
+            print(f"wrote {energy}")
     return 0
 
 

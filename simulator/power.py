@@ -121,6 +121,18 @@ class PhasePower:
         return out
 
 
+def _arrays(circuit: Circuit, g_s, v) -> tuple[np.ndarray, np.ndarray]:
+    """``g_s[edge]`` and ``v[batch, node]`` as float arrays, their shapes checked against the circuit."""
+    g_s = np.asarray(g_s, dtype=float)
+    if g_s.shape != (circuit.n_edges,):
+        raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")
+    v = np.atleast_2d(np.asarray(v, dtype=float))
+    n_nodes = len(circuit.node_names)
+    if v.ndim != 2 or v.shape[1] != n_nodes:
+        raise ValueError(f"v has shape {list(v.shape)}; give [batch, {n_nodes}] volts of circuit.node_names")
+    return g_s, v
+
+
 def phase_power(
     circuit: Circuit,
     g_s: np.ndarray,
@@ -183,13 +195,8 @@ def phase_power(
     >>> bool(np.isclose(p.delivered_w, p.dissipated_w, rtol=1e-9, atol=0)[0])
     True
     """
-    g_s = np.asarray(g_s, dtype=float)
-    if g_s.shape != (circuit.n_edges,):
-        raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")
-    v = np.atleast_2d(np.asarray(v, dtype=float))
+    g_s, v = _arrays(circuit, g_s, v)
     n_nodes = len(circuit.node_names)
-    if v.ndim != 2 or v.shape[1] != n_nodes:
-        raise ValueError(f"v has shape {list(v.shape)}; give [batch, {n_nodes}] volts of circuit.node_names")
     batch = len(v)
     n_in, n_fixed = len(circuit.input_nodes), len(circuit.fixed_nodes)
     phase = BatchPhase.of(circuit, v[:, :n_in], nudge)
@@ -263,3 +270,43 @@ def phase_power(
         "nudge": nudge_power if beta > 0 else np.zeros(batch),
     }
     return PhasePower(delivered, dissipated, names, source_current, source_power, gross)
+
+
+def static_power_w(
+    circuit: Circuit,
+    g_s: np.ndarray,
+    v: np.ndarray,
+    nudge: Nudge = FREE,
+    gmin_s: float = TIGHT_OPTIONS["gmin"],
+) -> np.ndarray:
+    """Power the sources deliver at a settled state, ``[batch]`` watts, from the dissipation alone.
+
+    By Tellegen's theorem :attr:`PhasePower.delivered_w` equals the dissipated sum
+
+        P = sum_e G_e (v_a - v_b)^2 + sum_d I_d(V_d) V_d + G_load sum_out v_out^2 + max(beta, 0) |v_out - y|^2,
+
+    which needs no source currents: the cheap form for a run's accounting
+    (:func:`phase_power` scatters every element's current onto its nodes).
+    Same parameters as :func:`phase_power`; the state must be settled.
+    """
+    g_s, v = _arrays(circuit, g_s, v)
+    phase = BatchPhase.of(circuit, v[:, : len(circuit.input_nodes)], nudge)
+    v0 = np.hstack([v, np.zeros((len(v), 1))])
+    total = np.zeros(len(v))
+    for group in circuit.groups:
+        g = g_s[group.slice]
+        if group.rows is not None:  # a crossbar: sum G (v_r - v_c)^2 as matrix products
+            g = g.reshape(group.shape)
+            v_r, v_c = v0[:, list(group.rows)], v0[:, list(group.cols)]
+            total += (v_r**2) @ g.sum(axis=1) + (v_c**2) @ g.sum(axis=0) - 2 * ((v_r @ g) * v_c).sum(axis=1)
+        else:
+            a, b = circuit.edges[group.slice].T
+            total += (v0[:, a] - v0[:, b]) ** 2 @ g
+    if len(circuit.diodes):
+        anode, cathode = circuit.diodes.T
+        vd = v0[:, anode] - v0[:, cathode]
+        area = 1.0 if circuit.diode_area is None else circuit.diode_area
+        total += (diode_current(vd, circuit.diode_model, gmin_s, area)[0] * vd).sum(axis=1)
+    v_out = v[:, circuit.output_index]
+    total += circuit.output_load_s * (v_out**2).sum(axis=1)
+    return total + max(float(phase.beta_s), 0.0) * ((v_out - np.asarray(phase.targets_v)) ** 2).sum(axis=1)

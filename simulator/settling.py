@@ -54,6 +54,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,13 @@ from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import FREE, BatchPhase, Nudge
 from eqspice.simulator.ngspice.rawfile import read_rawfile
+from eqspice.simulator.power import static_power_w
 
 #: Time points of the grid on which the last exit from the band is first located.
 GRID_POINTS = 4096
+
+#: Times (geometric, ratio about 1.2) on which the modal bound first holds (the grid's end).
+LADDER_POINTS = 80
 
 
 def _states(circuit: Circuit, v_start, v_end) -> tuple[np.ndarray, np.ndarray]:
@@ -122,27 +127,29 @@ def phase_jacobian(
     g_s = np.asarray(g_s, dtype=float)
     v = np.atleast_2d(np.asarray(v, dtype=float))
     n = len(circuit.node_names)
-    y = np.zeros((n + 1, n + 1))  # last row and column: ground
-    p, q = circuit.edges.T
+    free = np.arange(circuit.free_slice.start, circuit.free_slice.stop)
+    n_free = len(free)
+    position = np.full(n + 1, -1)  # index among the free nodes; -1 for driven nodes and ground (index -1 or n)
+    position[free] = np.arange(n_free)
+    p, q = position[circuit.edges.T]
     a_s = np.zeros(circuit.n_edges) if circuit.nonreciprocal is None else antisymmetric_gains(
         circuit, g_s, nudge.antisymmetric_sign
     )
-    np.add.at(y, (p, p), g_s)
-    np.add.at(y, (q, q), g_s)
-    np.add.at(y, (p, q), -(g_s + a_s))
-    np.add.at(y, (q, p), -(g_s - a_s))
-    out = circuit.output_index
+    # only the free-free block: an edge to a driven node adds its conductance to the diagonal alone
+    y = np.zeros((n_free, n_free))
+    y[np.diag_indices(n_free)] = np.bincount(p[p >= 0], g_s[p >= 0], n_free) + np.bincount(q[q >= 0], g_s[q >= 0], n_free)
+    both = (p >= 0) & (q >= 0)
+    np.add.at(y, (p[both], q[both]), -(g_s + a_s)[both])
+    np.add.at(y, (q[both], p[both]), -(g_s - a_s)[both])
+    out = position[circuit.output_index]
     y[out, out] += circuit.output_load_s + nudge.beta_s
-    free = np.arange(circuit.free_slice.start, circuit.free_slice.stop)
-    jac = np.broadcast_to(y[np.ix_(free, free)], (len(v), len(free), len(free))).copy()
+    jac = np.broadcast_to(y, (len(v), n_free, n_free)).copy()
     if len(circuit.diodes):
         d = circuit.diodes.copy()
         d[d < 0] = n
         v_all = np.hstack([v, np.zeros((len(v), 1))])
         area = 1.0 if circuit.diode_area is None else circuit.diode_area
         _, g_d = diode_current(v_all[:, d[:, 0]] - v_all[:, d[:, 1]], circuit.diode_model, gmin_s, area)
-        position = np.full(n + 1, -1)
-        position[free] = np.arange(len(free))
         for k, (an, ca) in enumerate(d):
             i, j = position[an], position[ca]
             if i >= 0:
@@ -169,35 +176,39 @@ def _modes(jac: np.ndarray, c: np.ndarray, x0: np.ndarray):
     return lam, shapes, weights
 
 
-def _settle_one(lam, shapes, weights, band) -> float:
+def _settle_one(lam, shapes, weights, band, grid_points: int = GRID_POINTS) -> float:
     """The last time ``max_n |x_n(t)|`` exceeds ``band``, from the modal expansion."""
     rate = lam.real
     if np.any(rate <= 0):
         return float("inf")  # a mode that does not decay: the phase never settles
     amplitude = np.abs(shapes * weights[None, :])  # |V_nk w_k|
 
-    def bound(t):  # max_n sum_k |V_nk w_k| exp(-Re lam_k t) >= max_n |x_n(t)|, decreasing in t
-        return float((amplitude @ np.exp(-rate * t)).max()) - band
-
     def excess(t):
         x = shapes @ (weights * np.exp(-lam * t))
         return float(np.abs(x.real).max()) - band
 
-    if bound(0.0) <= 0:
+    # max_n sum_k |V_nk w_k| exp(-Re lam_k t) >= max_n |x_n(t)| decreases in t; it is below the band
+    # from t_top = ln(A / band) / min Re lam on (A its value at 0): the first time of a geometric
+    # ladder up to t_top where it holds is a time beyond which the phase has settled for sure
+    total = amplitude.sum(axis=1).max()
+    if total <= band:
         return 0.0
-    t_hi = 1.0 / rate.min()
-    while bound(t_hi) > 0:
-        t_hi *= 2.0
-    t_hi = brentq(bound, 0.0, t_hi, xtol=1e-300, rtol=4 * np.finfo(float).eps)  # beyond it: settled for sure
-    grid = np.linspace(0.0, t_hi, GRID_POINTS)
-    x = (shapes[None, :, :] * (weights[None, :] * np.exp(-np.outer(grid, lam)))[:, None, :]).sum(axis=2)
-    outside = np.flatnonzero(np.abs(x.real).max(axis=1) > band)
+    t_top = np.log(total / band) / rate.min()
+    ladder = np.append(np.geomspace(1e-6 * t_top, t_top, LADDER_POINTS), 1.01 * t_top)  # the last holds for sure
+    holds = (amplitude @ np.exp(-np.outer(rate, ladder))).max(axis=0) <= band
+    t_hi = ladder[np.argmax(holds)] if holds.any() else ladder[-1]
+    grid = np.linspace(0.0, t_hi, grid_points)
+    x = (shapes * weights[None, :]) @ np.exp(-np.outer(lam, grid))  # [node, time], one matrix product
+    outside = np.flatnonzero(np.abs(x.real).max(axis=0) > band)
     if len(outside) == 0:
         return 0.0
     last = outside[-1]
     if last == len(grid) - 1:
         return t_hi
-    return brentq(excess, grid[last], grid[last + 1], xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    a, b = grid[last], grid[last + 1]
+    if excess(a) <= 0 or excess(b) > 0:  # the grid's product and the exact sum differ in the last bits
+        return float(b)
+    return brentq(excess, a, b, xtol=1e-300, rtol=4 * np.finfo(float).eps)
 
 
 def settling_time(
@@ -209,6 +220,7 @@ def settling_time(
     tolerance: float = 0.01,
     nudge: Nudge = FREE,
     gmin_s: float = TIGHT_OPTIONS["gmin"],
+    grid_points: int = GRID_POINTS,
 ) -> np.ndarray:
     """Settling time of a phase under the linearised dynamics ``C dx/dt = -J x``, seconds per sample.
 
@@ -234,6 +246,9 @@ def settling_time(
         ``antisymmetric_sign`` the non-reciprocal couplings); default :data:`FREE`.
     gmin_s : float
         GMIN across every junction, siemens.
+    grid_points : int
+        Time points on which the last exit is first located (at least 2); fewer are
+        faster and can miss an excursion out of the band shorter than the grid's step.
 
     Returns
     -------
@@ -255,7 +270,7 @@ def settling_time(
     ``C^-1 J`` (of the symmetric ``C^-1/2 J C^-1/2`` for a reciprocal circuit).  The
     modal bound ``max_n sum_k |V_nk w_k| exp(-Re(lam_k) t)`` gives a time beyond which
     the band holds; the last exit before it is found on a grid of
-    :data:`GRID_POINTS` times and refined by Brent's method on the exact expression.
+    ``grid_points`` times (default :data:`GRID_POINTS`) and refined by Brent's method on the exact expression.
 
     Examples
     --------
@@ -270,6 +285,8 @@ def settling_time(
     v_start, v_end = _states(circuit, v_start, v_end)
     c = _capacitances(circuit, capacitance_f)
     tol = _tolerance(tolerance)
+    if int(grid_points) != grid_points or grid_points < 2:
+        raise ValueError(f"grid_points = {grid_points!r}: give an integer of at least 2")
     g_s = np.asarray(g_s, dtype=float)
     if g_s.shape != (circuit.n_edges,):
         raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")
@@ -284,7 +301,7 @@ def settling_time(
         if m == 0:
             continue
         lam, shapes, weights = _modes(jac[b], c, x0[b])
-        out[b] = _settle_one(lam, shapes, weights, tol * m)
+        out[b] = _settle_one(lam, shapes, weights, tol * m, grid_points)
     return out
 
 
@@ -328,6 +345,61 @@ def switching_energy_j(circuit: Circuit, capacitance_f, v_start: np.ndarray, v_e
     c = _capacitances(circuit, capacitance_f)
     free = circuit.free_slice
     return (v_end[:, free] * c * (v_end[:, free] - v_start[:, free])).sum(axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class PhaseCost:
+    """Time and energy of one phase that runs until it has settled, per sample.
+
+    Attributes
+    ----------
+    settling_sec : numpy.ndarray
+        ``t_s[batch]``, seconds (:func:`settling_time`).
+    static_w : numpy.ndarray
+        ``P_static[batch]``, the power the sources deliver at the new steady state, watts
+        (:func:`eqspice.simulator.power.static_power_w`).
+    switching_j : numpy.ndarray
+        ``E_switch[batch]``, joules (:func:`switching_energy_j`).
+    """
+
+    settling_sec: np.ndarray
+    static_w: np.ndarray
+    switching_j: np.ndarray
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        """``E_phase = P_static t_s + E_switch`` per sample, joules."""
+        return self.static_w * self.settling_sec + self.switching_j
+
+
+def phase_cost(
+    circuit: Circuit,
+    g_s: np.ndarray,
+    v_start: np.ndarray,
+    v_end: np.ndarray,
+    capacitance_f,
+    tolerance: float = 0.01,
+    nudge: Nudge = FREE,
+    grid_points: int = GRID_POINTS,
+) -> PhaseCost:
+    """Settling time, static power and switching energy of a phase, per sample.
+
+    ``E_phase = P_static t_s + E_switch``, with ``t_s`` from :func:`settling_time`,
+    ``P_static`` the delivered power at ``v_end`` (:func:`eqspice.simulator.power.static_power_w`,
+    equal to :func:`~eqspice.simulator.power.phase_power`'s ``delivered_w``) and ``E_switch`` from :func:`switching_energy_j`.
+
+    Parameters
+    ----------
+    circuit, g_s, v_start, v_end, capacitance_f, tolerance, nudge, grid_points
+        As for :func:`settling_time`.
+
+    Returns
+    -------
+    PhaseCost
+    """
+    t_s = settling_time(circuit, g_s, v_start, v_end, capacitance_f, tolerance, nudge, grid_points=grid_points)
+    static = static_power_w(circuit, g_s, v_end, nudge)
+    return PhaseCost(t_s, static, switching_energy_j(circuit, capacitance_f, v_start, v_end))
 
 
 def _fmt(x: float) -> str:

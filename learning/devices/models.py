@@ -77,6 +77,15 @@ class IdealDevice:
         it is operated (see :func:`read_conductances`); zero or more.
     model : {"ideal"}
         The tag of this device model (:func:`device_model`).
+    pulse_energy_j : float
+        Energy of one programming pulse, joules; zero or more, finite.  An ideal
+        device is written in equivalent pulses: one per device whose conductance
+        changes, or with ``levels`` one per level step
+        (:func:`eqspice.learning.devices.programming.programming_pulses`).
+        Default 1 pJ, illustrative.
+    pulse_duration_sec : float
+        Duration of one programming pulse, seconds; zero or more, finite.
+        Default 10 ns, illustrative.
 
     Raises
     ------
@@ -89,6 +98,8 @@ class IdealDevice:
     levels: Annotated[int, Field(ge=0)] = 0
     read_noise: Annotated[float, Field(ge=0)] = 0.0
     model: Literal["ideal"] = "ideal"
+    pulse_energy_j: Annotated[float, Field(ge=0)] = 1e-12
+    pulse_duration_sec: Annotated[float, Field(ge=0)] = 1e-8
 
     @model_validator(mode="after")
     def _window(self):
@@ -194,6 +205,12 @@ class PulsedDevice:
         Cycle-to-cycle noise independent of the state (see above).
     model : {"pulsed"}
         The tag of this device model (:func:`device_model`).
+    pulse_energy_j : float
+        Energy of one programming pulse, joules; zero or more, finite
+        (a preset sets its own).  Default 1 pJ, illustrative.
+    pulse_duration_sec : float
+        Duration of one programming pulse, seconds; zero or more, finite.
+        Default 10 ns, illustrative.
 
     Raises
     ------
@@ -218,6 +235,8 @@ class PulsedDevice:
     levels: Annotated[int, Field(ge=0)] = 0
     c2c_additive: bool = False
     model: Literal["pulsed"] = "pulsed"
+    pulse_energy_j: Annotated[float, Field(ge=0)] = 1e-12
+    pulse_duration_sec: Annotated[float, Field(ge=0)] = 1e-8
 
     @model_validator(mode="after")
     def _fits(self):

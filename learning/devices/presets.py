@@ -47,6 +47,11 @@ so a weight change ``dw`` is a conductance change
   the state (``c2c_additive = true`` here), and it is relative to ``dw_min``,
   so ``c2c = dw_min_std dw_min / dw`` with ``dw`` the mid-range step above.
 
+Programming pulses: every preset also sets ``pulse_energy_j`` and
+``pulse_duration_sec``.  None of the three has a figure checked against its
+source paper here, so each is marked illustrative in ``Preset.pulse_source``,
+with the amplitude, current and width it assumes; set your own in ``[device]``.
+
 Not mapped (say so when comparing with aihwkit): ``up_down_dtod``,
 ``write_noise_std``, ``reset*``, ``dw_min_std_add``/``dw_min_std_slope``,
 aihwkit's reference-device subtraction, and the one-sided (pair with refresh)
@@ -83,6 +88,11 @@ class Preset:
         other than linear and soft bounds (fitted, see ``notes``).
     extra : our own keys set directly (e.g. the ``drift`` table), in our units.
     notes : how values that are not a one-to-one mapping were obtained.
+    pulse_energy_j, pulse_duration_sec : energy (joules) and duration (seconds) of
+        one programming pulse, written into ``device.pulse_energy_j`` and
+        ``device.pulse_duration_sec``.
+    pulse_source : where those two come from: a publication, or ``"illustrative: ..."``
+        with the arithmetic when no checked figure exists.
     """
 
     name: str
@@ -101,6 +111,9 @@ class Preset:
     mid_step: float = 1.0
     extra: dict = field(default_factory=dict)
     notes: str = ""
+    pulse_energy_j: float = 1e-12
+    pulse_duration_sec: float = 1e-8
+    pulse_source: str = "illustrative"
 
     def step_fraction_and_asymmetry(self) -> tuple[float, float]:
         """Mid-range step as a fraction of the window, and our ``up_down``."""
@@ -126,6 +139,8 @@ class Preset:
             "d2d_bounds": self.w_max_dtod * abs(self.w_max) / span * window / g_max_s,
             "c2c": c2c,
             "c2c_additive": not self.mult_noise,
+            "pulse_energy_j": self.pulse_energy_j,
+            "pulse_duration_sec": self.pulse_duration_sec,
         }
         if self.step == "exponential":
             out["gamma"] = self.gamma
@@ -166,6 +181,9 @@ PRESETS: dict[str, Preset] = {
             w_max_dtod=0.3,
             dw_min_std=0.3,
             mult_noise=True,  # constant step: additive and multiplicative noise coincide
+            pulse_energy_j=1e-13,
+            pulse_duration_sec=1e-9,
+            pulse_source="illustrative: a 1 ns pulse of 1 V at 100 uA (0.1 pJ); no checked figure",
         ),
         Preset(
             name="reram_sb",
@@ -180,6 +198,9 @@ PRESETS: dict[str, Preset] = {
             w_max_dtod=0.3 / 1.25,
             dw_min_std=3.75,
             mult_noise=False,
+            pulse_energy_j=5e-12,
+            pulse_duration_sec=5e-8,
+            pulse_source="illustrative: a 50 ns pulse of 1 V at 100 uA (5 pJ); no checked figure",
         ),
         Preset(
             name="pcm_gst",
@@ -201,6 +222,9 @@ PRESETS: dict[str, Preset] = {
             notes="step shape: our exponential fitted to aihwkit's up curve (gamma 3.26, mid-range "
             "step 3.98 dw_min); down pulses mirror it (aihwkit's PCM is one-sided); drift: "
             "aihwkit's PCMLikeNoiseModel gives nu ~ N(0.060, 0.023) at G = 0.1 g_max, t0 = 20 s",
+            pulse_energy_j=2e-11,
+            pulse_duration_sec=1e-7,
+            pulse_source="illustrative: a 100 ns SET pulse of 1 V at 200 uA (20 pJ); no checked figure",
         ),
     )
 }

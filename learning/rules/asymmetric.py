@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from eqspice.circuits.netlist import free_free_edges
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.learning.rules.equilibrium import Phases, check_beta, energy_contrast
-from eqspice.simulator.engine import Engine, Nudge
+from eqspice.simulator.engine import FREE, Engine, Nudge
 
 
 def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np.ndarray:
@@ -113,10 +113,11 @@ class AsymmetricEquilibriumPropagation:
                 antisymmetric_sign=-1.0,
             )
             names = ["learning (+beta, A reversed)", "learning (-beta, A reversed)"]
+        nudge = plus
         plus, minus = engine.settle_phases(
-            inputs_v, [plus, plus.opposite()], phases=names, sample_ids=sample_ids, initial_v=free
+            inputs_v, [nudge, nudge.opposite()], phases=names, sample_ids=sample_ids, initial_v=free
         )
-        return Phases(free, plus, minus)
+        return Phases(free, plus, minus, (FREE, nudge, nudge.opposite()))
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         """Estimate of ``dL/dG[edge]`` summed over the batch, V^2/S."""

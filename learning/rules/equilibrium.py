@@ -84,11 +84,15 @@ class Phases:
         The phase nudged by ``+beta``.
     minus : ndarray or None
         The phase nudged by ``-beta`` (centred estimators), else None.
+    nudges : tuple of Nudge or None
+        What each phase applied (free, plus, minus), for the energy and settling
+        accounting; None if the rule does not say.
     """
 
     free: np.ndarray
     plus: np.ndarray
     minus: np.ndarray | None = None
+    nudges: tuple | None = None
 
 
 class LearningRule(Protocol):
@@ -142,7 +146,7 @@ class EquilibriumPropagation:
         plus = Nudge(targets_v=targets_v, beta_s=self.beta_s)
         nudges = [FREE, plus, plus.opposite()] if self.centred else [FREE, plus]
         v = engine.settle_phases(inputs_v, nudges, sample_ids=sample_ids)
-        return Phases(v[0], v[1], v[2] if self.centred else None)
+        return Phases(v[0], v[1], v[2] if self.centred else None, tuple(nudges))
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         """Estimate of ``dL/dG[edge]`` summed over the batch, V^2/S."""
@@ -234,7 +238,8 @@ class CrossEntropyPropagation:
             twice(np.asarray(inputs_v, dtype=float)), Nudge(injected_a=np.concatenate([currents, -currents])),
             phase="nudged (+/-beta)", sample_ids=ids, initial_v=twice(free),
         )  # fmt: skip
-        return Phases(free, both[: len(free)], both[len(free) :])
+        nudges = (FREE, Nudge(injected_a=currents), Nudge(injected_a=-currents))
+        return Phases(free, both[: len(free)], both[len(free) :], nudges)
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         return energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)

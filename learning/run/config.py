@@ -469,6 +469,34 @@ def resolve_noise(raw: dict, moved: dict) -> tuple[dict, list[str], set]:
     return {k: v for k, v in out.items() if k not in foreign}, notes, {("noise", k) for k in foreign}
 
 
+class EnergyConfig(_Section):
+    """``[energy]``: how a run accounts for the energy and time of training on the chip.
+
+    The node capacitance is hardware and sits in ``network.node_capacitance_f``, the
+    pulse energy and duration in ``[device]``; this section holds the accounting's own
+    choices (:mod:`eqspice.learning.run.energy`).
+    """
+
+    settling_tolerance: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="a phase has settled when every free node stays within this fraction of its "
+        "largest step of its new steady state",
+    )
+    settling_samples: int = Field(
+        4,
+        ge=0,
+        description="training samples per epoch whose phases are settled exactly (from evenly spaced "
+        "mini-batches); the sampled_* metrics average over them; 0 for no settling accounting",
+    )
+    write_scheme: Literal["row_parallel", "device_by_device"] = Field(
+        "row_parallel",
+        description="row_parallel: one crossbar row at a time, its devices at once, up then down pulses; "
+        "device_by_device: one device at a time",
+    )
+
+
 class RunConfig(_Section):
     seed: int = Field(0, ge=0, description="seed of every random draw in the run")
     data: DataConfig = DataConfig()
@@ -478,6 +506,7 @@ class RunConfig(_Section):
     engine: EngineConfig = EngineConfig()
     mismatch: MismatchConfig = MismatchConfig()
     noise: NoiseConfig = NoNoise()
+    energy: EnergyConfig = EnergyConfig()
 
     @model_validator(mode="before")
     @classmethod

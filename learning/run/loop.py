@@ -35,9 +35,11 @@ from eqspice.learning.run.build import Session, initial_state, open_session
 from eqspice.learning.run.build import record as record_mismatch
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
+from eqspice.learning.run.energy import RUNNING_SUMS, account_phases, account_write, energy_metrics
 from eqspice.learning.run.progress import progress_bar
 from eqspice.learning.run.report import (
     plot_conductance_histograms,
+    plot_energy,
     plot_learning_curves,
     write_metrics,
 )
@@ -146,6 +148,7 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         session.engine.set_conductances(g_now)
     noisy = {"rng": state.rng} if getattr(session.rule, "needs_rng", False) else {}
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids, **noisy)
+    account_phases(session, state, phases)
     t = session.config.training
     read = read_voltages(phases, t.readout_resolution_v)
     grad = session.rule.gradient(session.circuit, read)
@@ -160,6 +163,7 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         programmed = (pulses != 0) | (g_new != g_now)
         state.g_s = session.drift.reprogram(state.g_s, g_new, programmed, state.device, now_sec)
     state.running["pulses"] = state.running.get("pulses", 0) + int(np.abs(pulses).sum())
+    account_write(session, state, g_now, g_new, pulses)
     session.engine.set_conductances(state.g_s)
     loss = float(np.sum(session.loss(phases.free, targets)))
     hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))
@@ -232,6 +236,7 @@ def save_reports(session: Session, state: RunState, run_dir: Path) -> None:
         )
     d = session.config.device
     plot_conductance_histograms(run_dir, session.circuit, state.g_s, d.g_min_s, d.g_max_s)
+    plot_energy(run_dir / "energy.png", {run_dir.name: state.metrics}, title="energy and time on the chip")
 
 
 def train(
@@ -398,7 +403,7 @@ def _run_epochs(
             break
         if state.batch_index == 0:
             state.order = state.rng.permutation(n)
-            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "train_sec": 0.0, "pulses": 0}
+            state.running = {"loss": 0.0, "correct": 0, "seen": 0, "train_sec": 0.0, "pulses": 0, **RUNNING_SUMS}
             consistent.mark_retry(state)
         batches = [state.order[s : s + t.batch_size] for s in range(0, n, t.batch_size)]
         bar = progress_bar(
@@ -441,6 +446,7 @@ def _run_epochs(
                 "engine_restarts": state.restarts,
                 "pulses": r.get("pulses", 0),
             }
+            | energy_metrics(r)
         )
         state.epoch += 1
         state.batch_index = 0

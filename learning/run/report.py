@@ -16,6 +16,7 @@ import numpy as np
 
 from eqspice.circuits.network import Circuit
 from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
+from eqspice.learning.run.energy import ENERGY_COLUMNS
 
 METRIC_COLUMNS = (
     "epoch",
@@ -27,6 +28,7 @@ METRIC_COLUMNS = (
     "samples_per_sec",
     "engine_restarts",
     "pulses",
+    *ENERGY_COLUMNS,
 )
 
 
@@ -120,6 +122,7 @@ def metrics_table(name: str, rows: list[dict]) -> str:
     if rows:
         best = max(rows, key=lambda r: r["test_accuracy"])
         lines.append(f"best test accuracy {100 * best['test_accuracy']:.2f}% at epoch {int(best['epoch'])}")
+        lines += [line for line in [energy_summary(rows)] if line]
     return "\n".join(lines)
 
 
@@ -138,3 +141,66 @@ def plot_comparison(path: str | Path, runs: dict[str, list[dict]], title: str = 
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return save_png(fig, path)
+
+
+#: Panels of ``energy.png``: (title, y label, metric columns, their labels); energies in J, times in s.
+ENERGY_PANELS = (
+    (
+        "training energy per epoch",
+        "J",
+        ("sampled_epoch_settling_energy_j", "epoch_programming_energy_j"),
+        ("settling (sampled)", "programming"),
+    ),
+    ("energy per inference", "J", ("sampled_inference_energy_j",), ("free phase (sampled)",)),
+    (
+        "settling time per phase",
+        "s",
+        ("sampled_free_settling_sec", "sampled_plus_settling_sec", "sampled_minus_settling_sec"),
+        ("free", "+beta", "-beta"),
+    ),
+    ("on-chip time per epoch", "s", ("sampled_epoch_chip_sec", "epoch_write_sec"), ("settling + writing", "writing")),
+)
+
+
+def plot_energy(path: str | Path, runs: dict[str, list[dict]], title: str = "") -> Path | None:
+    """Energy and time of training on the chip against epoch, one line style per column, one colour per run.
+
+    Runs whose metrics lack the energy columns (older runs) are left out; None if none has them.
+    """
+    runs = {name: rows for name, rows in runs.items() if rows and "epoch_programming_energy_j" in rows[0]}
+    if not runs:
+        return None
+    fig = new_figure((18, 4))
+    axes = fig.subplots(1, len(ENERGY_PANELS))
+    styles = ("-o", "--s", ":^", "-.v")
+    for ax, (panel, unit, columns, labels) in zip(axes, ENERGY_PANELS):
+        for k, (name, rows) in enumerate(runs.items()):
+            epochs = [r["epoch"] for r in rows]
+            for column, label, style in zip(columns, labels, styles):
+                values = [_number(r.get(column)) for r in rows]
+                if np.all(~np.isfinite(values)) or not np.any(np.asarray(values) > 0):
+                    continue
+                prefix = f"{name}: " if len(runs) > 1 else ""
+                ax.plot(epochs, values, style, color=f"C{k}", label=prefix + label, markersize=4)
+        ax.set(title=panel, xlabel="epoch", ylabel=unit, yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return save_png(fig, path)
+
+
+def _number(value) -> float:
+    return float("nan") if value is None or value == "" else float(value)
+
+
+def energy_summary(rows: list[dict]) -> str:
+    """One line on the last epoch's energy and time, or "" for a run without the energy columns."""
+    if not rows or "epoch_programming_energy_j" not in rows[-1]:
+        return ""
+    r = {k: _number(v) for k, v in rows[-1].items()}
+    return (
+        f"epoch {int(r['epoch'])}: {r['sampled_inference_energy_j']:.3g} J and {r['sampled_free_settling_sec']:.3g} s "
+        f"per inference (sampled), training {r['sampled_epoch_settling_energy_j']:.3g} J settling (sampled) + "
+        f"{r['epoch_programming_energy_j']:.3g} J programming, on chip {r['sampled_epoch_chip_sec']:.3g} s "
+        f"({r['epoch_write_sec']:.3g} s writing)"
+    )

@@ -259,12 +259,21 @@ def export_netlist(path, circuit: Circuit, g_s: np.ndarray, inputs_v: np.ndarray
     path = Path(path)
     title, rest = render_netlist(circuit, g_s, inputs_v=inputs_v, **render).split("\n", 1)
     text = "\n".join([title, *(f"* {line}" for line in header), rest])
+    write_text_atomic(path, text)
+    return path
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's owner-only mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path

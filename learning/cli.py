@@ -267,6 +267,41 @@ def _count(text: str, n_test: int) -> int:
     return n
 
 
+def cmd_import(args) -> int:
+    """``eqspice import FILE --into RUN_DIR``: the device values of an exported subcircuit become the run's."""
+    from eqspice.circuits.export.reader import NetlistRefused, conductances, read_subckt
+    from eqspice.circuits.netlist import edge_names
+
+    run_dir = Path(args.into)
+    if not (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"--into {run_dir}: no {CHECKPOINT}; give a run directory written by eqspice train")
+    source = load_source(run_dir)
+    circuit = build_circuit(source.config)
+    state = source.state(circuit)
+    path = Path(args.netlist)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        g_s = conductances(read_subckt(text, str(path)), circuit, state.g_s, str(path))
+    except NetlistRefused as exc:
+        raise ConfigError(f"{exc}; nothing written") from None
+    device = source.config.device
+    outside = np.flatnonzero((g_s < device.g_min_s * (1 - 1e-12)) | (g_s > device.g_max_s * (1 + 1e-12)))
+    if outside.size:
+        e = int(outside[0])
+        raise ConfigError(
+            f"{path}: {edge_names(circuit)[e]} = {float(1 / g_s[e])!r} ohm is outside the device's range "
+            f"[{1 / device.g_max_s:g}, {1 / device.g_min_s:g}] ohm ({outside.size} such); nothing written"
+        )
+    changed = int(np.sum(g_s != state.g_s))
+    state.g_s = g_s
+    state.save(run_dir)
+    print(f"imported {path} into {run_dir}: {changed} of {circuit.n_edges} conductances changed")
+    return 0
+
+
 def cmd_eval(args) -> int:
     source = load_source(args.source, cli_overrides(args))
     config, state = source.config, source.state()
@@ -380,6 +415,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lossy", action="store_true", help="write what the dialect cannot express as comments")
     p.add_argument("--probe-hidden", action="store_true", help="hidden nodes as extra ports (gnucap prints them)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="read the device values of an exported subcircuit back into a run")
+    p.add_argument("netlist", metavar="FILE.cir", help="a subcircuit file written by eqspice export --subckt")
+    p.add_argument("--into", required=True, metavar="RUN_DIR", help="the run whose conductances it replaces")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("eval", help="test accuracy of a (trained) circuit with either engine")
     p.add_argument("source", metavar="CONFIG|RUN_DIR")

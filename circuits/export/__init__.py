@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqspice.circuits.export.design import Design, ExportError, check_node_names, design
+from eqspice.circuits.export.design import Design, ExportError, design
 from eqspice.circuits.export.ngspice import NgspiceWriter
 from eqspice.circuits.export.spectre import SpectreWriter
 from eqspice.circuits.export.spice import SpiceWriter
@@ -28,7 +28,7 @@ from eqspice.circuits.network import Circuit
 #: Dialect name -> writer class.
 DIALECTS = {"ngspice": NgspiceWriter, "spice": SpiceWriter, "spectre": SpectreWriter, "xyce": XyceWriter}
 
-__all__ = ["DIALECTS", "Design", "ExportError", "check_node_names", "design", "export_texts", "write_export"]
+__all__ = ["DIALECTS", "Design", "ExportError", "design", "export_texts", "write_export"]
 
 
 def writer(dialect: str, lossy: bool = False) -> SpiceWriter:

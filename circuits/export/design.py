@@ -14,17 +14,12 @@ rails (bias lines and diode-bias sources), each named as in the run's circuit.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from eqspice.circuits.netlist import antisymmetric_gains, antisymmetric_names, edge_names
-from eqspice.circuits.network import GROUND, Circuit
-
-#: Names every dialect reads as one plain token: a letter or digit or ``_``, then those.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-
+from eqspice.circuits.network import GROUND, NODE_NAME, Circuit, check_node_names
 
 class ExportError(ValueError):
     """The circuit cannot be written in the asked dialect; the message names what and the way out."""
@@ -70,15 +65,6 @@ class Design:
         return self.inputs + self.outputs + self.rails + self.probes
 
 
-def check_node_names(names) -> None:
-    """Refuse a node name a netlist could misread (spaces, ``=``, a newline, a leading dot, ...)."""
-    for name in names:
-        if not SAFE_NAME.match(str(name)):
-            raise ExportError(
-                f"node name {str(name)!r} is not a plain netlist token; use letters, digits and _ only"
-            )
-
-
 def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = False) -> Design:
     """The :class:`Design` of ``circuit`` with conductances ``g_s`` (siemens) as subcircuit ``name``.
 
@@ -90,12 +76,15 @@ def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = Fa
     ``probe_hidden`` adds every hidden node as a port after the rails, so a
     simulator that cannot probe inside a subcircuit (gnucap) can print it.
     """
-    if not SAFE_NAME.match(name) or not name[0].isalpha():
+    if not NODE_NAME.match(name) or not name[0].isalpha():
         raise ExportError(f"--subckt {name!r}: give a name of letters, digits and _, starting with a letter")
     g_s = np.asarray(g_s, dtype=float)
     if g_s.shape != (circuit.n_edges,) or not np.all(np.isfinite(g_s)) or np.any(g_s <= 0):
         raise ExportError(f"conductances: need {circuit.n_edges} finite positive values (siemens)")
-    check_node_names(circuit.node_names)
+    try:
+        check_node_names(circuit.node_names)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
     node = np.array(list(circuit.node_names) + [GROUND], dtype=object)  # index -1 is ground
     a, b = circuit.edges.T
     blocks = []

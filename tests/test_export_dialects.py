@@ -95,6 +95,11 @@ def engine_voltages(run_dir, n_samples, n_scale=1.0):
     return circuit, engine.settle(x @ circuit.input_gain.T), data.y_test[:n_samples]
 
 
+def top(k, node, n_samples):
+    """The top-level node of ``node`` of sample k in a one-instance-per-sample testbench."""
+    return f"s{k}_{node}" if n_samples > 1 else node
+
+
 def ngspice_raw(netlist, tmp_path):
     raw = tmp_path / "out.raw"
     subprocess.run([NGSPICE, "-b", "-r", str(raw), str(netlist)], capture_output=True, check=True, cwd=tmp_path)
@@ -141,7 +146,7 @@ def test_exported_subckt_in_ngspice_holds_the_engines_voltage_at_every_node_with
             if dialect == "ngspice":  # one instance (or, above ngspice's port limit, flat), swept: point k is sample k
                 key, point = (f"v(xnet.{node})" if node in hidden and flat is False else f"v({node})"), k
             else:  # one instance (or flat copy) per sample, one operating point
-                key, point = (f"v(x{k}.{node})" if node in hidden and f"\nX{k} " in text else f"v(s{k}_{node})"), 0
+                key, point = (f"v(x{k}.{node})" if node in hidden and f"\nX{k} " in text else f"v({top(k, node, n)})"), 0
                 if node in circuit.fixed_nodes:
                     key = f"v({node})"
             worst = max(worst, abs(vectors[key][point] - v[k, i]))
@@ -161,7 +166,7 @@ def test_spice_form_in_gnucap_differs_only_by_gnucaps_thermal_voltage(runs, name
     circuit, v, _ = engine_voltages(run_dir, n)
     _, v_gnucap_constants, _ = engine_voltages(run_dir, n, n_scale=GNUCAP_VT_RATIO)
     free = range(circuit.free_slice.start, circuit.free_slice.stop)
-    got = np.array([[printed[f"v(s{k}_{circuit.node_names[i]})"] for i in free] for k in range(n)])
+    got = np.array([[printed[f"v({top(k, circuit.node_names[i], n)})"] for i in free] for k in range(n)])
     explained = np.max(np.abs(got - v_gnucap_constants[:, free]))
     shift = np.max(np.abs(v_gnucap_constants[:, free] - v[:, free]))
     assert explained < 1e-8, explained

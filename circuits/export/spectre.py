@@ -22,14 +22,14 @@ class SpectreWriter(SpiceWriter):
     max_ports = None
 
     def resistor(self, block):
-        return [f"{n} ({a} {b}) resistor r={fmt(r)}" for n, a, b, r in zip(block.names, *block.nodes, block.values)]
+        return [f"{n} ({a} {b}) resistor r={r!r}" for n, a, b, r in zip(block.names, *block.nodes, block.values)]
 
     def diode(self, block, model):
-        return [f"{n} ({a} {c}) {model} area={fmt(area)}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]
+        return [f"{n} ({a} {c}) {model} area={area!r}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]
 
     def vccs(self, block):
         return [
-            f"{n} ({p} {m} {cp} {cm}) vccs gm={fmt(g)}" for n, p, m, cp, cm, g in zip(block.names, *block.nodes, block.values)
+            f"{n} ({p} {m} {cp} {cm}) vccs gm={g!r}" for n, p, m, cp, cm, g in zip(block.names, *block.nodes, block.values)
         ]
 
     def header(self, design, notes=()):

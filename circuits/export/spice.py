@@ -56,16 +56,17 @@ class SpiceWriter:
         self.lossy = lossy
         #: One line per thing written as a comment instead of an element (``lossy``).
         self.lost: list[str] = []
+        self._body: tuple[Design, list[str]] | None = None
 
     # -- elements -------------------------------------------------------------------------
     def resistor(self, block: Block) -> list[str]:
-        return [f"{n} {a} {b} {fmt(r)}" for n, a, b, r in zip(block.names, *block.nodes, block.values)]
+        return [f"{n} {a} {b} {r!r}" for n, a, b, r in zip(block.names, *block.nodes, block.values)]
 
     def diode(self, block: Block, model: str) -> list[str]:
-        return [f"{n} {a} {c} {model} area={fmt(area)}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]
+        return [f"{n} {a} {c} {model} area={area!r}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]
 
     def vccs(self, block: Block) -> list[str]:
-        return [f"{n} {p} {m} {cp} {cm} {fmt(g)}" for n, p, m, cp, cm, g in zip(block.names, *block.nodes, block.values)]
+        return [f"{n} {p} {m} {cp} {cm} {g!r}" for n, p, m, cp, cm, g in zip(block.names, *block.nodes, block.values)]
 
     def model_card(self, design: Design) -> list[str]:
         return [
@@ -123,6 +124,9 @@ class SpiceWriter:
         return lines
 
     def body(self, design: Design) -> list[str]:
+        """The element lines of ``design`` (computed once per design: a testbench repeats its subcircuit)."""
+        if self._body is not None and self._body[0] is design:
+            return self._body[1]
         lines = []
         for block in design.blocks:
             lines.append(f"{self.comment} {block.comment}")
@@ -133,6 +137,7 @@ class SpiceWriter:
                 lines += write(block, design.diode_model)
             else:
                 lines += write(block)
+        self._body = (design, lines)
         return lines
 
     def refuse(self, what: str) -> list[str]:
@@ -169,12 +174,13 @@ class SpiceWriter:
         lines += self.rail_sources(design)
         printed = []
         for k, x in enumerate(samples_v):
-            ins = [f"s{k}_{n}" for n in design.inputs]
-            outs = [f"s{k}_{n}" for n in design.outputs]
-            probes = [f"s{k}_{n}" for n in design.probes]
+            top = f"s{k}_" if len(samples_v) > 1 else ""  # one sample: the ports' own names
+            ins = [top + n for n in design.inputs]
+            outs = [top + n for n in design.outputs]
+            probes = [top + n for n in design.probes]
             lines += [self.vsource(f"V{n}", n, v) for n, v in zip(ins, x.tolist())]
             if flat:
-                lines += self.body(sample_copy(design, k))
+                lines += self.body(sample_copy(design, k) if top else design)
             else:
                 lines.append(self.instance(f"X{k}", ins + outs + list(design.rails) + probes, design))
             printed += outs + probes

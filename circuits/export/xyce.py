@@ -20,7 +20,7 @@ class XyceWriter(NgspiceWriter):
     max_ports = None
 
     def diode(self, block, model):
-        return [f"{n} {a} {c} {model} AREA={fmt(area)}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]
+        return [f"{n} {a} {c} {model} AREA={area!r}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]
 
     def option_lines(self):
         t = fmt(TEMPERATURE_C)

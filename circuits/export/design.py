@@ -21,6 +21,7 @@ import numpy as np
 from eqspice.circuits.netlist import antisymmetric_gains, antisymmetric_names, edge_names
 from eqspice.circuits.network import GROUND, NODE_NAME, Circuit, check_node_names
 
+
 class ExportError(ValueError):
     """The circuit cannot be written in the asked dialect; the message names what and the way out."""
 

@@ -58,11 +58,13 @@ def measure(dialect: str, folder: Path, run_ngspice: bool) -> dict:
         # Load only: the testbench without its analysis card, so ngspice reads, expands and sets up
         # the circuit and stops (its operating point of 1.6 M devices takes more than 10 minutes).
         loaded = folder / "load_only.cir"
-        loaded.write_text(re.sub(r"^\.dc .*$", "", paths[1].read_text(), flags=re.M))
+        analysis = re.compile(r"^\.dc .*$|^\.print dc[^\n]*(\n\+[^\n]*)*", re.M)  # .print needs the .dc
+        loaded.write_text(analysis.sub("", paths[1].read_text()))
         started = time.perf_counter()
         result = subprocess.run(["ngspice", "-b", loaded.name], cwd=folder, capture_output=True, text=True)
         row["ngspice_sec"] = round(time.perf_counter() - started, 1)
-        row["ngspice_ok"] = result.returncode == 0 and "error" not in (result.stdout + result.stderr).lower()
+        said = result.stdout + result.stderr  # with no analysis ngspice -b exits 1 after "no simulations run"
+        row["ngspice_ok"] = "Circuit: " in said and "error" not in said.lower() and "no simulations run" in said
         loaded.unlink()
     for path in paths:
         path.unlink()

@@ -224,8 +224,11 @@ def _export_subckt(args, source: Source, circuit: Circuit, g_s: np.ndarray) -> i
         x = _parse_input(args.input, circuit.n_features)[None, :]
         what = f"input {','.join(f'{a:g}' for a in x[0])}"
     else:
-        d = config.data
-        data = load_dataset(d.name, data_dir=d.data_dir, seed=config.seed, test_fraction=d.test_fraction)
+        d = config.data  # the test set eval uses, limits included
+        data = load_dataset(
+            d.name, data_dir=d.data_dir, seed=config.seed, test_fraction=d.test_fraction,
+            limit_train=d.limit_train, limit_test=d.limit_test,
+        )
         n_test = len(data.x_test)
         if args.samples is not None:
             n = n_test if args.samples == "all" else _count(args.samples, n_test)

@@ -101,11 +101,12 @@ def sample_source(node: str, values: np.ndarray) -> str:
     return f"B{node} {node} 0 V = {_by_sample_index(values)}"
 
 
-def _by_sample_index(values: np.ndarray) -> str:
-    """``pwl(V(sample_index), 0, values[0], 1, values[1], ...)``, eight numbers a line."""
+def _by_sample_index(values: np.ndarray, function: str = "pwl") -> str:
+    """``pwl(V(sample_index), 0, values[0], 1, values[1], ...)``, eight numbers a line
+    (``function`` another name for the same table, e.g. Xyce's ``table``)."""
     points = [_fmt(v) for pair in enumerate(np.asarray(values, dtype=float).tolist()) for v in pair]
     rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
-    return f"pwl(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
+    return f"{function}(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
 
 
 def sample_nudge(output: str, beta_s: np.ndarray) -> str:

@@ -8,7 +8,7 @@ Each example config is trained once with the native engine into ``--runs``
 
 Run (about two minutes on 2 cores):
 
-    .venv/bin/python examples/export_netlists.py [--runs /tmp/eqspice-netlist-runs]
+    .venv/bin/python examples/export_netlists.py [--runs runs/netlists]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def trained(name: str, config: str, runs: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", default="/tmp/eqspice-netlist-runs", help="where the trained runs are kept")
+    parser.add_argument("--runs", default="runs/netlists", help="where the trained runs are kept")
     parser.add_argument("--out", default=str(ROOT / "netlists"), help="folder of the dialect folders")
     args = parser.parse_args()
     runs = Path(args.runs)

@@ -15,17 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from eqspice.circuits.export.design import Design
-from eqspice.circuits.export.spice import TEMPERATURE_C, SpiceWriter, fmt, wrapped
+from eqspice.circuits.export.spice import TEMPERATURE_C, SpiceWriter, wrapped
+from eqspice.circuits.netlist import SAMPLE_INDEX, _by_sample_index
 
-SAMPLE_INDEX = "sample_index"
-
-
-
-def by_sample_index(values, function: str = "pwl") -> str:
-    """``function(V(sample_index), 0, values[0], 1, values[1], ...)``, eight numbers a line."""
-    points = [fmt(v) for pair in enumerate(np.asarray(values, dtype=float).tolist()) for v in pair]
-    rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
-    return f"{function}(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
+#: The table of one input line over the sample index (netlist's, shared with the engine's sweeps).
+by_sample_index = _by_sample_index
 
 
 class NgspiceWriter(SpiceWriter):

@@ -153,3 +153,29 @@ def test_a_graph_node_name_that_could_inject_netlist_text_is_refused_when_the_ci
     with pytest.raises(ValueError, match="node name") as info:
         circuit_from_graph(nx.Graph([("x", name), (name, "y")]), inputs=["x"], outputs=["y"])
     assert "\n" not in str(info.value).replace("\\n", "")
+
+
+def test_a_non_reciprocal_circuit_imports_only_with_its_coupling_gains_tied_to_the_resistors():
+    """The VCCS gains are ``a = delta G``: editing a resistor alone is refused, editing both is read."""
+    from eqspice.circuits import crossbar, with_nonreciprocal
+    from eqspice.circuits.export import export_texts
+    from eqspice.circuits.export.reader import NetlistRefused, conductances, read_subckt
+
+    base = crossbar(layers=(2, 3, 2))
+    circuit = with_nonreciprocal(base, np.random.default_rng(5).normal(0, 0.2, base.n_edges))
+    g_s = np.random.default_rng(6).uniform(1e-6, 1e-4, circuit.n_edges)
+    sub, _ = export_texts(circuit, g_s, "net", np.zeros((1, 4)), dialect="spice")
+    np.testing.assert_array_equal(conductances(read_subckt(sub), circuit, g_s), g_s)
+    e = 18  # R2_0_0: h1_0 to out_0, both ends free
+    name = edge_names(circuit)[e]
+    p, q = (circuit.node_names[i] for i in circuit.edges[e])
+    new_g = 2.5e-5
+    edited = re.sub(rf"^({name} {p} {q}) \S+", rf"\g<1> {1 / new_g!r}", sub, flags=re.M)
+    with pytest.raises(NetlistRefused, match=rf"G[fb]{name[1:]} = .* ties it to delta G"):
+        conductances(read_subckt(edited), circuit, g_s)
+    a = float(circuit.nonreciprocal[e] * new_g)
+    both = re.sub(rf"^(G[fb]{name[1:]} \S+ \S+ \S+ \S+) \S+", rf"\g<1> {a!r}", edited, flags=re.M)
+    got = conductances(read_subckt(both), circuit, g_s)
+    expected = g_s.copy()
+    expected[e] = 1 / (1 / new_g)
+    np.testing.assert_array_equal(got, expected)

@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := ngspice libngspice0 dataset-fashion-mnist
+APT_PACKAGES := ngspice libngspice0 dataset-fashion-mnist gnucap
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages venv demo test clean

@@ -101,11 +101,12 @@ def sample_source(node: str, values: np.ndarray) -> str:
     return f"B{node} {node} 0 V = {_by_sample_index(values)}"
 
 
-def _by_sample_index(values: np.ndarray) -> str:
-    """``pwl(V(sample_index), 0, values[0], 1, values[1], ...)``, eight numbers a line."""
+def _by_sample_index(values: np.ndarray, function: str = "pwl") -> str:
+    """``pwl(V(sample_index), 0, values[0], 1, values[1], ...)``, eight numbers a line
+    (``function`` another name for the same table, e.g. Xyce's ``table``)."""
     points = [_fmt(v) for pair in enumerate(np.asarray(values, dtype=float).tolist()) for v in pair]
     rows = [", ".join(points[i : i + 8]) for i in range(0, len(points), 8)]
-    return f"pwl(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
+    return f"{function}(V({SAMPLE_INDEX}),\n+ " + ",\n+ ".join(rows) + ")"
 
 
 def sample_nudge(output: str, beta_s: np.ndarray) -> str:
@@ -259,12 +260,21 @@ def export_netlist(path, circuit: Circuit, g_s: np.ndarray, inputs_v: np.ndarray
     path = Path(path)
     title, rest = render_netlist(circuit, g_s, inputs_v=inputs_v, **render).split("\n", 1)
     text = "\n".join([title, *(f"* {line}" for line in header), rest])
+    write_text_atomic(path, text)
+    return path
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's owner-only mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path

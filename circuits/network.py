@@ -14,6 +14,7 @@ input nodes first, then fixed (bias) nodes, then free nodes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Annotated, Literal
@@ -404,7 +405,8 @@ def circuit_from_graph(
     Raises
     ------
     ValueError
-        An output is not a free node of the graph.
+        An output is not a free node of the graph, or a node name is not a plain
+        netlist token (see :func:`check_node_names`).
 
     Examples
     --------
@@ -414,6 +416,7 @@ def circuit_from_graph(
     (('h', 'y'), 3)
     """
     fixed = dict(fixed or {})
+    check_node_names([*graph.nodes, *inputs, *outputs, *fixed])
     free = [n for n in graph.nodes if n not in inputs and n not in fixed]
     missing = [n for n in outputs if n not in free]
     if missing:
@@ -479,3 +482,27 @@ def antisymmetric_coupling(circuit: Circuit, g_s: np.ndarray) -> np.ndarray:
     if circuit.nonreciprocal is None:
         return np.zeros(circuit.n_edges)
     return circuit.nonreciprocal * np.asarray(g_s, dtype=float)
+
+
+#: A node name every netlist dialect reads as one plain token.
+NODE_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+def check_node_names(names) -> None:
+    """Refuse a node name that could change a netlist's meaning when written into it.
+
+    A name with a space, ``=``, parentheses, a newline (which would start a new
+    card, e.g. ``.control``) or a leading dot is not one token in SPICE; ``0`` is
+    ground.  Allowed: letters, digits and ``_``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the first bad name.
+    """
+    for name in names:
+        text = str(name)
+        if text == GROUND:
+            raise ValueError("node name '0' is ground in every netlist; rename the graph node")
+        if not NODE_NAME.match(text):
+            raise ValueError(f"node name {text!r} is not a plain netlist token; use letters, digits and _ only")

@@ -189,6 +189,10 @@ def cmd_export(args) -> int:
     config = source.config
     circuit = build_circuit(config)
     g_s = source.state(circuit).g_s
+    if args.subckt is not None:
+        return _export_subckt(args, source, circuit, g_s)
+    if args.dialect != "ngspice" or args.samples is not None or args.lossy:
+        raise ConfigError("--dialect, --samples and --lossy need --subckt NAME (a subcircuit and its testbench)")
     if args.input is not None:
         x = _parse_input(args.input, circuit.n_features)
         what = f"input {','.join(f'{a:g}' for a in x)}"
@@ -208,6 +212,97 @@ def cmd_export(args) -> int:
     except OSError as exc:
         raise ConfigError(f"-o {out}: cannot write ({exc.strerror})") from None
     print(f"wrote {out}: {circuit.n_edges} memristors, {what}")
+    return 0
+
+
+def _export_subckt(args, source: Source, circuit: Circuit, g_s: np.ndarray) -> int:
+    """``eqspice export --subckt NAME``: the subcircuit and its testbench in ``-o`` (a folder)."""
+    from eqspice.circuits.export import ExportError, export_texts, write_export
+
+    config = source.config
+    labels = None
+    if args.input is not None:
+        x = _parse_input(args.input, circuit.n_features)[None, :]
+        what = f"input {','.join(f'{a:g}' for a in x[0])}"
+    else:
+        d = config.data  # the test set eval uses, limits included
+        data = load_dataset(
+            d.name, data_dir=d.data_dir, seed=config.seed, test_fraction=d.test_fraction,
+            limit_train=d.limit_train, limit_test=d.limit_test,
+        )
+        n_test = len(data.x_test)
+        if args.samples is not None:
+            n = n_test if args.samples == "all" else _count(args.samples, n_test)
+            index = np.arange(n)
+            what = f"test samples 0..{n - 1} of {data.name}"
+        else:
+            if not 0 <= args.sample < n_test:
+                raise ConfigError(f"--sample {args.sample}: the test set has {n_test} samples")
+            index = np.array([args.sample])
+            what = f"test sample {args.sample} of {data.name}"
+        x, labels = data.x_test[index], data.y_test[index]
+    noise = config.noise.model
+    lacking = [f"the run's thermal noise (noise.model = {noise!r}): the testbench is a DC one"] if noise != "none" else []
+    out = Path(args.output)
+    if not out.is_dir():
+        raise ConfigError(f"-o {out}: with --subckt give an existing folder for NAME{{,_tb}} files")
+    notes = (f"exported from {source.origin}", f"testbench applies: {what}")
+    try:
+        texts = export_texts(
+            circuit, g_s, args.subckt, x @ circuit.input_gain.T, dialect=args.dialect, labels=labels, notes=notes,
+            lossy=args.lossy, not_expressed=lacking, probe_hidden=args.probe_hidden,
+        )
+        paths = write_export(out, args.subckt, args.dialect, texts)
+    except ExportError as exc:
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"-o {out}: cannot write ({exc.strerror})") from None
+    print(f"wrote {paths[0]} and {paths[1]}: {circuit.n_edges} memristors, dialect {args.dialect}, {what}")
+    return 0
+
+
+def _count(text: str, n_test: int) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise ConfigError(f"--samples {text!r}: give a number of test samples or all") from None
+    if not 1 <= n <= n_test:
+        raise ConfigError(f"--samples {n}: give 1 to {n_test} (the test set's size) or all")
+    return n
+
+
+def cmd_import(args) -> int:
+    """``eqspice import FILE --into RUN_DIR``: the device values of an exported subcircuit become the run's."""
+    from eqspice.circuits.export.reader import NetlistRefused, conductances, read_subckt
+    from eqspice.circuits.netlist import edge_names
+
+    run_dir = Path(args.into)
+    if not (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"--into {run_dir}: no {CHECKPOINT}; give a run directory written by eqspice train")
+    source = load_source(run_dir)
+    circuit = build_circuit(source.config)
+    state = source.state(circuit)
+    path = Path(args.netlist)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        g_s = conductances(read_subckt(text, str(path)), circuit, state.g_s, str(path))
+    except NetlistRefused as exc:
+        raise ConfigError(f"{exc}; nothing written") from None
+    device = source.config.device
+    outside = np.flatnonzero((g_s < device.g_min_s * (1 - 1e-12)) | (g_s > device.g_max_s * (1 + 1e-12)))
+    if outside.size:
+        e = int(outside[0])
+        raise ConfigError(
+            f"{path}: {edge_names(circuit)[e]} = {float(1 / g_s[e])!r} ohm is outside the device's range "
+            f"[{1 / device.g_max_s:g}, {1 / device.g_min_s:g}] ohm ({outside.size} such); nothing written"
+        )
+    changed = int(np.sum(g_s != state.g_s))
+    state.g_s = g_s
+    state.save(run_dir)
+    print(f"imported {path} into {run_dir}: {changed} of {circuit.n_edges} conductances changed")
     return 0
 
 
@@ -324,12 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["ngspice", "native"])
     p.set_defaults(func=cmd_settle)
 
-    p = sub.add_parser("export", help="write the circuit with one input applied as a SPICE netlist")
+    p = sub.add_parser("export", help="write the circuit as a SPICE netlist, or a subcircuit and testbench (--subckt)")
     p.add_argument("source", metavar="CONFIG|RUN_DIR")
     p.add_argument("-o", "--output", required=True, help="netlist file to write (.cir)")
     p.add_argument("--input", help="comma-separated features (default: a test sample)")
     p.add_argument("--sample", type=int, default=0, help="index of the test sample to apply")
+    p.add_argument("--subckt", metavar="NAME", help="write a .subckt NAME with named ports and a testbench; -o is a folder")
+    p.add_argument("--dialect", choices=["ngspice", "spice", "spectre", "xyce"], default="ngspice", help="with --subckt")
+    p.add_argument("--samples", metavar="N|all", help="with --subckt: a testbench of the first N test samples")
+    p.add_argument("--lossy", action="store_true", help="write what the dialect cannot express as comments")
+    p.add_argument("--probe-hidden", action="store_true", help="hidden nodes as extra ports (gnucap prints them)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="read the device values of an exported subcircuit back into a run")
+    p.add_argument("netlist", metavar="FILE.cir", help="a subcircuit file written by eqspice export --subckt")
+    p.add_argument("--into", required=True, metavar="RUN_DIR", help="the run whose conductances it replaces")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("eval", help="test accuracy of a (trained) circuit with either engine")
     p.add_argument("source", metavar="CONFIG|RUN_DIR")

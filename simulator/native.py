@@ -118,6 +118,7 @@ class NativeEngine(Engine):
         self.pair_products_max = pair_products_max
         self.circuit: Circuit | None = None
         self.iterations = 0
+        self._wires: WireElimination | None = None
 
     # -- structure, once per circuit ------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
@@ -257,6 +258,11 @@ class NativeEngine(Engine):
         diag[self._out] += beta_s
         drive[:, self._out] += beta_s * targets_v
         return diag, self._couplings[1.0][0], drive, known
+
+    @property
+    def wires(self) -> WireElimination | None:
+        """The loaded circuit's resistive lines, eliminated (None for ideal wires)."""
+        return self._wires
 
     @property
     def split(self) -> tuple[np.ndarray, np.ndarray]:

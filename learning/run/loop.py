@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from eqspice.learning.devices.models import read_conductances
+from eqspice.learning.rules.lines import at_devices, devices_on_lines
 from eqspice.learning.rules.equilibrium import (
     Phases,
 )
@@ -147,8 +148,13 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     noisy = {"rng": state.rng} if getattr(session.rule, "needs_rng", False) else {}
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids, **noisy)
     t = session.config.training
-    read = read_voltages(phases, t.readout_resolution_v)
-    grad = session.rule.gradient(session.circuit, read)
+    if session.lines is None:
+        read = read_voltages(phases, t.readout_resolution_v)
+        grad = session.rule.gradient(session.circuit, read)
+    else:  # training.device_voltage = "device" on resistive lines: each device's own voltage
+        lines = getattr(session.engine, "wires", None) or session.lines  # the native engine's factorisation
+        read = read_voltages(at_devices(lines, session.engine.g_s, phases), t.readout_resolution_v)
+        grad = session.rule.gradient(devices_on_lines(session.circuit, lines), read)
     if t.reduce == "mean":
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s

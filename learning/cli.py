@@ -277,6 +277,15 @@ def cmd_gradcheck(args) -> int:
     return importlib.import_module(GRADCHECKS[args.what]).main(args.options)
 
 
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set training.epochs=2 --set network.wire_resistance_ohm=2",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqspice",
@@ -298,18 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. --set training.epochs=2 --set network.layers=[784,256,10]",
-    )
+    _add_set(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("settle", help="print the output voltages for one input")
     p.add_argument("source", metavar="CONFIG|RUN_DIR")
     p.add_argument("--input", required=True, help="comma-separated features, e.g. 0,1")
     p.add_argument("--backend", choices=["ngspice", "native"])
+    _add_set(p)
     p.set_defaults(func=cmd_settle)
 
     p = sub.add_parser("export", help="write the circuit with one input applied as a SPICE netlist")
@@ -317,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="netlist file to write (.cir)")
     p.add_argument("--input", help="comma-separated features (default: a test sample)")
     p.add_argument("--sample", type=int, default=0, help="index of the test sample to apply")
+    _add_set(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("eval", help="test accuracy of a (trained) circuit with either engine")
@@ -324,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend")
     p.add_argument("--limit", type=int, help="evaluate only the first N test samples")
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
+    _add_set(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sweep", help="many training runs over a grid of config values, on Dask")

@@ -111,6 +111,8 @@ class WireNetwork:
         Their conductances, siemens.
     group_resistors : tuple of slice
         The resistors of each crossbar group, in group order.
+    group_nodes : tuple of slice
+        The line nodes of each crossbar group (positions in ``internal_nodes``).
     """
 
     internal_nodes: tuple[str, ...]
@@ -119,6 +121,7 @@ class WireNetwork:
     resistor_ends: np.ndarray
     resistor_s: np.ndarray
     group_resistors: tuple[slice, ...]
+    group_nodes: tuple[slice, ...] = ()
 
 
 def wire_network(circuit: Circuit) -> WireNetwork:
@@ -142,7 +145,8 @@ def wire_network(circuit: Circuit) -> WireNetwork:
     wires = circuit.wires
     n_nodes = len(circuit.node_names)
     if wires is None or wires.ideal:
-        return WireNetwork((), circuit.edges.copy(), (), np.zeros((0, 2), int), np.zeros(0), tuple(slice(0, 0) for _ in circuit.groups))
+        none = tuple(slice(0, 0) for _ in circuit.groups)
+        return WireNetwork((), circuit.edges.copy(), (), np.zeros((0, 2), int), np.zeros(0), none, none)
     r_w, r_d = wires.wire_resistance_ohm, wires.driver_resistance_ohm
     first_free = circuit.free_slice.start
     names: list[str] = []
@@ -151,6 +155,7 @@ def wire_network(circuit: Circuit) -> WireNetwork:
     res_ends: list[np.ndarray] = []
     res_s: list[np.ndarray] = []
     spans: list[slice] = []
+    node_spans: list[slice] = []
 
     def new_nodes(labels: list[str]) -> np.ndarray:
         start = n_nodes + len(names)
@@ -162,7 +167,7 @@ def wire_network(circuit: Circuit) -> WireNetwork:
             raise ValueError(f"wires need crossbar groups; group {group.name!r} is a plain edge list")
         rows, cols = np.asarray(group.rows), np.asarray(group.cols)
         n_r, n_c = len(rows), len(cols)
-        first = len(res_names)
+        first, first_node = len(res_names), len(names)
         driven = (rows < first_free) & (r_d > 0)
         row_id = np.empty((n_r, n_c), dtype=int)
         if r_w > 0:
@@ -197,6 +202,7 @@ def wire_network(circuit: Circuit) -> WireNetwork:
             col_id[:] = cols[None, :]
         device_ends[group.slice] = np.stack([row_id.ravel(), col_id.ravel()], axis=1)
         spans.append(slice(first, len(res_names)))
+        node_spans.append(slice(first_node, len(names)))
     return WireNetwork(
         internal_nodes=tuple(names),
         device_ends=device_ends,
@@ -204,6 +210,7 @@ def wire_network(circuit: Circuit) -> WireNetwork:
         resistor_ends=np.concatenate(res_ends).astype(int) if res_ends else np.zeros((0, 2), int),
         resistor_s=np.concatenate(res_s) if res_s else np.zeros(0),
         group_resistors=tuple(spans),
+        group_nodes=tuple(node_spans),
     )
 
 

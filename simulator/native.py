@@ -37,7 +37,6 @@ import scipy.sparse as sp
 from eqspice.circuits.netlist import TIGHT_OPTIONS
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.simulator.diode import diode_current, thermal_voltage
-from eqspice.simulator.wired import WireElimination
 from eqspice.simulator.engine import (
     BatchPhase,
     ConvergenceError,
@@ -46,6 +45,7 @@ from eqspice.simulator.engine import (
     batch_arrays,
     free_end_incidence,
 )
+from eqspice.simulator.wired import WireElimination
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
 

@@ -53,6 +53,14 @@ def linear_admittance(circuit: Circuit, g_s: np.ndarray, ends: np.ndarray, wire_
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
+def factorise(y_ii: sp.csc_matrix, symmetric: bool):
+    """Sparse LU of the line nodes' block; a reciprocal block is symmetric positive definite,
+    so its ordering is taken from ``Y + Y^T`` and its pivots from the diagonal."""
+    if symmetric:
+        return spla.splu(y_ii, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    return spla.splu(y_ii)
+
+
 class WireElimination:
     """The lines of ``circuit`` eliminated onto its free nodes, for given conductances.
 
@@ -77,32 +85,38 @@ class WireElimination:
         self._free = np.arange(free.start, free.stop)
         self._internal = np.arange(self._n_nodes, self._n)
         self._g_s: np.ndarray | None = None
+        self._blocks: list = []
 
     def reduce(self, g_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(Y_red_ff[free, free], Y_red_fk[free, known])``, siemens, for conductances ``g_s[edge]``.
 
-        The result (and the factorisation of ``Y_ii``) is kept until the conductances change.
+        The lines of different crossbars share no node, so ``Y_ii`` is block diagonal and
+        each crossbar's block is factorised and eliminated on its own.  The result (and the
+        factorisations) are kept until the conductances change.
         """
         g_s = np.asarray(g_s, dtype=float)
         if self._g_s is not None and np.array_equal(g_s, self._g_s):
             return self._reduced
         y = linear_admittance(self.circuit, g_s, self.network.device_ends, self.network.resistor_s, self.network.resistor_ends, self._n)
-        k, f, i = self._known, self._free, self._internal
-        y_ii = y[i][:, i].tocsc()
-        y_fi, y_if, y_ik = y[f][:, i], y[i][:, f], y[i][:, k]
-        lu = spla.splu(y_ii) if len(i) else None
-        y_ff = y[f][:, f].toarray()
-        y_fk = y[f][:, k].toarray()
-        if lu is not None:
-            touched = np.flatnonzero(np.diff(y_fi.tocsr().indptr))  # free nodes a line ends on
-            y_fi_dense = y_fi.tocsr()[touched].toarray()
+        k, f = self._known, self._free
+        y_f, y_ff, y_fk = y[f], y[f][:, f].toarray(), y[f][:, k].toarray()
+        self._blocks = []
+        for nodes in self.network.group_nodes:
+            i = self._internal[nodes]
+            if len(i) == 0:
+                continue
+            y_ii = y[i][:, i].tocsc()
+            y_fi, y_if, y_ik = y_f[:, i].tocsr(), y[i][:, f], y[i][:, k]
+            lu = factorise(y_ii, symmetric=self.circuit.nonreciprocal is None)
+            touched = np.flatnonzero(np.diff(y_fi.indptr))  # free nodes this crossbar's lines end on
+            y_fi_dense = y_fi[touched].toarray()
             for start in range(0, len(touched), COLUMNS):
                 chunk = slice(start, start + COLUMNS)
                 w = lu.solve(np.ascontiguousarray(y_fi_dense[chunk].T), trans="T")  # Y_ii^-T Y_fi^T
                 rows = touched[chunk]
                 y_ff[rows] -= (y_if.T @ w).T
                 y_fk[rows] -= (y_ik.T @ w).T
-        self._lu, self._y_ik, self._y_if = lu, y_ik, y_if
+            self._blocks.append((nodes, lu, y_ik, y_if))
         self._g_s = g_s.copy()
         self._reduced = (y_ff, y_fk)
         return self._reduced
@@ -119,10 +133,12 @@ class WireElimination:
         """
         self.reduce(g_s)
         v = np.atleast_2d(np.asarray(v, dtype=float))
-        if self._lu is None:
-            return v.copy()
-        rhs = self._y_ik @ v[:, self._known].T + self._y_if @ v[:, self._free].T
-        return np.hstack([v, -self._lu.solve(np.asarray(rhs)).T])
+        out = np.empty((len(v), self._n))
+        out[:, : self._n_nodes] = v
+        v_k, v_f = v[:, self._known].T, v[:, self._free].T
+        for nodes, lu, y_ik, y_if in self._blocks:
+            out[:, self._n_nodes + nodes.start : self._n_nodes + nodes.stop] = -lu.solve(np.asarray(y_ik @ v_k + y_if @ v_f)).T
+        return out
 
     def device_voltages(self, g_s: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Voltage across every memristor at its cell, ``dv[batch, edge]`` (row line minus column line), volts."""

@@ -28,10 +28,10 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from eqspice.learning.devices.models import read_conductances
-from eqspice.learning.rules.lines import at_devices, devices_on_lines
 from eqspice.learning.rules.equilibrium import (
     Phases,
 )
+from eqspice.learning.rules.lines import at_devices, devices_on_lines
 from eqspice.learning.run.build import Session, initial_state, open_session
 from eqspice.learning.run.build import record as record_mismatch
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic

@@ -332,29 +332,6 @@ def test_bad_wires_in_a_python_config_are_config_errors():
 
 
 # -- training, export and evaluation carry the wires ------------------------------------------------
-def test_training_on_wired_digits_gives_the_same_conductances_with_either_engine(tmp_path):
-    from eqspice.learning.run.loop import train
-
-    overrides = {
-        "network.layers": [64, 4, 10],
-        "network.wire_resistance_ohm": 5.0,
-        "network.driver_resistance_ohm": 20.0,
-        "network.tile_rows": 64,
-        "data.limit_train": 200,
-        "data.limit_test": 40,
-        "training.epochs": 4,
-        "training.batch_size": 4,  # 200 steps
-        "training.device_voltage": "device",
-    }
-    runs = {}
-    for backend in ("native", "ngspice"):
-        config = load_config(ROOT / "examples" / "digits.toml", {**overrides, "engine.backend": backend})
-        runs[backend] = train(config, tmp_path / backend, progress=False)
-    native, spice = runs["native"], runs["ngspice"]
-    assert np.abs(native.g_s - spice.g_s).max() / np.abs(native.g_s).min() < 1e-6
-    assert native.metrics[-1]["train_loss"] < 0.9 * native.metrics[0]["train_loss"]
-
-
 @pytest.mark.skipif(shutil.which("ngspice") is None, reason="needs the ngspice program")
 def test_export_writes_the_wired_netlist_and_eval_runs_a_trained_run_on_a_wired_chip(tmp_path):
     from eqspice.learning.run.checkpoint import RunState

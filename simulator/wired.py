@@ -145,3 +145,20 @@ class WireElimination:
         v_ext = self.line_voltages(g_s, v)
         a, b = self.network.device_ends.T
         return v_ext[:, a] - v_ext[:, b]
+
+    def dissipated_w(self, g_s: np.ndarray, v: np.ndarray) -> dict[str, np.ndarray]:
+        """Power dissipated per sample in the memristors and in the lines, watts.
+
+        ``memristors = sum_e G_e dv_e^2`` with ``dv_e`` each device's own voltage, and
+        ``lines = sum_w g_w (v_a - v_b)^2`` over every segment and driver resistor.
+        With the diodes', loads' and nudge's shares (:mod:`eqspice.simulator.power`)
+        they add up to the power the sources deliver (Tellegen).
+        """
+        g_s = np.asarray(g_s, dtype=float)
+        v_ext = self.line_voltages(g_s, v)
+        a, b = self.network.device_ends.T
+        u, w = self.network.resistor_ends.T
+        return {
+            "memristors": ((v_ext[:, a] - v_ext[:, b]) ** 2) @ g_s,
+            "lines": ((v_ext[:, u] - v_ext[:, w]) ** 2) @ self.network.resistor_s,
+        }

@@ -223,6 +223,25 @@ def test_native_and_ngspice_agree_within_a_microvolt_with_wires(ngspice, spec, s
     assert np.max(np.abs(native.settle(inputs, nudge) - ngspice.settle(inputs, nudge))) <= 1e-6
 
 
+def test_memristors_and_lines_dissipate_what_the_sources_deliver():
+    rng = np.random.default_rng(9)
+    c = crossbar(layers=(4, 3, 2), nonlinearity="none", wire_resistance_ohm=40.0, driver_resistance_ohm=80.0, tile_rows=3)
+    g = 10 ** rng.uniform(-4, -3, c.n_edges)
+    x = rng.uniform(-1, 1, 4) @ c.input_gain.T
+    text = render_netlist(c, g, inputs_v=x)
+    oracle = solve_netlist(text)
+    names, y, sources = netlist_nodal(text)
+    v_all = np.zeros(len(names))
+    for n, i in names.items():
+        v_all[i] = oracle[n]
+    delivered = sum(v_all[names[s]] * (y[names[s]] @ v_all) for s in sources if s in names)
+    engine = NativeEngine()
+    engine.load(c, g)
+    power = engine.wires.dissipated_w(g, engine.settle(x[None]))
+    assert power["lines"][0] > 1e-3 * power["memristors"][0]
+    assert power["memristors"][0] + power["lines"][0] == pytest.approx(delivered, rel=1e-10)
+
+
 @pytest.mark.skipif(shutil.which("ngspice") is None, reason="needs the ngspice program")
 def test_line_voltages_from_the_settled_nodes_are_ngspices_own_line_voltages(tmp_path):
     rng = np.random.default_rng(6)

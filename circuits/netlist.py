@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from eqspice.circuits.network import GROUND, Circuit, antisymmetric_coupling
+from eqspice.circuits.wires import wire_network
 
 #: Tolerances under which ngspice agrees with Kirchhoff's law to well below
 #: 1e-12 A on diode networks; ngspice's defaults (RELTOL 1e-3, VNTOL 1e-6 V)
@@ -79,6 +80,26 @@ def antisymmetric_gains(circuit: Circuit, g_s: np.ndarray, antisymmetric_sign: f
     """Gain ``a_e`` (siemens) of both VCCS of every edge; ``antisymmetric_sign`` multiplies free-free ones."""
     a = antisymmetric_coupling(circuit, g_s)
     return np.where(free_free_edges(circuit), antisymmetric_sign * a, a)
+
+
+def wire_lines(circuit: Circuit) -> list[str]:
+    """The row-line, column-line and driver resistors of every crossbar (none for ideal wires).
+
+    Each memristor then joins its row line's and column line's node at its cell
+    (``row<k>_<i>_<j>``, ``col<k>_<i>_<j>``; :mod:`eqspice.circuits.wires`).
+    """
+    wired = wire_network(circuit)
+    if not wired.resistor_names:
+        return []
+    names = circuit.node_names + wired.internal_nodes
+    lines = []
+    for k, (group, span) in enumerate(zip(circuit.groups, wired.group_resistors), start=1):
+        lines.append(f"* crossbar {group.name}: row-line (Rrow{k}_*), column-line (Rcol{k}_*) and driver (Rdrv{k}_*) resistors")
+        lines += [
+            f"{n} {names[a]} {names[b]} {_fmt(1.0 / g)}"
+            for n, (a, b), g in zip(wired.resistor_names[span], wired.resistor_ends[span].tolist(), wired.resistor_s[span].tolist())
+        ]
+    return lines
 
 
 def _fmt(x: float) -> str:
@@ -173,9 +194,13 @@ def render_netlist(
         ]
     element = edge_names(circuit)
     resistance = 1.0 / g_s
+    lines += wire_lines(circuit)
+    wired = wire_network(circuit)
+    names = names + wired.internal_nodes  # memristors and their VCCS sit on the line nodes
+    edges = wired.device_ends
     for group in circuit.groups:
         lines.append(f"* crossbar {group.name}: {' x '.join(map(str, group.shape))} memristors")
-        a, b = circuit.edges[group.slice].T
+        a, b = edges[group.slice].T
         lines += [
             f"{element[e]} {names[i]} {names[j]} {_fmt(r)}"
             for e, i, j, r in zip(
@@ -196,7 +221,7 @@ def render_netlist(
     if circuit.nonreciprocal is not None:
         gains = antisymmetric_gains(circuit, g_s, antisymmetric_sign)
         lines.append("* non-reciprocal couplings: +a V(q) into p and -a V(p) into q (grounded VCCS)")
-        for (fwd, bwd), (p, q), a in zip(antisymmetric_names(circuit), circuit.edges.tolist(), gains.tolist()):
+        for (fwd, bwd), (p, q), a in zip(antisymmetric_names(circuit), edges.tolist(), gains.tolist()):
             if a != 0:
                 lines.append(f"{fwd} 0 {names[p]} {names[q]} 0 {_fmt(a)}")
                 lines.append(f"{bwd} {names[q]} 0 {names[p]} 0 {_fmt(a)}")

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from eqspice.circuits.schema import FieldError, show, spec
+from eqspice.circuits.wires import Wires, with_wires
 
 GROUND = "0"
 
@@ -108,6 +109,8 @@ class Circuit:
         or None for a reciprocal network (see :func:`with_nonreciprocal`).
     diode_area : (n_diodes,) SPICE area factor of each diode (its IS is
         ``diode_model.is_a * area``), or None for 1 (see :mod:`eqspice.circuits.mismatch`).
+    wires : resistive row and column lines (:mod:`eqspice.circuits.wires`), or None
+        for ideal wires (every device directly between the nodes of ``edges``).
     """
 
     title: str
@@ -127,6 +130,7 @@ class Circuit:
     comments: tuple[str, ...] = field(default=())
     nonreciprocal: np.ndarray | None = None
     diode_area: np.ndarray | None = None
+    wires: Wires | None = None
 
     @cached_property
     def node_names(self) -> tuple[str, ...]:
@@ -209,6 +213,14 @@ class CrossbarSpec:
         0 leaves settling time and settling energy out of a run's accounting.
         The default, 10 fF, is an illustrative order of magnitude for a
         crossbar line with its driver and sense node, not a measured figure.
+    wire_resistance_ohm : float
+        Resistance of each row- or column-line segment between neighbouring cells, ohms;
+        0 (default) is the ideal crossbar (:mod:`eqspice.circuits.wires`).
+    driver_resistance_ohm : float
+        Output resistance of each input and bias driver, ohms; 0 for ideal drivers.
+    tile_rows : int or None
+        Longest column line in rows: longer crossbars are tiles whose column lines
+        each end on the column's node; None for one tile.
 
     Raises
     ------
@@ -227,6 +239,9 @@ class CrossbarSpec:
     diode_model: DiodeModel = DiodeModel()
     output_load_s: Annotated[float, Field(ge=0)] = 0.0
     node_capacitance_f: Annotated[float, Field(ge=0)] = 1e-14
+    wire_resistance_ohm: Annotated[float, Field(ge=0)] = 0.0
+    driver_resistance_ohm: Annotated[float, Field(ge=0)] = 0.0
+    tile_rows: Annotated[int, Field(ge=1)] | None = None
 
     @field_validator("layers")
     @classmethod
@@ -347,7 +362,7 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
         f"hidden nonlinearity: {spec.nonlinearity}",
         "outputs: " + ("differential (score = V(out_j) - V(outb_j))" if spec.differential_outputs else "single-ended"),
     )
-    return Circuit(
+    circuit = Circuit(
         title=f"eqspice crossbar {sizes}",
         input_nodes=input_nodes,
         fixed_nodes=tuple(fixed_nodes),
@@ -364,6 +379,7 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
         target_gain=target_gain,
         comments=comments,
     )
+    return with_wires(circuit, Wires(spec.wire_resistance_ohm, spec.driver_resistance_ohm, spec.tile_rows))
 
 
 def circuit_from_graph(

@@ -384,6 +384,15 @@ def cmd_gradcheck(args) -> int:
     return importlib.import_module(GRADCHECKS[args.what]).main(args.options)
 
 
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set training.epochs=2 --set network.wire_resistance_ohm=2",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eqspice",
@@ -405,18 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. --set training.epochs=2 --set network.layers=[784,256,10]",
-    )
+    _add_set(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("settle", help="print the output voltages for one input")
     p.add_argument("source", metavar="CONFIG|RUN_DIR")
     p.add_argument("--input", required=True, help="comma-separated features, e.g. 0,1")
     p.add_argument("--backend", choices=["ngspice", "native"])
+    _add_set(p)
     p.set_defaults(func=cmd_settle)
 
     p = sub.add_parser("export", help="write the circuit as a SPICE netlist, or a subcircuit and testbench (--subckt)")
@@ -429,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", metavar="N|all", help="with --subckt: a testbench of the first N test samples")
     p.add_argument("--lossy", action="store_true", help="write what the dialect cannot express as comments")
     p.add_argument("--probe-hidden", action="store_true", help="hidden nodes as extra ports (gnucap prints them)")
+    _add_set(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import", help="read the device values of an exported subcircuit back into a run")
@@ -441,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend")
     p.add_argument("--limit", type=int, help="evaluate only the first N test samples")
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
+    _add_set(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("sweep", help="many training runs over a grid of config values, on Dask")

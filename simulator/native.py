@@ -45,6 +45,7 @@ from eqspice.simulator.engine import (
     batch_arrays,
     free_end_incidence,
 )
+from eqspice.simulator.wired import WireElimination
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
 
@@ -117,6 +118,7 @@ class NativeEngine(Engine):
         self.pair_products_max = pair_products_max
         self.circuit: Circuit | None = None
         self.iterations = 0
+        self._wires: WireElimination | None = None
 
     # -- structure, once per circuit ------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
@@ -154,6 +156,9 @@ class NativeEngine(Engine):
         pairs = np.vstack([self._ff_pairs, d[both_diode] - k])
         self._diode_offdiag = both_diode.any()
         in_a = independent_split(n_free, pairs) if n_free else np.zeros(0, dtype=bool)
+        self._wires = WireElimination(circuit) if circuit.wires is not None else None
+        if self._wires is not None:
+            in_a[:] = False  # lines couple every free node of a crossbar to every other
         self._a, self._b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
         self.set_conductances(g_s)
 
@@ -173,9 +178,22 @@ class NativeEngine(Engine):
         g_ff, a_ff = g_s[self._ff], a_e[self._ff]
         signs = (1.0, -1.0) if np.any(a_ff) else (1.0,)
         self._couplings = {sign: self._coupling_blocks(g_ff + sign * a_ff, g_ff - sign * a_ff) for sign in signs}
+        if self._wires is not None:
+            self._use_wires(g_s)
         self._use_coupling(1.0)
         self._drive_cache = None
         self.g_s = g_s.copy()
+
+    def _use_wires(self, g_s: np.ndarray) -> None:
+        """The resistive lines eliminated exactly onto the free nodes (:mod:`eqspice.simulator.wired`):
+        degree, couplings and known-node drive of the reduced network replace the ideal ones."""
+        y_ff, y_fk = self._wires.reduce(g_s)
+        self._degree = np.diag(y_ff).copy()
+        self._g_fk = -y_fk
+        k_ff = -y_ff
+        k_ff[np.diag_indices_from(k_ff)] = 0.0
+        empty = np.zeros((self._n_free, 0))
+        self._couplings = {1.0: (sp.csr_matrix(k_ff), empty, empty.T, k_ff, np.zeros((0, self._n_free**2)))}
 
     def _coupling_blocks(self, k_pq: np.ndarray, k_qp: np.ndarray) -> tuple:
         """``K_ff`` (current into row node per volt on column node, siemens) and its B/A blocks."""
@@ -202,6 +220,8 @@ class NativeEngine(Engine):
         """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
         c = self.circuit
         inputs_v, batch = phase.inputs_v, len(phase.inputs_v)
+        if self._wires is not None and c.nonreciprocal is not None and phase.antisymmetric_sign != 1:
+            raise EngineError("reversed antisymmetric couplings (asymmetric EP) with resistive wires are not modelled; set the wire and driver resistances to 0")
         self._use_coupling(phase.antisymmetric_sign)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
@@ -229,6 +249,8 @@ class NativeEngine(Engine):
         ``known[batch, known]`` (V).  Only for reciprocal circuits.
         """
         c = self.circuit
+        if self._wires is not None:
+            raise EngineError("the co-content's quadratic part (noise samplers) is not written for resistive wires; set the wire and driver resistances to 0")
         inputs_v, targets_v, _ = batch_arrays(c, inputs_v, targets_v, None)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (len(inputs_v), len(self._fixed_v)))])
         diag = self._degree.copy()
@@ -236,6 +258,11 @@ class NativeEngine(Engine):
         diag[self._out] += beta_s
         drive[:, self._out] += beta_s * targets_v
         return diag, self._couplings[1.0][0], drive, known
+
+    @property
+    def wires(self) -> WireElimination | None:
+        """The loaded circuit's resistive lines, eliminated (None for ideal wires)."""
+        return self._wires
 
     @property
     def split(self) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,7 @@
 """Both engines settle the same random circuits to the same voltages (property tests)."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nodal import conductance_matrix
@@ -67,7 +68,13 @@ def test_native_and_ngspice_agree_within_a_microvolt(ngspice, case):
     assert np.max(np.abs(v_native - v_ngspice)) <= 1e-6
 
 
-def test_training_on_digits_gives_the_same_conductances_with_either_engine(tmp_path):
+@pytest.mark.parametrize(
+    "wires",
+    [{}, {"network.wire_resistance_ohm": 5.0, "network.driver_resistance_ohm": 20.0, "network.tile_rows": 64,
+          "network.layers": [64, 4, 10]}],  # fmt: skip
+    ids=["ideal wires", "resistive wires"],
+)
+def test_training_on_digits_gives_the_same_conductances_with_either_engine(tmp_path, wires):
     from eqspice.learning.run.config import load_config
     from eqspice.learning.run.loop import train
 
@@ -77,6 +84,7 @@ def test_training_on_digits_gives_the_same_conductances_with_either_engine(tmp_p
         "data.limit_test": 50,
         "training.epochs": 4,
         "training.batch_size": 4,  # 200 steps
+        **wires,  # with wires the update reads each device's own voltage (training.device_voltage)
     }
     runs = {}
     for backend in ("native", "ngspice"):

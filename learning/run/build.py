@@ -50,6 +50,7 @@ from eqspice.learning.run.report import SQUARED_LOSS_LABEL
 from eqspice.simulator.engine import Engine
 from eqspice.simulator.native import NativeEngine
 from eqspice.simulator.ngspice.engine import NgspiceEngine
+from eqspice.simulator.wired import WireElimination
 
 #: Second word of the mismatch generator's seed: ASCII "mism".
 MISMATCH_STREAM = 0x6D69736D
@@ -148,6 +149,9 @@ class Session:
     rule : LearningRule
     optimizer : SGD or Adam
     drift : RetentionDrift or None
+    lines : WireElimination or None
+        The resistive lines the controller reads each device's own voltage through
+        (``training.device_voltage = "device"`` with wires), else None.
     """
 
     config: RunConfig
@@ -158,6 +162,7 @@ class Session:
     rule: LearningRule
     optimizer: SGD | Adam
     drift: RetentionDrift | None = None
+    lines: WireElimination | None = None
 
     def inputs_v(self, x: np.ndarray) -> np.ndarray:
         return x @ self.circuit.input_gain.T
@@ -283,4 +288,8 @@ def open_session(config: RunConfig, data: Dataset | None = None) -> Session:
     circuit = build_circuit(config)
     device = make_device(config)
     rule = make_rule(config)
-    return Session(config, data, circuit, make_engine(config), device, rule, make_optimizer(config), make_drift(config))
+    engine = make_engine(config)
+    lines = None
+    if circuit.wires is not None and config.training.device_voltage == "device":
+        lines = WireElimination(circuit)
+    return Session(config, data, circuit, engine, device, rule, make_optimizer(config), make_drift(config), lines)

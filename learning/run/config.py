@@ -300,6 +300,12 @@ class TrainingConfig(_Section):
     )
     target_high_v: float = Field(0.1, description="target voltage of the correct class's output")
     target_low_v: float = Field(0.0, description="target voltage of the other outputs")
+    device_voltage: Literal["device", "terminals"] = Field(
+        "device",
+        description="voltage the update reads with resistive wires: device: across each device at its cell "
+        "(exact gradient of the wired circuit); terminals: row driver's source minus column node, "
+        "what a controller reads at the array's edge (the same with ideal wires)",
+    )
 
     @model_validator(mode="after")
     def _targets(self) -> "TrainingConfig":
@@ -558,6 +564,13 @@ class RunConfig(_Section):
                 "noise with mismatch.nonreciprocal or mismatch.diode_is is not modelled by the samplers; "
                 "set those to 0 or noise.model = 'none'"
             )
+        wired = self.network.wire_resistance_ohm > 0 or self.network.driver_resistance_ohm > 0
+        if wired and model != "none":
+            raise ValueError("noise with resistive wires is not modelled by the samplers; set noise.model = 'none' "
+                             "or network.wire_resistance_ohm and driver_resistance_ohm to 0")
+        if wired and estimator == "corrected":
+            raise ValueError("training.estimator = 'corrected' (asymmetric EP) with resistive wires is not modelled; "
+                             "use 'centred' or set network.wire_resistance_ohm and driver_resistance_ohm to 0")
         return self
 
 

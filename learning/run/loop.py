@@ -31,6 +31,7 @@ from eqspice.learning.devices.models import read_conductances
 from eqspice.learning.rules.equilibrium import (
     Phases,
 )
+from eqspice.learning.rules.lines import at_devices, devices_on_lines
 from eqspice.learning.run.build import Session, initial_state, open_session
 from eqspice.learning.run.build import record as record_mismatch
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
@@ -150,8 +151,13 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     phases = session.rule.phases(session.engine, session.inputs_v(x), targets, sample_ids=ids, **noisy)
     account_phases(session, state, phases)
     t = session.config.training
-    read = read_voltages(phases, t.readout_resolution_v)
-    grad = session.rule.gradient(session.circuit, read)
+    if session.lines is None:
+        read = read_voltages(phases, t.readout_resolution_v)
+        grad = session.rule.gradient(session.circuit, read)
+    else:  # training.device_voltage = "device" on resistive lines: each device's own voltage
+        lines = getattr(session.engine, "wires", None) or session.lines  # the native engine's factorisation
+        read = read_voltages(at_devices(lines, session.engine.g_s, phases), t.readout_resolution_v)
+        grad = session.rule.gradient(devices_on_lines(session.circuit, lines), read)
     if t.reduce == "mean":
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s

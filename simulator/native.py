@@ -269,6 +269,29 @@ class NativeEngine(Engine):
         """Free-node indices of the independent set A and of the rest B (see the module docstring)."""
         return self._a, self._b
 
+    def solve_transposed_jacobian(self, v: np.ndarray, rhs_a: np.ndarray) -> np.ndarray:
+        """``x[batch, free]`` solving ``J^T x = rhs`` with ``J = dR/dv`` of the free phase at ``v[batch, node]``.
+
+        ``J = diag(d + diode conductances) - K_ff`` (siemens), so ``J^T`` has the
+        couplings transposed, i.e. the antisymmetric part reversed: the same
+        Schur complement on B as a Newton step (a dense solve if diodes join two
+        free nodes).  ``rhs_a[batch, free]`` in amperes; x in volts.
+        """
+        if self._wires is not None:
+            raise EngineError("the transposed Jacobian is not written for resistive wires; set the wire and driver resistances to 0")
+        v = np.asarray(v, dtype=float)
+        v_all = np.hstack([v, np.zeros((len(v), 1))])
+        anode, cathode = self._diodes.T
+        _, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s, self._diode_area)
+        diag = np.broadcast_to(self._degree, rhs_a.shape)
+        self._use_coupling(-1.0)
+        try:
+            if self._diode_offdiag:
+                return self._dense_step(diag, g_d, rhs_a)
+            return self._solve(diag + self._diode_diag.dot(g_d.T).T, rhs_a)
+        finally:
+            self._use_coupling(1.0)
+
     def _known_drive(self, known: np.ndarray) -> np.ndarray:
         """Current pushed into the free nodes by the known ones, amperes; the phases of one
         batch share it, so the last one is kept until the inputs or the conductances change."""

@@ -58,17 +58,26 @@ def energy_contrast(circuit: Circuit, v_a: np.ndarray, v_b: np.ndarray) -> np.nd
     large squares); on a crossbar the batch sum is two matrix products instead
     of a gather over every device.
     """
-    d, s = v_a - v_b, v_a + v_b
+    return 0.5 * device_products(circuit, v_a - v_b, v_a + v_b)
+
+
+def device_products(circuit: Circuit, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``sum over batch of (x_p - x_q)(y_p - y_q)`` for every device e = (p, q) (units of x times y).
+
+    On a crossbar group the batch sum is
+    ``sum x_p y_p + sum x_q y_q - x_r^T y_c - y_r^T x_c``: two matrix products
+    over the rows and columns instead of a gather over every device.
+    """
     out = np.empty(circuit.n_edges)
-    ds = np.einsum("bn,bn->n", d, s)
+    xy = np.einsum("bn,bn->n", x, y)
     for group in circuit.groups:
         if group.rows is not None:
             r, c = np.asarray(group.rows), np.asarray(group.cols)
-            block = ds[r][:, None] + ds[c][None, :] - d[:, r].T @ s[:, c] - s[:, r].T @ d[:, c]
-            out[group.slice] = 0.5 * block.ravel()
+            block = xy[r][:, None] + xy[c][None, :] - x[:, r].T @ y[:, c] - y[:, r].T @ x[:, c]
+            out[group.slice] = block.ravel()
         else:
             a, b = circuit.edges[group.slice].T
-            out[group.slice] = 0.5 * np.einsum("be,be->e", d[:, a] - d[:, b], s[:, a] - s[:, b])
+            out[group.slice] = np.einsum("be,be->e", x[:, a] - x[:, b], y[:, a] - y[:, b])
     return out
 
 
@@ -87,12 +96,17 @@ class Phases:
     nudges : tuple of Nudge or None
         What each phase applied (free, plus, minus), for the energy and settling
         accounting; None if the rule does not say.
+    adjoint : ndarray or None
+        The adjoint response ``lambda[batch, node]`` (volts per siemens) of the
+        exact-gradient rule (:class:`~eqspice.learning.rules.adjoint.ImplicitGradient`,
+        whose ``plus`` is None), else None.
     """
 
     free: np.ndarray
-    plus: np.ndarray
+    plus: np.ndarray | None
     minus: np.ndarray | None = None
     nudges: tuple | None = None
+    adjoint: np.ndarray | None = None
 
 
 class LearningRule(Protocol):

@@ -34,6 +34,7 @@ from eqspice.circuits.mismatch import split_diode_bias, with_mismatch
 from eqspice.circuits.network import Circuit, crossbar, nonreciprocal_draw, with_nonreciprocal
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DeviceModel
+from eqspice.learning.rules.adjoint import ImplicitGradient
 from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
 from eqspice.learning.rules.equilibrium import (
     CrossEntropyPropagation,
@@ -203,17 +204,26 @@ def check_sizes(config: RunConfig, data: Dataset) -> None:
 
 
 def make_rule(config: RunConfig) -> LearningRule:
-    """The controller's learning rule: EP, asymmetric EP, or (with noise) a rule on sampled expectations."""
+    """The controller's learning rule: EP, asymmetric EP, (with noise) a rule on sampled expectations,
+    or the exact gradient (``implicit``, the baseline)."""
     t = config.training
     if config.noise.model != "none":
         from eqspice.learning.rules.noisy import make_noisy_rule
 
         return make_noisy_rule(config)
+    if t.estimator == "implicit":
+        return exact_gradient_rule(config)
     if t.loss == "cross_entropy":
         return CrossEntropyPropagation(t.beta_s, t.softmax_scale_v)
     if t.estimator == "corrected":
         return AsymmetricEquilibriumPropagation(t.beta_s)
     return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")
+
+
+def exact_gradient_rule(config: RunConfig) -> ImplicitGradient:
+    """The exact gradient of the run's loss, in the units its EP rule estimates (``training.estimator = "implicit"``)."""
+    t = config.training
+    return ImplicitGradient(t.loss, t.softmax_scale_v)
 
 
 def make_engine(config: RunConfig) -> Engine:

@@ -275,13 +275,24 @@ class TrainingConfig(_Section):
     lr_step_epochs: list[int] = Field(default_factory=list, description="step: epochs after which the rate drops")
     lr_step_factor: float = Field(0.1, gt=0, le=1, description="step: factor applied at each of lr_step_epochs")
     beta_s: float = Field(1e-5, gt=0, description="nudge strength, siemens")
-    estimator: Literal["centred", "one_sided", "corrected", "contrastive", "path_integral", "loss_covariance"] = Field(
+    estimator: Literal[
+        "centred", "one_sided", "corrected", "contrastive", "path_integral", "loss_covariance", "implicit"
+    ] = Field(
         "centred",
         description="centred: +beta/-beta EP; one_sided: +beta EP (both from expectations with noise); "
         "corrected: asymmetric EP, the exact gradient of a non-reciprocal circuit (mismatch.nonreciprocal; "
         "equals centred when reciprocal); contrastive: E_beta[dE/dG] - E_0[dE/dG] (noise); "
         "path_integral: -(1/T) int_0^beta Cov_b(L, dE/dG) db (gibbs); "
-        "loss_covariance: -(1/T) Cov_0(L, dE/dG), the gradient of E_0[L] (gibbs)",
+        "loss_covariance: -(1/T) Cov_0(L, dE/dG), the gradient of E_0[L] (gibbs); "
+        "implicit: the exact gradient at the free state by implicit differentiation (adjoint of Kirchhoff's "
+        "law; not a local rule, the baseline EP is measured against; beta_s unused)",
+    )
+    measure_gradient_cosine: int = Field(
+        0,
+        ge=0,
+        description="every N mini-batches, the cosine between the rule's gradient estimate and the exact "
+        "gradient (estimator 'implicit') on that mini-batch, averaged per epoch into metrics.csv's "
+        "gradient_cosine; 0 never",
     )
     loss: Literal["squared", "cross_entropy"] = Field(
         "squared",
@@ -549,8 +560,14 @@ class RunConfig(_Section):
                 "noise.native_sampler = 'block_gibbs' needs the Gibbs density, which johnson noise lacks when "
                 "conductances differ: set noise.model = 'gibbs' or native_sampler = 'langevin'"
             )
+        exact = estimator == "implicit" or self.training.measure_gradient_cosine > 0
+        what = "training.estimator = 'implicit'" if estimator == "implicit" else "training.measure_gradient_cosine"
+        if exact and model != "none":
+            raise ValueError(f"{what} (the exact gradient at the free steady state) is noiseless: set noise.model = 'none'")
+        if exact and self.training.readout_resolution_v and estimator == "implicit":
+            raise ValueError("training.estimator = 'implicit' is no controller readout: set training.readout_resolution_v to 0")
         if self.training.loss == "cross_entropy":
-            allowed = ("centred",) if model == "none" else ("centred", "one_sided", "contrastive")
+            allowed = ("centred", "implicit") if model == "none" else ("centred", "one_sided", "contrastive")
             if estimator not in allowed:
                 raise ValueError(
                     f"training.loss = 'cross_entropy' with noise.model = {model!r} needs training.estimator in "
@@ -568,6 +585,9 @@ class RunConfig(_Section):
         if wired and model != "none":
             raise ValueError("noise with resistive wires is not modelled by the samplers; set noise.model = 'none' "
                              "or network.wire_resistance_ohm and driver_resistance_ohm to 0")
+        if wired and exact:
+            raise ValueError(f"{what} with resistive wires is not modelled (its adjoint ignores the lines); "
+                             "set network.wire_resistance_ohm and driver_resistance_ohm to 0")
         if wired and estimator == "corrected":
             raise ValueError("training.estimator = 'corrected' (asymmetric EP) with resistive wires is not modelled; "
                              "use 'centred' or set network.wire_resistance_ohm and driver_resistance_ohm to 0")

@@ -32,7 +32,7 @@ from eqspice.learning.rules.equilibrium import (
     Phases,
 )
 from eqspice.learning.rules.lines import at_devices, devices_on_lines
-from eqspice.learning.run.build import Session, initial_state, open_session
+from eqspice.learning.run.build import Session, exact_gradient_rule, initial_state, open_session
 from eqspice.learning.run.build import record as record_mismatch
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
@@ -158,6 +158,10 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         lines = getattr(session.engine, "wires", None) or session.lines  # the native engine's factorisation
         read = read_voltages(at_devices(lines, session.engine.g_s, phases), t.readout_resolution_v)
         grad = session.rule.gradient(devices_on_lines(session.circuit, lines), read)
+    if t.measure_gradient_cosine and batches_done(session, state)[0] % t.measure_gradient_cosine == 0:
+        r = state.running
+        r["cosine_sum"] = r.get("cosine_sum", 0.0) + gradient_cosine(session, phases, targets, grad)
+        r["cosine_batches"] = r.get("cosine_batches", 0) + 1
     if t.reduce == "mean":
         grad = grad / len(ids)
     g_max = session.config.device.g_max_s
@@ -174,6 +178,19 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     loss = float(np.sum(session.loss(phases.free, targets)))
     hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))
     return loss, hits
+
+
+def gradient_cosine(session: Session, phases: Phases, targets_v: np.ndarray, estimate: np.ndarray) -> float:
+    """Cosine between a gradient estimate and the exact gradient of the mini-batch at its free state.
+
+    The exact gradient (:class:`~eqspice.learning.rules.adjoint.ImplicitGradient`) is taken at the
+    conductances the engine settled the phases with; 1 for the exact rule itself, 0 if either is 0.
+    """
+    exact_rule = exact_gradient_rule(session.config)
+    lam = phases.adjoint if phases.adjoint is not None else exact_rule.adjoint(session.engine, phases.free, targets_v)
+    exact = exact_rule.gradient(session.circuit, Phases(phases.free, None, adjoint=lam))
+    norm = np.linalg.norm(estimate) * np.linalg.norm(exact)
+    return float(estimate @ exact / norm) if norm > 0 else 0.0
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
@@ -453,6 +470,7 @@ def _run_epochs(
                 "pulses": r.get("pulses", 0),
             }
             | energy_metrics(r)
+            | ({"gradient_cosine": r.get("cosine_sum", 0.0) / r["cosine_batches"]} if r.get("cosine_batches") else {})
         )
         state.epoch += 1
         state.batch_index = 0

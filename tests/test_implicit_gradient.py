@@ -153,8 +153,8 @@ def test_without_the_key_the_metrics_have_no_cosine_column_and_the_run_is_unchan
 @pytest.mark.parametrize(
     "overrides, words",
     [
-        ({"training.estimator": "implicit", "noise.model": "gibbs"}, "noise.model = 'none'"),
-        ({"training.measure_gradient_cosine": 3, "noise.model": "gibbs"}, "measure_gradient_cosine"),
+        ({"training.estimator": "implicit", "noise.model": "gibbs", "noise.t_eff_w": 1e-12}, "noise.model = 'none'"),
+        ({"training.measure_gradient_cosine": 3, "noise.model": "gibbs", "noise.t_eff_w": 1e-12}, "measure_gradient_cosine"),
         ({"training.estimator": "implicit", "network.wire_resistance_ohm": 1.0}, "wire_resistance_ohm"),
         ({"training.estimator": "implicit", "training.readout_resolution_v": 1e-3}, "readout_resolution_v to 0"),
         ({"training.measure_gradient_cosine": -1}, "measure_gradient_cosine"),

@@ -1,0 +1,168 @@
+"""Settling and training speed on the Fashion-MNIST circuit, as fractions of the machine's roofline.
+
+The circuit is the one of ``examples/fashion_mnist.toml`` (10 V differential
+inputs, half-wave diodes, devices in the lower quarter of their range), at two
+hidden sizes.  Per size:
+
+* **settle**: free phase, cold start, the first 256 Fashion-MNIST test images,
+  in batches of 1, 32 and 256: microseconds per sample;
+* **train**: mini-batches of 32 of the example's training step (centred EP,
+  cross-entropy, Adam): milliseconds per sample, the whole step (phases,
+  update, optimizer, device write, engine update);
+* **exact**: the same step with the exact gradient (``training.estimator = "implicit"``).
+
+Everything runs on one BLAS thread and is timed in CPU seconds of this process
+(``time.process_time``: on a busy machine the time other processes take is not
+counted; cache and memory contention still are).  The roofline is measured in the same run:
+the rate of a float64 dgemm (``2 n^3`` FLOP, best of several) on that thread.
+Each figure is also given as the time that dgemm rate needs for the step's
+*necessary* arithmetic divided by the measured time (the fraction of the
+roofline reached), with the FLOP count per sample
+
+* drive: ``2 n_drive`` (every device from a driven node, once per sample);
+* a Newton iteration: ``6 n_coupled`` (residual, Schur right-hand side and
+  back-substitution over the devices between free nodes), counted
+  ``NEWTON_ITERATIONS`` times per cold settle and ``WARM_ITERATIONS`` times per
+  warm-started nudged phase, whatever the engine needs;
+* the contrast (or the exact gradient's contraction): ``4 n_devices`` (two crossbar products);
+
+the optimizer and the device update are elementwise (memory-bound) and
+counted as nothing.  ``x recorded`` is the recorded figure of the previous
+implementation on this machine kind divided by today's (above 1: faster).
+
+Run: ``python -m benchmarks.train_speed [--quick]``.  Writes ``benchmarks/train_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from benchmarks import write_json
+from eqspice.learning.run.build import initial_state, open_session
+from eqspice.learning.run.config import load_config
+from eqspice.learning.run.loop import train_step
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "fashion_mnist.toml"
+SIZES = ("784-100-10", "784-1024-10")
+#: Previous implementation, this machine kind, one BLAS thread (settle at batch 256, us/sample; training, ms/sample).
+RECORDED = {("784-100-10", "settle", 256): 167.0, ("784-1024-10", "settle", 256): 1339.0, ("784-1024-10", "train", 32): 6.2}
+NEWTON_ITERATIONS = 8  # the recorded cold settle's count
+WARM_ITERATIONS = 4  # a nudged phase started from the free state
+
+
+def dgemm_flops_per_sec(n: int, repeats: int) -> float:
+    """Best float64 ``n x n`` matrix product rate on the current BLAS threads, FLOP/s."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    out = np.empty((n, n))
+    np.matmul(a, b, out=out)
+    best = min(_timed(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))
+    return 2.0 * n**3 / best
+
+
+def _timed(action) -> float:
+    started = time.process_time()
+    action()
+    return time.process_time() - started
+
+
+def counts(circuit) -> dict:
+    """Devices from a driven node, devices between free nodes, all devices."""
+    k = circuit.free_slice.start
+    a, b = circuit.edges.T
+    free = (a >= k) & (b >= k)
+    return {"drive": int(np.sum(~free)), "coupled": int(np.sum(free)), "devices": int(circuit.n_edges)}
+
+
+def settle_flops(n: dict) -> float:
+    return 2.0 * n["drive"] + NEWTON_ITERATIONS * 6.0 * n["coupled"]
+
+
+def train_flops(n: dict, nudged_phases: int) -> float:
+    """Per sample: drive once, a cold free phase, warm nudged phases (or the adjoint, one iteration), the contraction."""
+    return settle_flops(n) + nudged_phases * WARM_ITERATIONS * 6.0 * n["coupled"] + 4.0 * n["devices"]
+
+
+def session_for(size: str, estimator: str, n_train: int, n_test: int):
+    layers = [int(v) for v in size.split("-")]
+    config = load_config(CONFIG, {
+        "network.layers": layers, "training.estimator": estimator,
+        "data.limit_train": n_train, "data.limit_test": n_test,
+    })  # fmt: skip
+    session = open_session(config)
+    state = initial_state(config, session.circuit, session.device)
+    session.engine.load(session.circuit, state.g_s)
+    return session, state
+
+
+def settle_rows(size: str, n_images: int, batches: tuple[int, ...], rate: float) -> list[dict]:
+    session, _ = session_for(size, "centred", 32, n_images)
+    x = session.inputs_v(session.data.x_test[:n_images])
+    n = counts(session.circuit)
+    rows = []
+    for batch in batches:
+        session.engine.settle(x[:batch])  # warm-up (first BLAS call, caches)
+        sec = _timed(lambda: [session.engine.settle(x[s : s + batch]) for s in range(0, n_images, batch)]) / n_images
+        rows.append(row(size, "settle", batch, sec * 1e6, "us", settle_flops(n), rate, session.engine.iterations))
+    return rows
+
+
+def train_rows(size: str, n_batches: int, rate: float) -> list[dict]:
+    rows = []
+    for estimator, label, nudged in (("centred", "train", 2), ("implicit", "exact", 1)):
+        session, state = session_for(size, estimator, 32 * (n_batches + 1), 32)
+        batches = np.arange(32 * (n_batches + 1)).reshape(n_batches + 1, 32)
+        train_step(session, state, batches[0])  # warm-up
+        sec = _timed(lambda: [train_step(session, state, ids) for ids in batches[1:]]) / (32 * n_batches)
+        flops = train_flops(counts(session.circuit), nudged)
+        rows.append(row(size, label, 32, sec * 1e3, "ms", flops, rate, session.engine.iterations))
+    return rows
+
+
+def row(size: str, what: str, batch: int, value: float, unit: str, flops: float, rate: float, iterations: int) -> dict:
+    sec = value * (1e-6 if unit == "us" else 1e-3)
+    recorded = RECORDED.get((size, what, batch))
+    return {
+        "network": size, "what": what, "batch": batch, f"per_sample_{unit}": value,
+        "flop_per_sample": flops, "roofline_fraction": flops / rate / sec,
+        "x_recorded": None if recorded is None else recorded / value, "recorded": recorded,
+        "last_newton_iterations": iterations,
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a seconds-long run: 32 images, batches 1 and 32, 1 mini-batch")
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES))
+    parser.add_argument("--json", default=os.path.join("benchmarks", "train_speed.json"))
+    args = parser.parse_args()
+    n_images, batches, n_train = (32, (1, 32), 1) if args.quick else (256, (1, 32, 256), 4)
+    with threadpool_limits(limits=1, user_api="blas"):
+        rate = dgemm_flops_per_sec(512 if args.quick else 1024, 3 if args.quick else 5)
+        rows = []
+        for size in args.sizes:
+            rows += settle_rows(size, n_images, batches, rate)
+            rows += train_rows(size, n_train, rate)
+    print(f"roofline: float64 dgemm on one BLAS thread, {rate / 1e9:.1f} GFLOP/s")
+    print(f"{'network':>12} {'what':>7} {'batch':>6} {'per sample':>12} {'MFLOP':>7} {'roofline':>9} {'x recorded':>11}")
+    for r in rows:
+        unit = "us" if "per_sample_us" in r else "ms"
+        ratio = "" if r["x_recorded"] is None else f"{r['x_recorded']:.2f}"
+        print(
+            f"{r['network']:>12} {r['what']:>7} {r['batch']:>6} {r['per_sample_' + unit]:>9.1f} {unit} "
+            f"{r['flop_per_sample'] / 1e6:>7.2f} {100 * r['roofline_fraction']:>8.1f}% {ratio:>11}"
+        )
+    for r in rows:
+        r["dgemm_flop_per_sec"] = rate
+    write_json(rows, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -124,7 +124,8 @@ class IdealDevice:
         return self.quantise(g, rng) if self.levels else g
 
     def update(self, g_s, dg_s, state, rng) -> tuple[np.ndarray, np.ndarray]:
-        g = np.clip(g_s + dg_s, self.g_min_s, self.g_max_s)
+        g = np.add(g_s, dg_s)
+        np.clip(g, self.g_min_s, self.g_max_s, out=g)
         g = np.clip(self.quantise(g, rng), self.g_min_s, self.g_max_s) if self.levels else g
         return g, np.zeros(g.shape, dtype=int)
 

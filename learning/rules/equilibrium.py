@@ -58,7 +58,9 @@ def energy_contrast(circuit: Circuit, v_a: np.ndarray, v_b: np.ndarray) -> np.nd
     large squares); on a crossbar the batch sum is two matrix products instead
     of a gather over every device.
     """
-    return 0.5 * device_products(circuit, v_a - v_b, v_a + v_b)
+    out = device_products(circuit, v_a - v_b, v_a + v_b)
+    out *= 0.5
+    return out
 
 
 def device_products(circuit: Circuit, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -66,15 +68,26 @@ def device_products(circuit: Circuit, x: np.ndarray, y: np.ndarray) -> np.ndarra
 
     On a crossbar group the batch sum is
     ``sum x_p y_p + sum x_q y_q - x_r^T y_c - y_r^T x_c``: two matrix products
-    over the rows and columns instead of a gather over every device.
+    over the rows and columns instead of a gather over every device.  Rows
+    on which ``x`` (or ``y``) is zero in every sample, e.g. the driven input
+    lines for a difference of two phases or an adjoint, contribute exact zeros
+    and are skipped: the input crossbar costs one product, written in place.
     """
     out = np.empty(circuit.n_edges)
     xy = np.einsum("bn,bn->n", x, y)
     for group in circuit.groups:
         if group.rows is not None:
             r, c = np.asarray(group.rows), np.asarray(group.cols)
-            block = xy[r][:, None] + xy[c][None, :] - x[:, r].T @ y[:, c] - y[:, r].T @ x[:, c]
-            out[group.slice] = block.ravel()
+            block = out[group.slice].reshape(len(r), len(c))
+            x_r, y_r = x[:, r], y[:, r]
+            if not x_r.any():  # xy[r] = 0 and x_r^T y_c = 0 exactly
+                np.subtract(xy[c][None, :], y_r.T @ x[:, c], out=block)
+            elif not y_r.any():
+                np.subtract(xy[c][None, :], x_r.T @ y[:, c], out=block)
+            else:
+                np.add(xy[r][:, None], xy[c][None, :], out=block)
+                block -= x_r.T @ y[:, c]
+                block -= y_r.T @ x[:, c]
         else:
             a, b = circuit.edges[group.slice].T
             out[group.slice] = np.einsum("be,be->e", x[:, a] - x[:, b], y[:, a] - y[:, b])
@@ -165,8 +178,12 @@ class EquilibriumPropagation:
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         """Estimate of ``dL/dG[edge]`` summed over the batch, V^2/S."""
         if self.centred:
-            return energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)
-        return energy_contrast(circuit, phases.plus, phases.free) / self.beta_s
+            out = energy_contrast(circuit, phases.plus, phases.minus)
+            out /= 2 * self.beta_s
+            return out
+        out = energy_contrast(circuit, phases.plus, phases.free)
+        out /= self.beta_s
+        return out
 
 
 def _softmax_and_labels(circuit: Circuit, v: np.ndarray, targets_v: np.ndarray, scale_v: float) -> tuple:
@@ -256,4 +273,6 @@ class CrossEntropyPropagation:
         return Phases(free, both[: len(free)], both[len(free) :], nudges)
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
-        return energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)
+        out = energy_contrast(circuit, phases.plus, phases.minus)
+        out /= 2 * self.beta_s
+        return out

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: Devices per chunk of the Adam update (about 128 KiB per array: the working set stays in cache).
+ADAM_CHUNK = 16384
+
 
 def check_learning_rate(lr: float) -> None:
     """Refuse a learning rate that is not a positive finite number, in one line."""
@@ -83,11 +86,27 @@ class Adam:
     def step(self, dl_dw: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
         state["t"] += 1
         t = state["t"][0]
-        m, s = state["m"], state["s"]  # updated in place: a million devices, no temporaries to spare
-        m *= self.beta1
-        m += (1 - self.beta1) * dl_dw
-        s *= self.beta2
-        s += (1 - self.beta2) * dl_dw**2
-        denominator = np.sqrt(s / (1 - self.beta2**t))
-        denominator += self.eps
-        return (-self.lr * lr_scale / (1 - self.beta1**t)) * m / denominator
+        m, s = state["m"], state["s"]  # updated in place
+        step = np.empty_like(m)
+        b1, b2 = self.beta1, self.beta2
+        bias2, factor = 1 - b2**t, -self.lr * lr_scale / (1 - b1**t)
+        scratch = np.empty(min(ADAM_CHUNK, len(m)))
+        # the same elementwise arithmetic as on whole arrays, a cache-sized chunk at a time:
+        # a million devices stream through memory once instead of once per operation
+        for start in range(0, len(m), ADAM_CHUNK):
+            part = slice(start, start + ADAM_CHUNK)
+            g, m_, s_, out = dl_dw[part], m[part], s[part], step[part]
+            tmp = scratch[: len(g)]
+            np.multiply(g, 1 - b1, out=tmp)
+            m_ *= b1
+            m_ += tmp
+            np.square(g, out=tmp)
+            tmp *= 1 - b2
+            s_ *= b2
+            s_ += tmp
+            np.divide(s_, bias2, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += self.eps
+            np.multiply(m_, factor, out=out)
+            out /= tmp
+        return step

@@ -163,10 +163,12 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         r["cosine_sum"] = r.get("cosine_sum", 0.0) + gradient_cosine(session, phases, targets, grad)
         r["cosine_batches"] = r.get("cosine_batches", 0) + 1
     if t.reduce == "mean":
-        grad = grad / len(ids)
+        grad /= len(ids)  # the rule's fresh array, scaled in place (a million devices: no copies)
     g_max = session.config.device.g_max_s
-    dw = session.optimizer.step(grad * g_max, state.optimizer, t.lr_scale(*batches_done(session, state)))
-    g_new, pulses = session.device.update(g_now, dw * g_max, state.device, state.rng)
+    grad *= g_max
+    dw = session.optimizer.step(grad, state.optimizer, t.lr_scale(*batches_done(session, state)))
+    dw *= g_max
+    g_new, pulses = session.device.update(g_now, dw, state.device, state.rng)
     if session.drift is None:
         state.g_s = g_new
     else:  # devices that took no pulse keep drifting from their last programming

@@ -190,4 +190,7 @@ class ImplicitGradient:
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         """``dL/dG[edge]`` summed over the batch (times ``scale_v^2`` for the cross-entropy), V^2/S."""
-        return device_products(circuit, phases.adjoint, phases.free) + mismatch_term(circuit, phases.free, phases.adjoint)
+        out = device_products(circuit, phases.adjoint, phases.free)
+        if circuit.nonreciprocal is not None:
+            out += mismatch_term(circuit, phases.free, phases.adjoint)
+        return out

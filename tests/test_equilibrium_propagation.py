@@ -104,3 +104,13 @@ def test_rules_and_optimizers_refuse_nudges_and_rates_that_cannot_learn(make, wo
     assert "\n" not in str(info.value)
     for word in words:
         assert word in str(info.value)
+
+
+def test_contrast_with_zero_rows_skips_them_and_keeps_the_per_sample_sum(problem):
+    """Phases that agree on the driven nodes (as two nudged phases do): the crossbar's input rows are skipped."""
+    circuit = problem[0]
+    rng = np.random.default_rng(8)
+    v_a, v_b = rng.normal(size=(2, 4, len(circuit.node_names)))
+    v_b[:, : circuit.free_slice.start] = v_a[:, : circuit.free_slice.start]
+    expected = (energy_gradient(circuit, v_a) - energy_gradient(circuit, v_b)).sum(axis=0)
+    np.testing.assert_allclose(energy_contrast(circuit, v_a, v_b), expected, rtol=1e-12, atol=1e-14)

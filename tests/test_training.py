@@ -209,3 +209,27 @@ def test_a_keyboard_interrupt_without_a_run_folder_is_a_keyboard_interrupt(tmp_p
     with pytest.raises(KeyboardInterrupt):
         train(config, progress=False, session=session)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_chunked_adam_is_the_whole_array_formula_bit_for_bit(monkeypatch):
+    from eqspice.learning.rules import optimizers
+
+    monkeypatch.setattr(optimizers, "ADAM_CHUNK", 7)  # chunks that do not divide the 50 devices
+    adam, rng = Adam(lr=0.01), np.random.default_rng(4)
+    state, m, s = adam.init_state(50), np.zeros(50), np.zeros(50)
+    for t in range(1, 4):
+        g = rng.normal(size=50) * 10.0 ** rng.uniform(-3, 3, 50)
+        m = 0.9 * m + (1 - 0.9) * g
+        s = 0.999 * s + (1 - 0.999) * g**2
+        expected = (-0.01 * 0.5 / (1 - 0.9**t)) * m / (np.sqrt(s / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_array_equal(adam.step(g, state, lr_scale=0.5), expected)
+        np.testing.assert_array_equal(state["s"], s)
+
+
+def test_input_lines_by_gather_are_the_dense_gain_product():
+
+    for overrides in ({}, {"mismatch.input_gain": 0.1}):
+        session = open_session(load_config("examples/digits.toml", {"engine.backend": "native", **overrides}))
+        x = session.data.x_train[:9]
+        assert session._input_lines is not None
+        np.testing.assert_array_equal(session.inputs_v(x), x @ session.circuit.input_gain.T)

@@ -1,6 +1,7 @@
 """The exact-gradient baseline (training.estimator = "implicit"): the adjoint on the native
 engine's block structure, against finite differences, the dense adjoint reference and EP."""
 
+import csv
 from pathlib import Path
 
 import networkx as nx
@@ -164,3 +165,15 @@ def test_refusals_are_one_line(overrides, words):
     with pytest.raises(ConfigError) as info:
         xor(overrides)
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_gradcheck_exact_on_a_config_writes_its_table(tmp_path):
+    from eqspice.learning.cli import main
+
+    out = tmp_path / "check.csv"
+    code = main(["gradcheck", "exact", "--config", str(XOR), "--batch", "4", "--betas", "1e-7,1e-5", "--csv", str(out), "--plot", str(tmp_path / "check.png")])
+    assert code == 0 and (tmp_path / "check.png").stat().st_size > 0
+    rows = {(r["loss"], r["estimator"], float(r["beta_s"])): float(r["relative_error"]) for r in csv.DictReader(out.open())}
+    assert rows[("squared", "centred", 1e-5)] < rows[("squared", "one-sided", 1e-5)]
+    assert rows[("squared", "centred", 1e-7)] < rows[("squared", "centred", 1e-5)] < 1e-2
+    assert rows[("cross_entropy", "centred", 1e-7)] < 1e-4

@@ -136,12 +136,15 @@ def test_training_with_the_exact_gradient_and_the_cosine_column(tmp_path):
     run = train(xor({"training.estimator": "implicit", "training.measure_gradient_cosine": 1}), tmp_path / "implicit", progress=False)
     rows = read_metrics(tmp_path / "implicit")
     assert [r["gradient_cosine"] for r in rows] == pytest.approx([1.0, 1.0], abs=1e-12)
+    assert [r["gradient_relative_error"] for r in rows] == [0.0, 0.0]
     again = train(xor({"training.estimator": "implicit"}), progress=False)
     np.testing.assert_array_equal(run.g_s, again.g_s)  # measuring touches nothing the run draws or updates
     train(xor({"training.measure_gradient_cosine": 2}), tmp_path / "ep", progress=False)
     cosines = [r["gradient_cosine"] for r in read_metrics(tmp_path / "ep")]
     # one mini-batch per epoch, measured every second one: the first epoch's, not the second's
     assert 0.99 < cosines[0] < 1 and np.isnan(cosines[1]), cosines
+    error = read_metrics(tmp_path / "ep")[0]["gradient_relative_error"]
+    assert 1e-6 < error < 0.1  # beta = 1e-5 S on XOR's targets: second order in beta, small but not 0
 
 
 def test_without_the_key_the_metrics_have_no_cosine_column_and_the_run_is_unchanged(tmp_path):

@@ -290,9 +290,9 @@ class TrainingConfig(_Section):
     measure_gradient_cosine: int = Field(
         0,
         ge=0,
-        description="every N mini-batches, the cosine between the rule's gradient estimate and the exact "
-        "gradient (estimator 'implicit') on that mini-batch, averaged per epoch into metrics.csv's "
-        "gradient_cosine; 0 never",
+        description="every N mini-batches, the cosine and relative error of the rule's gradient estimate "
+        "against the exact gradient (estimator 'implicit') on that mini-batch, averaged per epoch into "
+        "metrics.csv's gradient_cosine and gradient_relative_error; 0 never",
     )
     loss: Literal["squared", "cross_entropy"] = Field(
         "squared",

@@ -160,7 +160,9 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         grad = session.rule.gradient(devices_on_lines(session.circuit, lines), read)
     if t.measure_gradient_cosine and batches_done(session, state)[0] % t.measure_gradient_cosine == 0:
         r = state.running
-        r["cosine_sum"] = r.get("cosine_sum", 0.0) + gradient_cosine(session, phases, targets, grad)
+        cosine, error = gradient_agreement(session, phases, targets, grad)
+        r["cosine_sum"] = r.get("cosine_sum", 0.0) + cosine
+        r["error_sum"] = r.get("error_sum", 0.0) + error
         r["cosine_batches"] = r.get("cosine_batches", 0) + 1
     if t.reduce == "mean":
         grad /= len(ids)  # the rule's fresh array, scaled in place (a million devices: no copies)
@@ -182,17 +184,22 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     return loss, hits
 
 
-def gradient_cosine(session: Session, phases: Phases, targets_v: np.ndarray, estimate: np.ndarray) -> float:
-    """Cosine between a gradient estimate and the exact gradient of the mini-batch at its free state.
+def gradient_agreement(session: Session, phases: Phases, targets_v: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
+    """Cosine and relative error ``|g - g_exact| / |g_exact|`` of a gradient estimate against the exact
+    gradient of the mini-batch at its free state.
 
-    The exact gradient (:class:`~eqspice.learning.rules.adjoint.ImplicitGradient`) is taken at the
-    conductances the engine settled the phases with; 1 for the exact rule itself, 0 if either is 0.
+    The exact gradient (:class:`~eqspice.learning.rules.adjoint.ImplicitGradient`, in the units the
+    run's EP rule estimates) is taken at the conductances the engine settled the phases with; (1, 0)
+    for the exact rule itself; (0, 1) if the exact gradient is 0.
     """
     exact_rule = exact_gradient_rule(session.config)
     lam = phases.adjoint if phases.adjoint is not None else exact_rule.adjoint(session.engine, phases.free, targets_v)
     exact = exact_rule.gradient(session.circuit, Phases(phases.free, None, adjoint=lam))
-    norm = np.linalg.norm(estimate) * np.linalg.norm(exact)
-    return float(estimate @ exact / norm) if norm > 0 else 0.0
+    norm_exact, norm = np.linalg.norm(exact), np.linalg.norm(estimate)
+    if norm_exact == 0:
+        return 0.0, 1.0
+    cosine = float(estimate @ exact / (norm * norm_exact)) if norm > 0 else 0.0
+    return cosine, float(np.linalg.norm(estimate - exact) / norm_exact)
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
@@ -472,7 +479,7 @@ def _run_epochs(
                 "pulses": r.get("pulses", 0),
             }
             | energy_metrics(r)
-            | ({"gradient_cosine": r.get("cosine_sum", 0.0) / r["cosine_batches"]} if r.get("cosine_batches") else {})
+            | gradient_metrics(r)
         )
         state.epoch += 1
         state.batch_index = 0
@@ -489,6 +496,14 @@ def _run_epochs(
                 save_reports(session, state, run_dir)
                 last_plot = time.monotonic()
         epochs_done_here += 1
+
+
+def gradient_metrics(running: dict) -> dict:
+    """The epoch's mean cosine and relative error against the exact gradient, if it measured any."""
+    n = running.get("cosine_batches", 0)
+    if not n:
+        return {}
+    return {"gradient_cosine": running["cosine_sum"] / n, "gradient_relative_error": running["error_sum"] / n}
 
 
 def _evaluate_with_restarts(session: Session, state: RunState) -> tuple[float, float]:

@@ -32,15 +32,16 @@ METRIC_COLUMNS = (
 )
 
 #: Columns written only by runs that measure them (``training.measure_gradient_cosine``: the epoch's
-#: mean cosine between the rule's gradient estimate and the exact gradient).
-OPTIONAL_COLUMNS = ("gradient_cosine",)
+#: mean cosine and relative error of the rule's gradient estimate against the exact gradient).
+OPTIONAL_COLUMNS = ("gradient_cosine", "gradient_relative_error")
 
 
 def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
     """``metrics.csv``: one row per completed epoch; losses in V^2 (squared error) or nats
     (cross-entropy), accuracies in [0, 1], ``train_sec``: seconds spent on the epoch's
     mini-batches, ``pulses``: programming pulses applied in the epoch (0 for an ideal device),
-    ``gradient_cosine`` (only if measured): mean cosine of the rule's estimate and the exact gradient."""
+    ``gradient_cosine``, ``gradient_relative_error`` (only if measured): mean cosine and relative
+    error ``|g - g_exact| / |g_exact|`` of the rule's estimate against the exact gradient."""
     text = io.StringIO()
     optional = tuple(k for k in OPTIONAL_COLUMNS if any(k in row for row in rows))
     writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS + optional, lineterminator="\n")

@@ -387,3 +387,28 @@ def test_export_writes_the_wired_netlist_and_eval_runs_a_trained_run_on_a_wired_
     wired_loss = output_loss(circuit, v_test, classes @ circuit.target_gain.T).mean()
     assert eval_loss(*wired) == pytest.approx(wired_loss, rel=1e-5)  # eval prints 6 digits
     assert abs(eval_loss() - wired_loss) > 1e-3 * wired_loss
+
+
+@settings(max_examples=40, deadline=None)
+@given(wired_circuits(), st.integers(0, 2**32 - 1))
+def test_swept_lines_equal_the_sparse_factorisation(spec, seed):
+    """The structured sweep (simulator/wired.py, _TileSweep) against a sparse LU of the same lines."""
+    rng = np.random.default_rng(seed)
+    circuit = crossbar(spec)
+    g = 10 ** rng.uniform(-6, -3, circuit.n_edges)
+    v = rng.uniform(-1, 1, (3, len(circuit.node_names)))
+    swept, sparse = WireElimination(circuit), WireElimination(circuit, structured=False)
+    (ff, fk), (ff_ref, fk_ref) = swept.reduce(g), sparse.reduce(g)
+    scale = np.abs(ff_ref).max()
+    assert np.abs(ff - ff_ref).max() <= 1e-10 * scale and np.abs(fk - fk_ref).max() <= 1e-10 * scale
+    assert np.abs(swept.line_voltages(g, v) - sparse.line_voltages(g, v)).max() <= 1e-9
+    if spec.wire_resistance_ohm > 0 and spec.layers[1] > 1:  # the first crossbar's rows are all driven inputs
+        assert swept._tiles[0] is not None
+
+
+def test_the_first_crossbar_of_a_wired_network_is_swept():
+    c = crossbar(layers=(6, 4, 2), wire_resistance_ohm=1.0, tile_rows=3)
+    lines = WireElimination(c)
+    rows = len(c.groups[0].rows)
+    assert lines._tiles[0] is not None and len(lines._tiles[0]) == -(-rows // 3)  # one sweep per tile of 3 rows
+    assert lines._tiles[1] is None  # rows driven by the hidden nodes: sparse LU

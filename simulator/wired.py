@@ -338,3 +338,18 @@ class WireElimination:
             "memristors": ((v_ext[:, a] - v_ext[:, b]) ** 2) @ g_s,
             "lines": ((v_ext[:, u] - v_ext[:, w]) ** 2) @ self.network.resistor_s,
         }
+
+
+_LAST: list = []
+
+
+def eliminated(circuit: Circuit) -> WireElimination:
+    """The lines of ``circuit`` eliminated, kept for the next call with the same circuit object.
+
+    For the power and settling accounting (:mod:`eqspice.simulator.power`,
+    :mod:`eqspice.simulator.settling`), which a run calls at every sampled batch:
+    :meth:`WireElimination.reduce` then refactorises only when the conductances change.
+    """
+    if not _LAST or _LAST[0][0] is not circuit:
+        _LAST[:] = [(circuit, WireElimination(circuit))]
+    return _LAST[0][1]

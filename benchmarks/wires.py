@@ -12,7 +12,8 @@
    line elimination and the line voltages of one training batch (``--train-batch``
    samples x 3 phases), by the structured sweep (``WireElimination``'s default)
    beside the general sparse LU it replaced (``structured=False``), their ratio and
-   their largest differences (reduced matrix, relative; line voltages, volts).
+   their largest differences (reduced matrix, relative; line voltages, volts), in
+   CPU seconds (process time on one BLAS thread: the work, whatever else the machine runs).
 
 Run: ``python -m benchmarks.wires [--wire-ohm 1] [--driver-ohm 1] [--fashion-images 10000]
 [--sections digits fashion update]``.  Writes ``benchmarks/wires.json``; the rows of
@@ -116,8 +117,9 @@ def fashion_rows(wire_ohm, driver_ohm, images, batch):
     ]
 
 
-def update_rows(layers, wire_ohm, driver_ohm, train_batch, repeats=2):
-    """Seconds per conductance update of the line elimination and of one batch's line voltages, both methods."""
+def update_rows(layers, wire_ohm, driver_ohm, train_batch, repeats=1):
+    """CPU seconds per conductance update of the line elimination and of one batch's line voltages, both
+    methods (process time: one BLAS thread, so the work itself, not the share of a busy machine)."""
     circuit = wired(layers, wire_ohm, driver_ohm)
     rng = np.random.default_rng(0)
     g = rng.uniform(1e-7, 1e-4, circuit.n_edges)
@@ -128,13 +130,13 @@ def update_rows(layers, wire_ohm, driver_ohm, train_batch, repeats=2):
         for name, elim in lines.items():
             elim.reduce(g)  # first load
         for name, elim in lines.items():
-            started = time.perf_counter()
+            started = time.process_time()
             for k in range(repeats):
                 reduced = elim.reduce(g * (1 + 1e-3 * (k + 1)))
-            update = (time.perf_counter() - started) / repeats
-            started = time.perf_counter()
+            update = (time.process_time() - started) / repeats
+            started = time.process_time()
             v_ext = elim.line_voltages(g * (1 + 1e-3 * repeats), v)
-            sec[name] = (update, time.perf_counter() - started)
+            sec[name] = (update, time.process_time() - started)
             out[name] = (reduced[0].copy(), reduced[1].copy(), v_ext)
     (ff, fk, ve), (ff0, fk0, ve0) = out["sweep"], out["sparse LU"]
     scale = np.abs(ff0).max()
@@ -144,8 +146,8 @@ def update_rows(layers, wire_ohm, driver_ohm, train_batch, repeats=2):
     rows = []
     for what, i, per, diff in (("line elimination", 0, "conductance update", d_reduced),
                                (f"line voltages, {3 * train_batch} samples", 1, "training batch", d_lines)):  # fmt: skip
-        rows.append(dict(network=name, what=f"{what}, sparse LU", sec=sec["sparse LU"][i], per=per, dv=None))
-        rows.append(dict(network=name, what=f"{what}, sweep", sec=sec["sweep"][i], per=per, dv=diff,
+        rows.append(dict(network=name, what=f"{what}, sparse LU", sec=sec["sparse LU"][i], per=f"{per} (CPU)", dv=None))
+        rows.append(dict(network=name, what=f"{what}, sweep", sec=sec["sweep"][i], per=f"{per} (CPU)", dv=diff,
                          speedup=sec["sparse LU"][i] / sec["sweep"][i]))  # fmt: skip
     return rows
 
@@ -176,11 +178,11 @@ def main() -> None:
             ran = {(r["network"], r["what"]) for r in rows}
             rows = [r for r in json.load(fh) if (r["network"], r["what"]) not in ran] + rows
     print(f"wires {args.wire_ohm:g} ohm per segment, drivers {args.driver_ohm:g} ohm; native on one BLAS thread")
-    print(f"{'network':>11} {'what':>44} {'seconds':>10} {'per':>19} {'ratio':>12} {'max diff':>10}")
+    print(f"{'network':>11} {'what':>44} {'seconds':>10} {'per':>25} {'ratio':>12} {'max diff':>10}")
     for r in rows:
         ratio = f"{r['ngspice_ratio']:.0f}" if "ngspice_ratio" in r else (f"sweep {r['speedup']:.1f}x" if "speedup" in r else "")
         dv = "" if r["dv"] is None else f"{r['dv']:.1e}"
-        print(f"{r['network']:>11} {r['what']:>44} {r['sec']:>10.4g} {r['per']:>19} {ratio:>12} {dv:>10}")
+        print(f"{r['network']:>11} {r['what']:>44} {r['sec']:>10.4g} {r['per']:>25} {ratio:>12} {dv:>10}")
     write_json(rows, args.json)
 
 

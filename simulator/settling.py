@@ -144,7 +144,10 @@ def phase_jacobian(
     out = position[circuit.output_index]
     if circuit.wires is not None:  # resistive lines, capacitance-free: eliminated onto the free nodes
         if circuit.nonreciprocal is not None and nudge.antisymmetric_sign != 1:
-            raise ValueError("reversed antisymmetric couplings with resistive wires are not modelled; set the wire and driver resistances to 0")
+            raise ValueError(
+                "reversed antisymmetric couplings with resistive wires are not modelled; "
+                "set the wire and driver resistances to 0"
+            )
         y = eliminated(circuit).reduce(g_s)[0].copy()  # memristors, lines, loads and VCCS
         y[out, out] += nudge.beta_s
     else:

@@ -58,9 +58,10 @@ from eqspice.circuits.netlist import TIGHT_OPTIONS, antisymmetric_gains, source_
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import FREE, BatchPhase, Nudge
+from eqspice.simulator.wired import eliminated
 
 DELIVERED_TERMS = ("inputs", "fixed", "targets", "injected", "nudge", "antisymmetric")
-DISSIPATED_TERMS = ("memristors", "diodes", "loads", "nudge")
+DISSIPATED_TERMS = ("memristors", "lines", "diodes", "loads", "nudge")
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,7 +170,10 @@ def phase_power(
         * ``delivered["injected"] = sum_free v_n I_n``;
         * ``delivered["nudge"] = -min(beta, 0) sum_out (v_out - y)^2``;
         * ``delivered["antisymmetric"] = sum_e a_e (v_p v_q - v_q v_p)`` (zero);
-        * ``dissipated["memristors"] = sum_e G_e (v_a - v_b)^2``;
+        * ``dissipated["memristors"] = sum_e G_e (v_a - v_b)^2``, with resistive lines
+          ``v_a``, ``v_b`` the line voltages at the device's cell;
+        * ``dissipated["lines"] = sum_w g_w (v_u - v_w)^2`` over the wire segments and
+          driver resistors (:mod:`eqspice.circuits.wires`; 0 for ideal wires);
         * ``dissipated["diodes"] = sum_d I_d(V_d) V_d``;
         * ``dissipated["loads"] = G_load sum_out v_out^2``;
         * ``dissipated["nudge"] = max(beta, 0) sum_out (v_out - y)^2``.
@@ -202,16 +206,27 @@ def phase_power(
     phase = BatchPhase.of(circuit, v[:, :n_in], nudge)
     y, beta = np.asarray(phase.targets_v), float(phase.beta_s)
 
-    # node voltages with ground appended, so index -1 reads 0 V
-    v0 = np.hstack([v, np.zeros((batch, 1))])
-    leaving = np.zeros((batch, n_nodes + 1))  # current leaving each node through the elements
+    # node voltages with ground appended, so index -1 reads 0 V; with resistive lines the
+    # line nodes' voltages follow the circuit nodes' and every memristor sits between two of them
+    lines = None if circuit.wires is None else eliminated(circuit)
+    v_ext = v if lines is None else lines.line_voltages(g_s, v)
+    v0 = np.hstack([v_ext, np.zeros((batch, 1))])
+    leaving = np.zeros((batch, v_ext.shape[1] + 1))  # current leaving each node through the elements
 
-    a, b = circuit.edges.T
+    a, b = circuit.edges.T if lines is None else lines.network.device_ends.T
     dv = v0[:, a] - v0[:, b]
     i_r = g_s * dv
     np.add.at(leaving.T, a, i_r.T)
     np.add.at(leaving.T, b, -i_r.T)
     memristors = (i_r * dv).sum(axis=1)
+    wires = np.zeros(batch)
+    if lines is not None:  # wire segments and driver resistors
+        u, w = lines.network.resistor_ends.T
+        dv_w = v0[:, u] - v0[:, w]
+        i_w = lines.network.resistor_s * dv_w
+        np.add.at(leaving.T, u, i_w.T)
+        np.add.at(leaving.T, w, -i_w.T)
+        wires = (i_w * dv_w).sum(axis=1)
 
     diodes = np.zeros(batch)
     if len(circuit.diodes):
@@ -265,6 +280,7 @@ def phase_power(
     }
     dissipated = {
         "memristors": memristors,
+        "lines": wires,
         "diodes": diodes,
         "loads": loads,
         "nudge": nudge_power if beta > 0 else np.zeros(batch),
@@ -285,6 +301,9 @@ def static_power_w(
 
         P = sum_e G_e (v_a - v_b)^2 + sum_d I_d(V_d) V_d + G_load sum_out v_out^2 + max(beta, 0) |v_out - y|^2,
 
+    plus ``sum_w g_w (v_u - v_w)^2`` over the resistive lines (and ``v_a``, ``v_b`` at each
+    device's cell) when the circuit has them,
+
     which needs no source currents: the cheap form for a run's accounting
     (:func:`phase_power` scatters every element's current onto its nodes).
     Same parameters as :func:`phase_power`; the state must be settled.
@@ -293,7 +312,9 @@ def static_power_w(
     phase = BatchPhase.of(circuit, v[:, : len(circuit.input_nodes)], nudge)
     v0 = np.hstack([v, np.zeros((len(v), 1))])
     total = np.zeros(len(v))
-    for group in circuit.groups:
+    if circuit.wires is not None:  # resistive lines: each device at its cell, and the lines' own dissipation
+        total += sum(eliminated(circuit).dissipated_w(g_s, v).values())
+    for group in circuit.groups if circuit.wires is None else ():
         g = g_s[group.slice]
         if group.rows is not None:  # a crossbar: sum G (v_r - v_c)^2 as matrix products
             g = g.reshape(group.shape)

@@ -66,6 +66,7 @@ from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import FREE, BatchPhase, Nudge
 from eqspice.simulator.ngspice.rawfile import read_rawfile
 from eqspice.simulator.power import static_power_w
+from eqspice.simulator.wired import eliminated
 
 #: Time points of the grid on which the last exit from the band is first located.
 GRID_POINTS = 4096
@@ -123,6 +124,11 @@ def phase_jacobian(
     ``beta_s`` at every output, the antisymmetric VCCS (``+a v_q`` into p, ``-a v_p``
     into q, the free-free ones times ``nudge.antisymmetric_sign``) and every diode's
     small-signal conductance ``dI_d/dV_d`` (GMIN and instance area included).
+
+    With resistive lines (``circuit.wires``) the line nodes carry no capacitance
+    (``network.node_capacitance_f`` sits on the circuit's free nodes), so the lines
+    follow the free nodes instantly and their exact elimination
+    (:class:`eqspice.simulator.wired.WireElimination`) gives the linear part.
     """
     g_s = np.asarray(g_s, dtype=float)
     v = np.atleast_2d(np.asarray(v, dtype=float))
@@ -135,14 +141,23 @@ def phase_jacobian(
     a_s = np.zeros(circuit.n_edges) if circuit.nonreciprocal is None else antisymmetric_gains(
         circuit, g_s, nudge.antisymmetric_sign
     )
-    # only the free-free block: an edge to a driven node adds its conductance to the diagonal alone
-    y = np.zeros((n_free, n_free))
-    y[np.diag_indices(n_free)] = np.bincount(p[p >= 0], g_s[p >= 0], n_free) + np.bincount(q[q >= 0], g_s[q >= 0], n_free)
-    both = (p >= 0) & (q >= 0)
-    np.add.at(y, (p[both], q[both]), -(g_s + a_s)[both])
-    np.add.at(y, (q[both], p[both]), -(g_s - a_s)[both])
     out = position[circuit.output_index]
-    y[out, out] += circuit.output_load_s + nudge.beta_s
+    if circuit.wires is not None:  # resistive lines, capacitance-free: eliminated onto the free nodes
+        if circuit.nonreciprocal is not None and nudge.antisymmetric_sign != 1:
+            raise ValueError(
+                "reversed antisymmetric couplings with resistive wires are not modelled; "
+                "set the wire and driver resistances to 0"
+            )
+        y = eliminated(circuit).reduce(g_s)[0].copy()  # memristors, lines, loads and VCCS
+        y[out, out] += nudge.beta_s
+    else:
+        # only the free-free block: an edge to a driven node adds its conductance to the diagonal alone
+        y = np.zeros((n_free, n_free))
+        y[np.diag_indices(n_free)] = np.bincount(p[p >= 0], g_s[p >= 0], n_free) + np.bincount(q[q >= 0], g_s[q >= 0], n_free)
+        both = (p >= 0) & (q >= 0)
+        np.add.at(y, (p[both], q[both]), -(g_s + a_s)[both])
+        np.add.at(y, (q[both], p[both]), -(g_s - a_s)[both])
+        y[out, out] += circuit.output_load_s + nudge.beta_s
     jac = np.broadcast_to(y, (len(v), n_free, n_free)).copy()
     if len(circuit.diodes):
         d = circuit.diodes.copy()

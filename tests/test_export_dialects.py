@@ -330,3 +330,24 @@ def test_mismatch_and_non_reciprocal_couplings_are_exported_as_the_engine_settle
         free = range(circuit.free_slice.start, circuit.free_slice.stop)
         got = np.array([[printed[f"v({top(k, circuit.node_names[i], n)})"] for i in free] for k in range(n)])
         assert np.max(np.abs(got - vg[:, free])) < 2e-8
+
+
+@needs_ngspice
+@pytest.mark.parametrize("dialect", ["ngspice", "spice"])
+def test_a_wired_crossbar_is_exported_with_its_lines_and_holds_the_engines_voltages(dialect, tmp_path):
+    """Wire segments and driver resistors in the subcircuit: every circuit node within 1e-9 V in ngspice."""
+    config = tmp_path / "xor_wired.toml"  # untrained: the seeded conductances
+    config.write_text((ROOT / "examples" / "xor.toml").read_text().replace(
+        "[network]\n", "[network]\nwire_resistance_ohm = 2000.0\ndriver_resistance_ohm = 500.0\ntile_rows = 2\n", 1))  # fmt: skip
+    n = 3
+    net, bench = export(config, tmp_path, dialect, "--samples", str(n), "--probe-hidden")
+    circuit, v, _ = engine_voltages(config, n)
+    assert circuit.wires is not None
+    assert re.search(r"^R?Rcol1_0_0 col1_0_0 ", net.read_text(), re.M) and re.search(r"^R?Rdrv1_0 ", net.read_text(), re.M)
+    vectors = ngspice_raw(bench, tmp_path)
+    _, v_ideal, _ = engine_voltages(ROOT / "examples" / "xor.toml", n)
+    assert np.abs(v - v_ideal).max() > 1e-4  # the lines matter at these resistances
+    for k in range(n):
+        for i, node in enumerate(circuit.node_names):
+            key, point = (f"v({node})", k) if dialect == "ngspice" else (f"v({node})" if node in circuit.fixed_nodes else f"v({top(k, node, n)})", 0)
+            assert abs(vectors[key][point] - v[k, i]) < 1e-9, (node, k)

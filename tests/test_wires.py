@@ -387,3 +387,93 @@ def test_export_writes_the_wired_netlist_and_eval_runs_a_trained_run_on_a_wired_
     wired_loss = output_loss(circuit, v_test, classes @ circuit.target_gain.T).mean()
     assert eval_loss(*wired) == pytest.approx(wired_loss, rel=1e-5)  # eval prints 6 digits
     assert abs(eval_loss() - wired_loss) > 1e-3 * wired_loss
+
+
+@settings(max_examples=40, deadline=None)
+@given(wired_circuits(), st.integers(0, 2**32 - 1))
+def test_swept_lines_equal_the_sparse_factorisation(spec, seed):
+    """The structured sweep (simulator/wired.py, _TileSweep) against a sparse LU of the same lines."""
+    rng = np.random.default_rng(seed)
+    circuit = crossbar(spec)
+    g = 10 ** rng.uniform(-6, -3, circuit.n_edges)
+    v = rng.uniform(-1, 1, (3, len(circuit.node_names)))
+    swept, sparse = WireElimination(circuit), WireElimination(circuit, structured=False)
+    (ff, fk), (ff_ref, fk_ref) = swept.reduce(g), sparse.reduce(g)
+    scale = np.abs(ff_ref).max()
+    assert np.abs(ff - ff_ref).max() <= 1e-10 * scale and np.abs(fk - fk_ref).max() <= 1e-10 * scale
+    assert np.abs(swept.line_voltages(g, v) - sparse.line_voltages(g, v)).max() <= 1e-9
+    if spec.wire_resistance_ohm > 0 and spec.layers[1] > 1:  # the first crossbar's rows are all driven inputs
+        assert swept._tiles[0] is not None
+
+
+def test_the_first_crossbar_of_a_wired_network_is_swept():
+    c = crossbar(layers=(6, 4, 2), wire_resistance_ohm=1.0, tile_rows=3)
+    lines = WireElimination(c)
+    rows = len(c.groups[0].rows)
+    assert lines._tiles[0] is not None and len(lines._tiles[0]) == -(-rows // 3)  # one sweep per tile of 3 rows
+    assert lines._tiles[1] is None  # rows driven by the hidden nodes: sparse LU
+
+
+# -- energy accounting with resistive lines --------------------------------------------------------
+def test_source_currents_and_dissipation_with_wires_are_the_full_netlists():
+    from eqspice.simulator.power import phase_power, static_power_w
+
+    rng = np.random.default_rng(12)
+    c = crossbar(layers=(4, 3, 2), nonlinearity="none", wire_resistance_ohm=40.0, driver_resistance_ohm=80.0, tile_rows=3)
+    g = 10 ** rng.uniform(-4, -3, c.n_edges)
+    x = rng.uniform(-1, 1, 4) @ c.input_gain.T
+    text = render_netlist(c, g, inputs_v=x)
+    oracle = solve_netlist(text)  # dense nodal analysis of the full wired netlist
+    names, y, _ = netlist_nodal(text)
+    v_all = np.zeros(len(names))
+    for n, i in names.items():
+        v_all[i] = oracle[n]
+    pushed = {n: y[names[n.lower()]] @ v_all for n in c.input_nodes + c.fixed_nodes}  # current each source drives in
+    engine = NativeEngine()
+    engine.load(c, g)
+    v = engine.settle(x[None])
+    power = phase_power(c, g, v)
+    known = len(c.input_nodes) + len(c.fixed_nodes)
+    expected = np.array([pushed[n] for n in c.input_nodes + c.fixed_nodes])
+    assert np.abs(power.source_current_a[0, :known] - expected).max() <= 1e-9 * np.abs(expected).max()
+    assert power.dissipated["lines"][0] > 1e-3 * power.dissipated["memristors"][0]
+    assert power.delivered_w[0] == pytest.approx(power.dissipated_w[0], rel=1e-9)
+    assert static_power_w(c, g, v)[0] == pytest.approx(power.delivered_w[0], rel=1e-9)
+
+
+def test_tellegen_holds_with_wires_diodes_and_a_nudge():
+    from eqspice.simulator.power import phase_power, static_power_w
+
+    rng = np.random.default_rng(13)
+    c = crossbar(layers=(5, 4, 3), diode_bias_v=(0.3, -0.3), wire_resistance_ohm=20.0, driver_resistance_ohm=10.0, tile_rows=4)
+    g = 10 ** rng.uniform(-5, -3, c.n_edges)
+    x = rng.uniform(0, 1, (4, 5)) @ c.input_gain.T
+    nudge = Nudge(targets_v=rng.uniform(-0.3, 0.3, (4, len(c.output_nodes))), beta_s=1e-5)
+    engine = NativeEngine()
+    engine.load(c, g)
+    v = engine.settle(x, nudge)
+    power = phase_power(c, g, v, nudge)
+    assert power.dissipated["diodes"].min() > 0 and power.dissipated["lines"].min() > 0
+    assert power.delivered_w == pytest.approx(power.dissipated_w, rel=1e-9)
+    assert static_power_w(c, g, v, nudge) == pytest.approx(power.delivered_w, rel=1e-9)
+    ideal = crossbar(layers=(5, 4, 3), diode_bias_v=(0.3, -0.3))
+    engine.load(ideal, g)
+    v_ideal = engine.settle(x, nudge)
+    assert np.all(phase_power(ideal, g, v_ideal, nudge).dissipated["lines"] == 0)
+
+
+def test_settling_jacobian_with_wires_is_the_schur_complement_of_the_full_netlist():
+    from eqspice.simulator.settling import phase_jacobian
+
+    rng = np.random.default_rng(14)
+    c = crossbar(layers=(3, 4, 2), nonlinearity="none", wire_resistance_ohm=30.0, driver_resistance_ohm=60.0, tile_rows=2)
+    g = 10 ** rng.uniform(-5, -3, c.n_edges)
+    names, y, sources = netlist_nodal(render_netlist(c, g, inputs_v=np.zeros(len(c.input_nodes))))
+    free = [names[n.lower()] for n in c.node_names[c.free_slice]]
+    fixed = {names[s.lower()] for s in sources if s.lower() in names} | ({names["0"]} if "0" in names else set())
+    lines = [i for i in range(len(names)) if i not in fixed and i not in free]
+    y_red = y[np.ix_(free, free)] - y[np.ix_(free, lines)] @ np.linalg.solve(y[np.ix_(lines, lines)], y[np.ix_(lines, free)])
+    beta = 2e-5
+    y_red[c.output_index - c.free_slice.start, c.output_index - c.free_slice.start] += beta
+    jac = phase_jacobian(c, g, np.zeros((1, len(c.node_names))), Nudge(targets_v=np.zeros((1, 2)), beta_s=beta))[0]
+    assert np.abs(jac - y_red).max() <= 1e-10 * np.abs(y_red).max()

@@ -20,6 +20,7 @@ import numpy as np
 
 from eqspice.circuits.netlist import antisymmetric_gains, antisymmetric_names, edge_names
 from eqspice.circuits.network import GROUND, NODE_NAME, Circuit, check_node_names
+from eqspice.circuits.wires import wire_network
 
 
 class ExportError(ValueError):
@@ -70,7 +71,8 @@ def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = Fa
     """The :class:`Design` of ``circuit`` with conductances ``g_s`` (siemens) as subcircuit ``name``.
 
     Only what settles the free phase is exported: the memristors (``R = 1/G``),
-    the diodes with their areas, the antisymmetric VCCS pairs of a non-reciprocal
+    the resistive lines of a wired crossbar (:mod:`eqspice.circuits.wires`, the
+    memristors then sit on the line nodes), the diodes with their areas, the antisymmetric VCCS pairs of a non-reciprocal
     circuit and the output loads.  The nudge and the controller's current sources
     are the trainer's, not the network's, and are 0 in the free phase.
 
@@ -86,8 +88,9 @@ def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = Fa
         check_node_names(circuit.node_names)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    node = np.array(list(circuit.node_names) + [GROUND], dtype=object)  # index -1 is ground
-    a, b = circuit.edges.T
+    lines = wire_network(circuit)  # resistive row and column lines: the memristors sit on their nodes
+    node = np.array(list(circuit.node_names) + list(lines.internal_nodes) + [GROUND], dtype=object)  # -1: ground
+    a, b = lines.device_ends.T
     blocks = []
     resistance = (1.0 / g_s).tolist()
     element = edge_names(circuit)
@@ -100,6 +103,18 @@ def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = Fa
                 element[s],
                 (node[a[s]].tolist(), node[b[s]].tolist()),
                 resistance[s],
+            )
+        )
+    if lines.resistor_names:
+        u, w = lines.resistor_ends.T
+        blocks.append(
+            Block(
+                "resistor",
+                "resistive lines: row/column-line segments and driver resistors (ohm), "
+                "row drivers at column 0, column terminals past the last row",
+                list(lines.resistor_names),
+                (node[u].tolist(), node[w].tolist()),
+                (1.0 / lines.resistor_s).tolist(),
             )
         )
     if len(circuit.diodes):

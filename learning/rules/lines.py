@@ -41,6 +41,9 @@ def devices_on_lines(circuit: Circuit, lines: WireElimination) -> Circuit:
 
 
 def at_devices(lines: WireElimination, g_s: np.ndarray, phases: Phases) -> Phases:
-    """Every phase's voltages extended by the line nodes' (``v_ext[batch, node + line node]``, volts)."""
-    ext = lambda v: None if v is None else lines.line_voltages(g_s, v)  # noqa: E731
-    return Phases(ext(phases.free), ext(phases.plus), ext(phases.minus))
+    """Every phase's voltages extended by the line nodes' (``v_ext[batch, node + line node]``, volts),
+    the phases' line voltages found by one solve."""
+    given = [v for v in (phases.free, phases.plus, phases.minus) if v is not None]
+    ext = np.split(lines.line_voltages(g_s, np.vstack(given)), np.cumsum([len(v) for v in given])[:-1])
+    found = iter(ext)
+    return Phases(*(None if v is None else next(found) for v in (phases.free, phases.plus, phases.minus)))

@@ -316,9 +316,14 @@ def cmd_eval(args) -> int:
 
         g_s = conductances_at_evaluation(session, state)
     try:
-        session.engine.load(session.circuit, g_s)
         with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
-            loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
+            if config.deploy is not None and source.run_dir is not None:  # a deployed chip, read as deploy read it
+                from eqspice.learning.run.deploy import chip_evaluation
+
+                loss, accuracy = chip_evaluation(session, state)
+            else:
+                session.engine.load(session.circuit, g_s)
+                loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
             cost = eval_inference_cost(session, g_s)
     finally:
         session.engine.close()
@@ -334,6 +339,38 @@ def cmd_eval(args) -> int:
             f"sample's state, mean over the first {samples} test samples, "
             f"{config.network.node_capacitance_f:g} F per node)"
         )
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    """``eqspice deploy RUN_DIR --out DIR``: the trained conductances programmed into a chip."""
+    from eqspice.learning.run.config import PULSED_ONLY
+    from eqspice.learning.run.deploy import DEPLOYMENT, deploy
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory; give the folder of a run written by eqspice train")
+    if not (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT}; give the folder of a run written by eqspice train")
+    overrides = cli_overrides(args)
+    if not any(key.startswith("deploy.") for key in overrides):
+        overrides["deploy.scheme"] = "write_verify"  # the default scheme, recorded in the chip's config
+    trained = load_source(run_dir).state()
+    chip = load_source(run_dir, overrides).config
+    for key in overrides:
+        section, _, name = key.partition(".")
+        if section == "device" and name in PULSED_ONLY and chip.device.model == "ideal":
+            raise ConfigError(f"--set {key}: an ideal device has no {name}; add --set device.model=pulsed")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not an empty folder; pick another")
+    summary = deploy(trained, chip, out, source=str(run_dir))
+    print(
+        f"deployed {run_dir} into {out}: {summary['scheme']}, {summary['writes']} writes, {summary['pulses']} pulses, "
+        f"{summary['within_tolerance']}/{summary['devices']} devices within {summary['tolerance_s']:.3g} S, "
+        f"{summary['stuck_min']} stuck at g_min, {summary['stuck_max']} at g_max; test accuracy on the chip "
+        f"{summary['test_accuracy']:.4f} (details in {out / DEPLOYMENT}; eqspice eval {out})"
+    )
     return 0
 
 
@@ -449,6 +486,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
     _add_set(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "deploy",
+        help="program a trained run's conductances into a (non-ideal) chip, e.g. --set device.stuck_min=0.1",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run written by eqspice train (the software reference)")
+    p.add_argument("--out", required=True, metavar="DIR", help="new run folder of the programmed chip")
+    p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend for the evaluation")
+    p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
+    _add_set(p)
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("sweep", help="many training runs over a grid of config values, on Dask")
     p.add_argument("sweep", metavar="SWEEP.toml")

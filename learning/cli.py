@@ -385,9 +385,49 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _results_table(source: str) -> Path | None:
+    """A sweep's ``results.csv`` named by ``source`` (the file, or the sweep's folder), or None for a run directory."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".csv":
+        return path
+    if path.is_dir() and (path / "results.csv").is_file() and not (path / "metrics.csv").is_file():
+        return path / "results.csv"
+    return None
+
+
+def cmd_report_sweep(table: Path, output: str | None) -> int:
+    """``eqspice report SWEEP_DIR``: the atlas of a sweep, accuracy against each swept field, one line per arm."""
+    from eqspice.learning.run.report import atlas_table, plot_atlas, read_results
+
+    try:
+        rows = read_results(table)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{table}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not rows or "test_accuracy" not in rows[0] or "cell" not in rows[0]:
+        raise ConfigError(f"{table}: not a sweep's results table (no cell and test_accuracy columns); give results.csv")
+    from eqspice.learning.run.sweep import REFERENCE_COLUMN, RESULT_COLUMNS
+
+    fields = [k for k in rows[0] if k not in ("cell", "arm", "seed", REFERENCE_COLUMN, *RESULT_COLUMNS)]
+    if not fields:
+        raise ConfigError(f"{table}: no swept field besides seed; nothing to plot against")
+    if output and (not output.endswith(".png") or len(fields) > 1):
+        raise ConfigError(f"--output {output}: give a .png file name (and a sweep of one field; else leave it out)")
+    for field in fields:
+        print(atlas_table(rows, field))
+        path = output or table.parent / f"atlas_{field.replace('.', '_')}.png"
+        plot_atlas(path, rows, field)
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from eqspice.learning.run.report import metrics_table, plot_comparison, plot_energy, read_metrics
 
+    tables = [_results_table(source) for source in args.run_dirs]
+    if any(tables):
+        if len(tables) > 1:
+            raise ConfigError("a sweep's results table is reported alone; give one sweep folder or results.csv")
+        return cmd_report_sweep(tables[0], args.output)
     runs = {}
     for source in args.run_dirs:
         path = Path(source)
@@ -506,9 +546,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="print the metrics of runs and plot them side by side")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("-o", "--output", help="comparison plot to write (.png), one line per run")
+    p = sub.add_parser(
+        "report",
+        help="print the metrics of runs and plot them side by side; or a sweep's atlas (SWEEP_DIR or results.csv)",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR|SWEEP_DIR")
+    p.add_argument(
+        "-o", "--output", help="plot to write (.png): runs side by side, or the sweep's accuracy against its field"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

@@ -127,3 +127,13 @@ def test_report_refuses_a_table_that_is_not_a_sweeps(tmp_path):
     path.write_text("a,b\n1,2\n")
     result = eqspice("report", path)
     assert result.returncode == 2 and "not a sweep's results table" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["digits_stuck_min.toml", "digits_levels.toml"])
+def test_the_atlas_sweeps_compare_both_arms_from_the_most_ideal_value(name, tmp_path):
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "examples" / "atlas" / name, tmp_path / "out")
+    assert sweep.arms == ("in_situ", "off_chip") and sweep.axes["seed"] == [0, 1, 2]
+    (field,) = [k for k in sweep.axes if k != "seed"]
+    assert sweep.axes[field][0] == 0  # no stuck devices; a continuous device
+    assert len(sweep.references()) == 3  # one software reference per seed
+    assert all(c.config.engine.backend == "native" and c.config.network.layers == [64, 32, 10] for c in sweep.cells())

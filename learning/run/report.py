@@ -207,7 +207,7 @@ def energy_summary(rows: list[dict]) -> str:
 
 
 def read_results(path: str | Path) -> list[dict]:
-    """The rows of a sweep's ``results.csv``: numbers parsed where a cell holds one, text kept otherwise."""
+    """The rows of a sweep's ``results.csv``: numbers parsed where a cell holds one, text kept otherwise (and in ``cell``)."""
 
     def parse(value: str):
         for kind in (int, float):
@@ -218,7 +218,9 @@ def read_results(path: str | Path) -> list[dict]:
         return value
 
     with open(path, newline="") as handle:
-        return [{key: parse(value) for key, value in row.items()} for row in csv.DictReader(handle)]
+        return [
+            {key: value if key == "cell" else parse(value) for key, value in row.items()} for row in csv.DictReader(handle)
+        ]
 
 
 def atlas_points(rows: list[dict], field: str) -> dict[str, list[tuple[str, float, float, int]]]:

@@ -569,6 +569,9 @@ class RunConfig(_Section):
                 "noise with mismatch.nonreciprocal or mismatch.diode_is is not modelled by the samplers; "
                 "set those to 0 or noise.model = 'none'"
             )
+        if m.diode_is and self.network.nonlinearity == "none":
+            raise ValueError("mismatch.diode_is spreads the diodes, but network.nonlinearity = 'none' has none; "
+                             "set mismatch.diode_is = 0 or choose a diode nonlinearity")
         wired = self.network.wire_resistance_ohm > 0 or self.network.driver_resistance_ohm > 0
         if wired and model != "none":
             raise ValueError("noise with resistive wires is not modelled by the samplers; set noise.model = 'none' "

@@ -316,9 +316,14 @@ def cmd_eval(args) -> int:
 
         g_s = conductances_at_evaluation(session, state)
     try:
-        session.engine.load(session.circuit, g_s)
         with threadpool_limits(limits=config.engine.blas_threads, user_api="blas"):
-            loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
+            if config.deploy is not None and source.run_dir is not None:  # a deployed chip, read as deploy read it
+                from eqspice.learning.run.deploy import chip_evaluation
+
+                loss, accuracy = chip_evaluation(session, state)
+            else:
+                session.engine.load(session.circuit, g_s)
+                loss, accuracy = evaluate(session, session.data.x_test, session.data.y_test, batch=256)
             cost = eval_inference_cost(session, g_s)
     finally:
         session.engine.close()
@@ -337,6 +342,38 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    """``eqspice deploy RUN_DIR --out DIR``: the trained conductances programmed into a chip."""
+    from eqspice.learning.run.config import PULSED_ONLY
+    from eqspice.learning.run.deploy import DEPLOYMENT, deploy
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory; give the folder of a run written by eqspice train")
+    if not (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"{run_dir}: no {CHECKPOINT}; give the folder of a run written by eqspice train")
+    overrides = cli_overrides(args)
+    if not any(key.startswith("deploy.") for key in overrides):
+        overrides["deploy.scheme"] = "write_verify"  # the default scheme, recorded in the chip's config
+    trained = load_source(run_dir).state()
+    chip = load_source(run_dir, overrides).config
+    for key in overrides:
+        section, _, name = key.partition(".")
+        if section == "device" and name in PULSED_ONLY and chip.device.model == "ideal":
+            raise ConfigError(f"--set {key}: an ideal device has no {name}; add --set device.model=pulsed")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out {out} exists and is not an empty folder; pick another")
+    summary = deploy(trained, chip, out, source=str(run_dir))
+    print(
+        f"deployed {run_dir} into {out}: {summary['scheme']}, {summary['writes']} writes, {summary['pulses']} pulses, "
+        f"{summary['within_tolerance']}/{summary['devices']} devices within {summary['tolerance_s']:.3g} S, "
+        f"{summary['stuck_min']} stuck at g_min, {summary['stuck_max']} at g_max; test accuracy on the chip "
+        f"{summary['test_accuracy']:.4f} (details in {out / DEPLOYMENT}; eqspice eval {out})"
+    )
+    return 0
+
+
 def cmd_sweep(args) -> int:
     from eqspice.learning.run.sweep import load_sweep, run_sweep
 
@@ -348,9 +385,49 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _results_table(source: str) -> Path | None:
+    """A sweep's ``results.csv`` named by ``source`` (the file, or the sweep's folder), or None for a run directory."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".csv":
+        return path
+    if path.is_dir() and (path / "results.csv").is_file() and not (path / "metrics.csv").is_file():
+        return path / "results.csv"
+    return None
+
+
+def cmd_report_sweep(table: Path, output: str | None) -> int:
+    """``eqspice report SWEEP_DIR``: the atlas of a sweep, accuracy against each swept field, one line per arm."""
+    from eqspice.learning.run.report import atlas_table, plot_atlas, read_results
+
+    try:
+        rows = read_results(table)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{table}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not rows or "test_accuracy" not in rows[0] or "cell" not in rows[0]:
+        raise ConfigError(f"{table}: not a sweep's results table (no cell and test_accuracy columns); give results.csv")
+    from eqspice.learning.run.sweep import REFERENCE_COLUMN, RESULT_COLUMNS
+
+    fields = [k for k in rows[0] if k not in ("cell", "arm", "seed", REFERENCE_COLUMN, *RESULT_COLUMNS)]
+    if not fields:
+        raise ConfigError(f"{table}: no swept field besides seed; nothing to plot against")
+    if output and (not output.endswith(".png") or len(fields) > 1):
+        raise ConfigError(f"--output {output}: give a .png file name (and a sweep of one field; else leave it out)")
+    for field in fields:
+        print(atlas_table(rows, field))
+        path = output or table.parent / f"atlas_{field.replace('.', '_')}.png"
+        plot_atlas(path, rows, field)
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from eqspice.learning.run.report import metrics_table, plot_comparison, plot_energy, read_metrics
 
+    tables = [_results_table(source) for source in args.run_dirs]
+    if any(tables):
+        if len(tables) > 1:
+            raise ConfigError("a sweep's results table is reported alone; give one sweep folder or results.csv")
+        return cmd_report_sweep(tables[0], args.output)
     runs = {}
     for source in args.run_dirs:
         path = Path(source)
@@ -451,6 +528,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser(
+        "deploy",
+        help="program a trained run's conductances into a (non-ideal) chip, e.g. --set device.stuck_min=0.1",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run written by eqspice train (the software reference)")
+    p.add_argument("--out", required=True, metavar="DIR", help="new run folder of the programmed chip")
+    p.add_argument("--backend", choices=["ngspice", "native"], help="override engine.backend for the evaluation")
+    p.add_argument("--data-dir", help="folder of IDX files (fashion_mnist, mnist)")
+    _add_set(p)
+    p.set_defaults(func=cmd_deploy)
+
     p = sub.add_parser("sweep", help="many training runs over a grid of config values, on Dask")
     p.add_argument("sweep", metavar="SWEEP.toml")
     p.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
@@ -459,9 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="print the metrics of runs and plot them side by side")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("-o", "--output", help="comparison plot to write (.png), one line per run")
+    p = sub.add_parser(
+        "report",
+        help="print the metrics of runs and plot them side by side; or a sweep's atlas (SWEEP_DIR or results.csv)",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR|SWEEP_DIR")
+    p.add_argument(
+        "-o", "--output", help="plot to write (.png): runs side by side, or the sweep's accuracy against its field"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(

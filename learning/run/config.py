@@ -47,6 +47,7 @@ from eqspice.circuits.schema import (
 )
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
+from eqspice.learning.devices.programming import Programming
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
 from eqspice.learning.run.legacy import note, old_names, renamed, upgrade, upgrade_dotted
 
@@ -524,6 +525,10 @@ class RunConfig(_Section):
     mismatch: MismatchConfig = MismatchConfig()
     noise: NoiseConfig = NoNoise()
     energy: EnergyConfig = EnergyConfig()
+    deploy: Programming | None = Field(
+        None, description="how a deployed run's conductances were written into its chip (eqspice deploy); "
+        "None for a run trained on its chip"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -211,3 +211,96 @@ def energy_summary(rows: list[dict]) -> str:
         f"{r['epoch_programming_energy_j']:.3g} J programming, on chip {r['sampled_epoch_chip_sec']:.3g} s "
         f"({r['epoch_write_sec']:.3g} s writing)"
     )
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The rows of a sweep's ``results.csv``: numbers parsed where a cell holds one, text kept otherwise (and in ``cell``)."""
+
+    def parse(value: str):
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
+        return value
+
+    with open(path, newline="") as handle:
+        return [
+            {key: value if key == "cell" else parse(value) for key, value in row.items()} for row in csv.DictReader(handle)
+        ]
+
+
+def atlas_points(rows: list[dict], field: str) -> dict[str, list[tuple[str, float, float, int]]]:
+    """Test accuracy against ``field``, per arm: ``(value, mean %, std % over the cells, cells)`` in the axis's order.
+
+    Rows without an ``arm`` (a sweep without arms) form one arm called ``all``.
+    The standard deviation is over the cells sharing the arm and value (the
+    seeds, and any other axis), with ``ddof = 1``; 0 for a single cell.
+    """
+    values = list(dict.fromkeys(str(r[field]) for r in rows))
+    arms = list(dict.fromkeys(str(r.get("arm", "all")) for r in rows))
+    points = {}
+    for arm in arms:
+        line = []
+        for value in values:
+            acc = np.array(
+                [100 * float(r["test_accuracy"]) for r in rows if str(r.get("arm", "all")) == arm and str(r[field]) == value]
+            )
+            if acc.size:
+                line.append((value, float(acc.mean()), float(acc.std(ddof=1)) if acc.size > 1 else 0.0, int(acc.size)))
+        points[arm] = line
+    return points
+
+
+def failure_levels(line: list[tuple[str, float, float, int]], drops=(1.0, 5.0)) -> dict[float, str | None]:
+    """For each drop (accuracy points), the first axis value whose mean accuracy is that far below the first value's.
+
+    The first value of the axis is the arm's ideal (list axes from their most
+    ideal value); None where the axis never drops that far.
+    """
+    if not line:
+        return {d: None for d in drops}
+    ideal = line[0][1]
+    return {d: next((v for v, mean, _, _ in line[1:] if ideal - mean >= d), None) for d in drops}
+
+
+def atlas_table(rows: list[dict], field: str) -> str:
+    """The atlas as text: mean +- std test accuracy per arm and value, and each arm's 1- and 5-point failure levels."""
+    points = atlas_points(rows, field)
+    lines = [f"test accuracy (%) against {field}, mean +- std over seeds (cells)"]
+    for arm, line in points.items():
+        cells = ", ".join(f"{v}: {m:.1f} +- {s:.1f} ({n})" for v, m, s, n in line)
+        lines.append(f"  {arm}: {cells}")
+    for arm, line in points.items():
+        levels = failure_levels(line)
+        said = "; ".join(
+            f"-{d:g} points at {field} = {v}" if v is not None else f"never -{d:g} points in this range"
+            for d, v in levels.items()
+        )
+        lines.append(f"  {arm}: ideal {line[0][1]:.1f}% at {field} = {line[0][0]}; {said}")
+    return "\n".join(lines)
+
+
+def plot_atlas(path: str | Path, rows: list[dict], field: str, title: str = "") -> Path:
+    """Test accuracy against ``field``: one line per arm, error bars over seeds (:func:`atlas_points`).
+
+    The axis values are evenly spaced categories in the order swept; an
+    off-chip arm's software reference (``reference_accuracy``) is a dashed line.
+    """
+    points = atlas_points(rows, field)
+    values = list(dict.fromkeys(str(r[field]) for r in rows))
+    fig = new_figure((5.5, 3.8))
+    ax = fig.subplots()
+    for k, (arm, line) in enumerate(points.items()):
+        x = [values.index(v) for v, *_ in line]
+        ax.errorbar(x, [m for _, m, _, _ in line], yerr=[s for _, _, s, _ in line], fmt="-o", capsize=4,
+                    color=f"C{k}", label=arm.replace("_", " ") if len(points) > 1 else None)
+    reference = [100 * float(r["reference_accuracy"]) for r in rows if _number(r.get("reference_accuracy")) >= 0]
+    if reference:
+        ax.axhline(np.mean(reference), color="0.4", linestyle="--", linewidth=1, label="software reference")
+    ax.set_xticks(range(len(values)), values)
+    ax.set(xlabel=field, ylabel="test accuracy (%)", title=title or f"accuracy against {field} (mean, std over seeds)")
+    ax.grid(alpha=0.3)
+    if len(points) > 1 or reference:
+        ax.legend(fontsize=8)
+    return save_png(fig, path)

@@ -19,6 +19,26 @@ Example ``SWEEP.toml``::
     "device.c2c" = [0.0, 0.1, 0.3]
     [overrides]                   # fixed for every cell
     "engine.backend" = "native"
+
+Arms: off-chip against in situ
+------------------------------
+With ``arms = ["in_situ", "off_chip"]`` every combination of the axes runs once
+per arm, and the table gets an ``arm`` column:
+
+* ``in_situ``: the cell's config trained on its own (non-ideal) chip;
+* ``off_chip``: the cell's *software reference*
+  (:func:`~eqspice.learning.run.deploy.software_reference`: the same run on the
+  ideal device of the same window) trained once and deployed into the cell's
+  chip (:func:`~eqspice.learning.run.deploy.deploy`, programmed as the cell's
+  ``[deploy]`` says, write-verify by default).  Cells that share a reference
+  (the seeds of a device axis) share one training, in ``reference/``.
+
+Both arms report the chip's test accuracy as
+:func:`~eqspice.learning.run.deploy.chip_evaluation` measures it (drift and
+read noise at evaluation).  An off-chip row's ``train_*`` and ``train_sec``
+are its reference's, ``pulses`` those of programming, and
+``reference_accuracy`` the reference's own test accuracy.  List an axis from
+its most ideal value: ``eqspice report`` measures each arm's drop from there.
 """
 
 from __future__ import annotations
@@ -36,9 +56,15 @@ from pathlib import Path
 import numpy as np
 
 from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
-from eqspice.learning.run.config import ConfigError, RunConfig, load_config
+from eqspice.learning.run.config import ConfigError, RunConfig, dump_config, load_config
 
 RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "train_sec")
+
+#: The arms a sweep may compare (``arms`` of a sweep file).
+ARMS = ("in_situ", "off_chip")
+
+#: Column of an off-chip row: the software reference's own test accuracy.
+REFERENCE_COLUMN = "reference_accuracy"
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,8 @@ class Cell:
 
     values: dict
     config: RunConfig
+    #: off_chip arm: the software reference it deploys; else None.
+    reference: "Cell | None" = None
 
     @property
     def id(self) -> str:
@@ -60,6 +88,7 @@ class Sweep:
     overrides: dict
     mode: str
     out: Path
+    arms: tuple[str, ...] = ()
 
     def cells(self) -> list[Cell]:
         names = list(self.axes)
@@ -70,9 +99,30 @@ class Sweep:
         cells = []
         for combo in combos:
             values = dict(zip(names, combo))
-            config = load_config(self.base, {**self.overrides, **values})
-            cells.append(Cell(values, config))
+            if not self.arms:
+                cells.append(Cell(values, load_config(self.base, {**self.overrides, **values})))
+            for arm in self.arms:
+                cells.append(arm_cell(arm, values, load_config(self.base, {**self.overrides, **values})))
         return cells
+
+    def references(self) -> list[Cell]:
+        """The software references the off-chip cells deploy, each once."""
+        return list({c.reference.id: c.reference for c in self.cells() if c.reference is not None}.values())
+
+
+def arm_cell(arm: str, values: dict, config: RunConfig) -> Cell:
+    """The cell of ``values`` in ``arm``; an off-chip one with its reference and a ``[deploy]`` section."""
+    if arm == "in_situ":
+        return Cell({"arm": arm, **values}, config)
+    from eqspice.learning.run.deploy import software_reference
+
+    if config.deploy is None:
+        from eqspice.learning.devices.programming import Programming
+
+        config = config.model_copy(update={"deploy": Programming()})
+    reference = software_reference(config)
+    digest = hashlib.sha1(dump_config(reference).encode()).hexdigest()[:12]
+    return Cell({"arm": arm, **values}, config, Cell({"reference": digest}, reference))
 
 
 def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
@@ -84,9 +134,15 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         raise ConfigError(f"{path}: no such sweep file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides"}
+    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides", "arms"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides")
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides, arms")
+    arms = raw.get("arms", [])
+    if not isinstance(arms, list) or not arms and "arms" in raw or len(set(map(str, arms))) != len(arms):
+        raise ConfigError(f"{path}: arms = {arms!r}; give a list of distinct arms from {list(ARMS)}")
+    bad = [a for a in arms if a not in ARMS]
+    if bad:
+        raise ConfigError(f"{path}: arms: unknown arm {bad[0]!r}; use {' and/or '.join(ARMS)}")
     if "base" not in raw:
         raise ConfigError(f"{path}: base is missing; name the run configuration the sweep varies")
     axes = raw.get("axes") or {}
@@ -106,6 +162,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         overrides=raw.get("overrides") or {},
         mode=mode,
         out=Path(out or raw.get("out") or Path("runs") / path.stem),
+        arms=tuple(arms),
     )
     for name in [*axes, *sweep.overrides]:
         if name != "seed" and (name.count(".") < 1 or "" in name.split(".")):
@@ -133,16 +190,66 @@ def run_cell(cell: Cell, out: str) -> dict:
         shutil.rmtree(run_dir)  # an attempt that died before its first checkpoint
     state = train(cell.config, run_dir, resume=resume, progress=False)
     last = state.metrics[-1]
+    test_loss, test_accuracy = last["test_loss"], last["test_accuracy"]
+    if cell.values.get("arm") == "in_situ":  # the chip read as the off-chip arm's is
+        test_loss, test_accuracy = _chip_accuracy(cell.config, state)
     row = {
         "cell": cell.id,
         **cell.values,
-        "test_accuracy": last["test_accuracy"],
-        "test_loss": last["test_loss"],
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
         "train_accuracy": last["train_accuracy"],
         "train_loss": last["train_loss"],
         "pulses": sum(m.get("pulses", 0) for m in state.metrics),
         "epochs": state.epoch,
         "train_sec": round(sum(m["train_sec"] for m in state.metrics), 2),
+    }
+    write_atomic(result_path, json.dumps(row).encode())
+    return row
+
+
+def _chip_accuracy(config: RunConfig, state) -> tuple[float, float]:
+    from eqspice.learning.run.build import open_session
+    from eqspice.learning.run.deploy import chip_evaluation
+
+    session = open_session(config)
+    try:
+        return chip_evaluation(session, state)
+    finally:
+        session.engine.close()
+
+
+def run_reference(cell: Cell, out: str) -> dict:
+    """Train a software reference once (``out/reference``); its row."""
+    (Path(out) / "reference" / "cells").mkdir(parents=True, exist_ok=True)
+    return run_cell(cell, str(Path(out) / "reference"))
+
+
+def run_off_chip(cell: Cell, out: str, reference: dict) -> dict:
+    """Deploy the cell's trained reference into the cell's chip (a run folder of its own) and record the row."""
+    from eqspice.learning.run.checkpoint import RunState
+    from eqspice.learning.run.deploy import deploy
+
+    out = Path(out)
+    result_path = out / "cells" / f"{cell.id}.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    run_dir = out / "runs" / cell.id
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # an attempt that died while writing it
+    reference_dir = out / "reference" / "runs" / cell.reference.id
+    summary = deploy(RunState.load(reference_dir), cell.config, run_dir, source=str(reference_dir))
+    row = {
+        "cell": cell.id,
+        **cell.values,
+        "test_accuracy": summary["test_accuracy"],
+        "test_loss": summary["test_loss"],
+        "train_accuracy": reference["train_accuracy"],
+        "train_loss": reference["train_loss"],
+        "pulses": summary["pulses"],
+        "epochs": reference["epochs"],
+        "train_sec": reference["train_sec"],
+        REFERENCE_COLUMN: reference["test_accuracy"],
     }
     write_atomic(result_path, json.dumps(row).encode())
     return row
@@ -160,7 +267,9 @@ def collect(sweep: Sweep) -> list[dict]:
 
 
 def write_table(sweep: Sweep, rows: list[dict]) -> Path:
-    columns = ["cell", *sweep.axes, *RESULT_COLUMNS]
+    arms = ["arm"] if sweep.arms else []
+    extra = [REFERENCE_COLUMN] if "off_chip" in sweep.arms else []
+    columns = ["cell", *arms, *sweep.axes, *RESULT_COLUMNS, *extra]
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -171,28 +280,14 @@ def write_table(sweep: Sweep, rows: list[dict]) -> Path:
 
 
 def plot_axes(sweep: Sweep, rows: list[dict]) -> list[Path]:
-    """One plot per swept field: mean test accuracy against its values, error bars over the other cells."""
-    from eqspice.learning.run.report import new_figure, save_png
+    """One plot per swept field: mean test accuracy against its values, one line per arm, error bars over the other cells."""
+    from eqspice.learning.run.report import plot_atlas
 
-    paths = []
-    for name in sweep.axes:
-        if name == "seed":
-            continue
-        values = list(dict.fromkeys(r[name] for r in rows))
-        means, errs = [], []
-        for value in values:
-            acc = np.array([r["test_accuracy"] for r in rows if r[name] == value]) * 100
-            means.append(acc.mean())
-            errs.append(acc.std(ddof=1) if acc.size > 1 else 0.0)
-        fig = new_figure((5, 3.5))
-        ax = fig.subplots()
-        x = np.arange(len(values))
-        ax.errorbar(x, means, yerr=errs, fmt="-o", capsize=4)
-        ax.set_xticks(x, [str(v) for v in values])
-        ax.set(xlabel=name, ylabel="test accuracy (%)", title=f"{name} (mean and std over seeds and other axes)")
-        ax.grid(alpha=0.3)
-        paths.append(save_png(fig, sweep.out / f"accuracy_vs_{name.replace('.', '_')}.png"))
-    return paths
+    return [
+        plot_atlas(sweep.out / f"accuracy_vs_{name.replace('.', '_')}.png", rows, name)
+        for name in sweep.axes
+        if name != "seed"
+    ]
 
 
 def connect(workers: int, scheduler: str | None):
@@ -224,7 +319,18 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
         (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
         cells = sweep.cells()
         todo = [c for c in cells if not (sweep.out / "cells" / f"{c.id}.json").exists()]
-        futures = [client.submit(run_cell, c, str(sweep.out), key=f"cell-{c.id}", retries=2) for c in todo]
+        references = {
+            r.id: client.submit(run_reference, r, str(sweep.out), key=f"reference-{r.id}", retries=2)
+            for r in {c.reference.id: c.reference for c in todo if c.reference is not None}.values()
+        }
+        futures = [
+            client.submit(run_cell, c, str(sweep.out), key=f"cell-{c.id}", retries=2)
+            if c.reference is None
+            else client.submit(
+                run_off_chip, c, str(sweep.out), references[c.reference.id], key=f"cell-{c.id}", retries=2
+            )
+            for c in todo
+        ]
         bar = progress_bar(len(cells), initial=len(cells) - len(todo), desc="sweep", unit="run", enabled=progress)
         for future in as_completed(futures):
             try:

@@ -1,0 +1,139 @@
+"""The robustness atlas: sweeps with an in-situ and an off-chip arm, and the figure eqspice report draws from them."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eqspice.learning.run.build import open_session
+from eqspice.learning.run.checkpoint import RunState
+from eqspice.learning.run.config import ConfigError
+from eqspice.learning.run.deploy import chip_evaluation
+from eqspice.learning.run.report import atlas_points, failure_levels
+from eqspice.learning.run.sweep import load_sweep, run_sweep
+
+XOR = Path(__file__).resolve().parents[1] / "examples" / "xor.toml"
+
+
+def eqspice(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "eqspice.learning.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+
+
+def sweep_file(tmp_path, axes, arms='arms = ["in_situ", "off_chip"]'):
+    path = tmp_path / "sweep.toml"
+    path.write_text(
+        f'base = "{XOR}"\nout = "{tmp_path / "out"}"\n{arms}\n[axes]\n{axes}\n'
+        '[overrides]\n"engine.backend" = "native"\n"training.epochs" = 30\n"device.model" = "pulsed"\n'
+        '"deploy.cycles" = 5\n'
+    )
+    return path
+
+
+#: A hand-made atlas table: in situ drops 1.5 points at 0.1 and 8 at 0.3; off chip never drops 1 point.
+TABLE = [
+    ("in_situ", 0, 0.0, 0.90), ("in_situ", 1, 0.0, 0.92), ("in_situ", 0, 0.1, 0.89), ("in_situ", 1, 0.1, 0.90),
+    ("in_situ", 0, 0.3, 0.82), ("in_situ", 1, 0.3, 0.84), ("off_chip", 0, 0.0, 0.91), ("off_chip", 1, 0.0, 0.91),
+    ("off_chip", 0, 0.1, 0.905), ("off_chip", 1, 0.1, 0.91), ("off_chip", 0, 0.3, 0.91), ("off_chip", 1, 0.3, 0.905),
+]
+
+
+def test_the_atlas_is_the_mean_and_spread_over_seeds_and_the_first_value_that_drops_1_and_5_points(tmp_path):
+    rows = [{"cell": str(k), "arm": a, "seed": s, "device.stuck_min": v, "test_accuracy": acc}
+            for k, (a, s, v, acc) in enumerate(TABLE)]
+    points = atlas_points(rows, "device.stuck_min")
+    value, mean, std, n = points["in_situ"][1]
+    assert (value, n) == ("0.1", 2)
+    assert mean == pytest.approx(89.5) and std == pytest.approx(np.std([89.0, 90.0], ddof=1))
+    assert failure_levels(points["in_situ"]) == {1.0: "0.1", 5.0: "0.3"}
+    assert failure_levels(points["off_chip"]) == {1.0: None, 5.0: None}
+
+    path = tmp_path / "results.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0], "test_loss", "reference_accuracy"])
+        writer.writeheader()
+        writer.writerows(rows)
+    result = eqspice("report", path, "-o", tmp_path / "atlas.png")
+    assert result.returncode == 0, result.stderr
+    assert "in_situ: ideal 91.0% at device.stuck_min = 0.0; -1 points at device.stuck_min = 0.1; " \
+           "-5 points at device.stuck_min = 0.3" in result.stdout
+    assert "off_chip: ideal 91.0% at device.stuck_min = 0.0; never -1 points" in result.stdout
+    assert (tmp_path / "atlas.png").stat().st_size > 0
+
+
+def test_a_sweep_with_arms_trains_each_reference_once_and_deploys_it_into_every_chip(tmp_path):
+    sweep = load_sweep(sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.5]'))
+    cells = sweep.cells()
+    assert [c.values["arm"] for c in cells] == ["in_situ", "off_chip"] * 2
+    assert len(sweep.references()) == 1  # one seed: one software reference for both chips
+    rows = run_sweep(sweep, workers=2, progress=False)
+    out = tmp_path / "out"
+    with open(out / "results.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [(r["arm"], r["device.stuck_min"]) for r in table] == [
+        ("in_situ", "0.0"), ("off_chip", "0.0"), ("in_situ", "0.5"), ("off_chip", "0.5")
+    ]
+    assert len(list((out / "reference" / "runs").iterdir())) == 1
+    reference = json.loads(next((out / "reference" / "cells").iterdir()).read_text())
+    for cell, row in zip(cells, rows):
+        if cell.values["arm"] == "off_chip":  # the row is the deployed chip's own evaluation
+            session = open_session(cell.config)
+            state = RunState.load(out / "runs" / cell.id)
+            assert chip_evaluation(session, state)[1] == row["test_accuracy"]
+            session.engine.close()
+            assert row["reference_accuracy"] == reference["test_accuracy"]
+            assert row["train_sec"] == reference["train_sec"]
+        else:  # no read noise or drift: the chip's accuracy is the training's last test accuracy
+            metrics = RunState.load(out / "runs" / cell.id).metrics
+            assert row["test_accuracy"] == metrics[-1]["test_accuracy"]
+    stuck = RunState.load(out / "runs" / cells[3].id).device["stuck"]
+    assert 0.3 < np.mean(stuck < 0) < 0.7
+
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()}
+    run_sweep(sweep, workers=1, progress=False)  # nothing left to run
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").iterdir()} == kept
+
+    report = eqspice("report", out)
+    assert report.returncode == 0, report.stderr
+    assert "in_situ: ideal" in report.stdout and "off_chip: ideal" in report.stdout
+    assert (out / "atlas_device_stuck_min.png").stat().st_size > 0
+    assert (out / "accuracy_vs_device_stuck_min.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "arms, words",
+    [
+        ('arms = ["in_situ", "on_paper"]', ["unknown arm 'on_paper'"]),
+        ("arms = []", ["distinct arms"]),
+        ('arms = ["off_chip", "off_chip"]', ["distinct arms"]),
+        ('arms = "off_chip"', ["give a list"]),
+    ],
+)
+def test_bad_arms_are_refused_before_anything_runs(tmp_path, arms, words):
+    with pytest.raises(ConfigError) as info:
+        load_sweep(sweep_file(tmp_path, '"device.stuck_min" = [0.0]', arms))
+    for word in words:
+        assert word in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_refuses_a_table_that_is_not_a_sweeps(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    result = eqspice("report", path)
+    assert result.returncode == 2 and "not a sweep's results table" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["digits_stuck_min.toml", "digits_levels.toml"])
+def test_the_atlas_sweeps_compare_both_arms_from_the_most_ideal_value(name, tmp_path):
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "examples" / "atlas" / name, tmp_path / "out")
+    assert sweep.arms == ("in_situ", "off_chip") and sweep.axes["seed"] == [0, 1, 2]
+    (field,) = [k for k in sweep.axes if k != "seed"]
+    assert sweep.axes[field][0] == 0  # no stuck devices; a continuous device
+    assert len(sweep.references()) == 3  # one software reference per seed
+    assert all(c.config.engine.backend == "native" and c.config.network.layers == [64, 32, 10] for c in sweep.cells())

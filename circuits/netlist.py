@@ -14,6 +14,11 @@ changed by hand or by ``alter``:
 * ``Gf<k>_<row>_<col>`` and ``Gb<k>_<row>_<col>``: the antisymmetric part of a
   non-reciprocal coupling (:func:`eqspice.circuits.network.with_nonreciprocal`), two
   grounded VCCS: ``+a V(q)`` into p and ``-a V(p)`` into q;
+* ``Eamp_<h>``, ``Vamp_<h>``, ``Famp_<h>``: the bidirectional amplifier after hidden
+  node h (:mod:`eqspice.circuits.amplifiers`): a VCVS of gain A (or, with rails, a
+  behavioural source ``Bamp_<h>``) drives ``amp_src_<h>``, the 0 V source ``Vamp_<h>``
+  in series carries the current ``i_a`` into the next crossbar's node ``amp<k>_<j>``,
+  and a CCCS draws ``B i_a`` out of h;
 * ``Iinj_<node>``: a constant current into a free node from the controller: a
   current nudge at every output (e.g. of the cross-entropy) and, in
   non-reciprocal circuits, the correction current of the asymmetric learning
@@ -99,6 +104,28 @@ def wire_lines(circuit: Circuit) -> list[str]:
             f"{n} {names[a]} {names[b]} {_fmt(1.0 / g)}"
             for n, (a, b), g in zip(wired.resistor_names[span], wired.resistor_ends[span].tolist(), wired.resistor_s[span].tolist())
         ]
+    return lines
+
+
+def amplifier_lines(circuit: Circuit) -> list[str]:
+    """The forward, sensing and backward sources of every amplifier (none without amplifiers)."""
+    amplifiers = circuit.amplifiers
+    if amplifiers is None:
+        return []
+    names = circuit.node_names
+    lines = ["* bidirectional amplifiers: forward v(amp) = A v(h); backward B i(Vamp) drawn out of h"]
+    if amplifiers.rails_v is not None:
+        lo, hi = (_fmt(r) for r in amplifiers.rails_v)
+        lines.append(f"* rails [{lo}, {hi}] V: x = A v(h); v = hi tanh(x / hi) for x >= 0, lo tanh(x / lo) below")
+    for out, h, a, b in zip(amplifiers.nodes, amplifiers.source.tolist(), amplifiers.forward_gain.tolist(), amplifiers.backward_gain.tolist()):
+        hidden, src = names[h], f"amp_src_{names[h]}"
+        if amplifiers.rails_v is None:
+            lines.append(f"Eamp_{hidden} {src} 0 {hidden} 0 {_fmt(a)}")
+        else:
+            x = f"({_fmt(a)} * V({hidden}))"
+            lines.append(f"Bamp_{hidden} {src} 0 V = {x} >= 0 ? {hi} * tanh({x} / {hi}) : {lo} * tanh({x} / {lo})")
+        lines.append(f"Vamp_{hidden} {src} {out} dc 0")
+        lines.append(f"Famp_{hidden} {hidden} 0 Vamp_{hidden} {_fmt(b)}")
     return lines
 
 
@@ -207,6 +234,7 @@ def render_netlist(
                 range(group.start, group.stop), a.tolist(), b.tolist(), resistance[group.slice].tolist()
             )
         ]
+    lines += amplifier_lines(circuit)
     if len(circuit.diodes):
         lines.append("* hidden nonlinearity: diodes (anode cathode model)")
         lines += [

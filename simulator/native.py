@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from eqspice.circuits.amplifiers import amplified_voltage
 from eqspice.circuits.netlist import TIGHT_OPTIONS
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.simulator.diode import diode_current, thermal_voltage
@@ -130,18 +131,26 @@ class NativeEngine(Engine):
         self._out = circuit.output_index - k
 
         a, b = circuit.edges.T
+        # an edge end on an amplifier output is an end on its hidden node whose voltage is
+        # scaled by the forward gain A and whose current is returned scaled by B
+        amp = self._amplifier_ends(circuit)
+        (a, fwd_a, bwd_a), (b, fwd_b, bwd_b) = amp(a), amp(b)
         a_free, b_free = a >= k, b >= k
         both = a_free & b_free
         self._ff = np.flatnonzero(both)  # edges between two free nodes
         self._ff_pairs = np.stack([a[both] - k, b[both] - k], axis=1)
+        # K_pq = B_p A_q G (current into p per volt on q), K_qp = B_q A_p G
+        self._ff_scale = (bwd_a[both] * fwd_b[both], bwd_b[both] * fwd_a[both])
         one = a_free ^ b_free  # edges from a known node to a free node
         self._fk = np.flatnonzero(one)
         free_end = np.where(a_free, a, b)[one] - k
         self._fk_sign = np.where(a_free, 1.0, -1.0)[one]  # K_fk = G + sign * a (free end first: +)
+        self._fk_scale = np.where(a_free, bwd_a, bwd_b)[one]
         known_end = np.where(a_free, b, a)[one]
         self._fk_flat = free_end * k + known_end
         self._deg_index = np.concatenate([a[a_free] - k, b[b_free] - k])
         self._deg_edges = np.concatenate([np.flatnonzero(a_free), np.flatnonzero(b_free)])
+        self._deg_scale = np.concatenate([(fwd_a * bwd_a)[a_free], (fwd_b * bwd_b)[b_free]])
 
         # diodes: endpoints as indices into [known..., free..., ground]
         d = circuit.diodes.copy()
@@ -162,27 +171,82 @@ class NativeEngine(Engine):
         self._a, self._b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
         self.set_conductances(g_s)
 
+    def _amplifier_ends(self, circuit: Circuit):
+        """A map from edge-end indices to (end on the hidden node, forward gain, backward gain).
+
+        Ends on no amplifier keep their index with gains 1.  With output rails the
+        forward gain is the amplifier's slope at 0 V; :meth:`_newton` adds the saturation.
+        """
+        amplifiers = circuit.amplifiers
+        first = self._n_known + self._n_free
+        if amplifiers is None:
+            self._amp = None
+            return lambda ends: (ends, np.ones(len(ends)), np.ones(len(ends)))
+        if circuit.nonreciprocal is not None:
+            raise EngineError("non-reciprocal couplings with amplifiers are not modelled; drop one of the two")
+        self._amp = (amplifiers.source - self._n_known, amplifiers.forward_gain, amplifiers.rails_v)
+
+        def ends(index):
+            on_amp = index >= first
+            j = np.where(on_amp, index - first, 0)
+            return (
+                np.where(on_amp, amplifiers.source[j], index),
+                np.where(on_amp, amplifiers.forward_gain[j], 1.0),
+                np.where(on_amp, amplifiers.backward_gain[j], 1.0),
+            )
+
+        return ends
+
     def set_conductances(self, g_s: np.ndarray) -> None:
         c = self.circuit
         if c is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
         g_s = np.asarray(g_s, dtype=float)
         k, n_free = self._n_known, self._n_free
-        degree = np.bincount(self._deg_index, weights=g_s[self._deg_edges], minlength=n_free)
+        degree = np.bincount(self._deg_index, weights=g_s[self._deg_edges] * self._deg_scale, minlength=n_free)
         degree[self._out] += c.output_load_s
         self._degree = degree
         # L_fk: current into free node f per volt on known node j is +G (we keep -L_fk)
         a_e = antisymmetric_coupling(c, g_s)
-        k_fk = g_s[self._fk] + self._fk_sign * a_e[self._fk]
+        k_fk = g_s[self._fk] * self._fk_scale + self._fk_sign * a_e[self._fk]
         self._g_fk = np.bincount(self._fk_flat, weights=k_fk, minlength=n_free * k).reshape(n_free, k)
         g_ff, a_ff = g_s[self._ff], a_e[self._ff]
+        s_pq, s_qp = self._ff_scale
         signs = (1.0, -1.0) if np.any(a_ff) else (1.0,)
-        self._couplings = {sign: self._coupling_blocks(g_ff + sign * a_ff, g_ff - sign * a_ff) for sign in signs}
+        self._couplings = {sign: self._coupling_blocks(s_pq * g_ff + sign * a_ff, s_qp * g_ff - sign * a_ff) for sign in signs}
+        if self._amp is not None and self._amp[2] is not None:
+            self._rail_coupling = self._saturation_coupling(g_s)
         if self._wires is not None:
             self._use_wires(g_s)
         self._use_coupling(1.0)
         self._drive_cache = None
         self.g_s = g_s.copy()
+
+    def _saturation_coupling(self, g_s: np.ndarray) -> sp.csr_matrix:
+        """``C[free, amplifier]`` (siemens): the KCL residual's change per volt of ``s(v_h) - A v_h``.
+
+        The linear blocks hold the amplifier at its slope ``A``; with rails the output
+        is ``s(v_h)``, so the residual gains ``C u`` with ``u_j = s(v_hj) - A_j v_hj``:
+        ``-G`` at the node m across each device from amplifier j, and ``+B_j G`` at its
+        hidden node (the returned current).
+        """
+        c = self.circuit
+        first = self._n_known + self._n_free
+        a, b = c.edges.T
+        on_a = a >= first
+        j = np.where(on_a, a, b) - first
+        m = np.where(on_a, b, a) - self._n_known
+        amp = j >= 0
+        j, m, g = j[amp], m[amp], g_s[amp]
+        h = c.amplifiers.source[j] - self._n_known
+        rows = np.concatenate([m, h])
+        values = np.concatenate([-g, c.amplifiers.backward_gain[j] * g])
+        return sp.csr_matrix((values, (rows, np.concatenate([j, j]))), shape=(self._n_free, len(c.amplifiers.nodes)))
+
+    def amplifier_voltages(self, v_free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output voltage of every amplifier ``[batch, amplifier]`` and its slope ``dv_a/dv_h``."""
+        source, gain, rails = self._amp
+        return amplified_voltage(v_free[:, source], gain, rails)
 
     def _use_wires(self, g_s: np.ndarray) -> None:
         """The resistive lines eliminated exactly onto the free nodes (:mod:`eqspice.simulator.wired`):
@@ -235,9 +299,15 @@ class NativeEngine(Engine):
             v_free = np.array(initial_v[:, c.free_slice], dtype=float)
         else:
             v_free = self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited
-        if len(self._diodes) or initial_v is not None:
+        if len(self._diodes) or initial_v is not None or self._rails:
             v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
-        return np.hstack([known, v_free])
+        if self._amp is None:
+            return np.hstack([known, v_free])
+        return np.hstack([known, v_free, self.amplifier_voltages(v_free)[0]])
+
+    @property
+    def _rails(self) -> bool:
+        return self._amp is not None and self._amp[2] is not None
 
     def quadratic_part(self, inputs_v, targets_v=None, beta_s: float = 0.0) -> tuple:
         """The memristor, load and nudge terms of the co-content on the free nodes.
@@ -251,6 +321,8 @@ class NativeEngine(Engine):
         c = self.circuit
         if self._wires is not None:
             raise EngineError("the co-content's quadratic part (noise samplers) is not written for resistive wires; set the wire and driver resistances to 0")
+        if self._amp is not None:
+            raise EngineError("the co-content's quadratic part (noise samplers) is not written for amplifiers; drop network.amplifier_gain")
         inputs_v, targets_v, _ = batch_arrays(c, inputs_v, targets_v, None)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (len(inputs_v), len(self._fixed_v)))])
         diag = self._degree.copy()
@@ -327,14 +399,18 @@ class NativeEngine(Engine):
             v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s, self._diode_area
         )
         residual = diag * v_free - self._g_ff.dot(v_free.T).T - drive + self._incidence.dot(i_d.T).T
+        if self._rails:
+            v_amp, _ = self.amplifier_voltages(v_free)
+            source, gain, _ = self._amp
+            residual = residual + self._rail_coupling.dot((v_amp - gain * v_free[:, source]).T).T
         return residual, g_d
 
     def _newton(self, v_free, known, diag, drive, phase, sample_ids):
         """Newton steps, each limited to ``max_step_v`` on every node."""
         for iteration in range(self.max_iter):
             residual, g_d = self._kcl(v_free, known, diag, drive)
-            if self._diode_offdiag:
-                step = self._dense_step(diag, g_d, residual)
+            if self._diode_offdiag or self._rails:
+                step = self._dense_step(diag, g_d, residual, v_free)
             else:
                 step = self._solve(diag + self._diode_diag.dot(g_d.T).T, residual)
             largest = np.abs(step).max(axis=1, keepdims=True)
@@ -349,9 +425,15 @@ class NativeEngine(Engine):
             f"(residual {np.abs(residual[worst]).max():.3g} A after {self.max_iter} iterations)"
         )
 
-    def _dense_step(self, diag, g_d, residual):
-        """Newton step with the full Jacobian, for diodes that join two free nodes."""
+    def _dense_step(self, diag, g_d, residual, v_free):
+        """Newton step with the full Jacobian, for diodes that join two free nodes and for
+        amplifiers with rails (whose slope differs per sample)."""
         inc = self._incidence.toarray()
         jac = np.einsum("nd,bd,md->bnm", inc, g_d, inc) - self._g_ff.toarray()
         jac[:, np.arange(self._n_free), np.arange(self._n_free)] += diag
+        if self._rails:
+            source, gain, _ = self._amp
+            _, slope = self.amplifier_voltages(v_free)
+            extra = self._rail_coupling.toarray()[None] * (slope - gain)[:, None, :]  # [batch, free, amplifier]
+            jac[:, :, source] += extra  # one amplifier per hidden node: no repeated columns
         return np.linalg.solve(jac, residual[..., None])[..., 0]

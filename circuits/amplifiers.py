@@ -69,21 +69,31 @@ def amplifier_node(hidden: str) -> str:
     return "amp" + hidden[1:]
 
 
+def rail_constants(gain, rails_v: tuple[float, float]) -> tuple[float, float, np.ndarray, float]:
+    """``(mid, half, k, t0)`` of the saturation ``v_a = mid + half tanh(k v_h - t0)`` (see :func:`amplified_voltage`)."""
+    lo, hi = rails_v
+    mid, half = (hi + lo) / 2, (hi - lo) / 2
+    m = mid / half
+    return mid, half, np.asarray(gain, dtype=float) / (half * (1 - m * m)), float(np.arctanh(m))
+
+
 def amplified_voltage(v_h: np.ndarray, gain: np.ndarray, rails_v: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """Output voltage of the forward amplifier and its derivative ``dv_a/dv_h``.
 
-    ``x = A v_h``; linear: ``v_a = x``; with rails ``(lo, hi)``:
-    ``v_a = hi tanh(x / hi)`` for ``x >= 0`` and ``lo tanh(x / lo)`` for ``x < 0``,
-    a saturation smooth at 0 V (slope ``A``, curvature 0 on both sides) that
-    approaches each rail.  The netlist writes the same function as a behavioural source.
+    Linear: ``v_a = A v_h``.  With rails ``(lo, hi)``, ``lo < 0 < hi``:
+
+        v_a = mid + half tanh(k v_h - t0),   mid = (hi + lo) / 2,  half = (hi - lo) / 2,
+        t0 = atanh(mid / half),               k = A / (half (1 - (mid / half)^2)),
+
+    one analytic function that is 0 at 0 V with slope ``A`` there and approaches
+    each rail (for symmetric rails ``hi tanh(A v_h / hi)``).  The netlist writes the same
+    expression as a behavioural source, so both engines settle the same amplifier.
     """
-    x = gain * v_h
     if rails_v is None:
-        return x, np.broadcast_to(gain, np.shape(x)).astype(float)
-    lo, hi = rails_v
-    rail = np.where(x >= 0, hi, lo)
-    t = np.tanh(x / rail)
-    return rail * t, gain * (1.0 - t * t)
+        return gain * v_h, np.broadcast_to(gain, np.shape(v_h)).astype(float)
+    mid, half, k, t0 = rail_constants(gain, rails_v)
+    t = np.tanh(k * v_h - t0)
+    return mid + half * t, half * k * (1.0 - t * t)
 
 
 def edge_energy_weights(circuit) -> np.ndarray | None:

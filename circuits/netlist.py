@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eqspice.circuits.amplifiers import rail_constants
 from eqspice.circuits.network import GROUND, Circuit, antisymmetric_coupling
 from eqspice.circuits.wires import wire_network
 
@@ -107,6 +108,12 @@ def wire_lines(circuit: Circuit) -> list[str]:
     return lines
 
 
+def rail_expression(hidden: str, gain: float, rails_v: tuple[float, float]) -> str:
+    """The saturating amplifier's output as a behavioural-source expression of ``V(hidden)``."""
+    mid, half, k, t0 = rail_constants(gain, rails_v)
+    return f"{_fmt(mid)} + {_fmt(half)} * tanh({_fmt(k)} * V({hidden}) - {_fmt(t0)})"
+
+
 def amplifier_lines(circuit: Circuit) -> list[str]:
     """The forward, sensing and backward sources of every amplifier (none without amplifiers)."""
     amplifiers = circuit.amplifiers
@@ -116,14 +123,13 @@ def amplifier_lines(circuit: Circuit) -> list[str]:
     lines = ["* bidirectional amplifiers: forward v(amp) = A v(h); backward B i(Vamp) drawn out of h"]
     if amplifiers.rails_v is not None:
         lo, hi = (_fmt(r) for r in amplifiers.rails_v)
-        lines.append(f"* rails [{lo}, {hi}] V: x = A v(h); v = hi tanh(x / hi) for x >= 0, lo tanh(x / lo) below")
+        lines.append(f"* rails [{lo}, {hi}] V: v(amp) = mid + half tanh(k v(h) - t0), slope A at 0 V (docs/physics.md)")
     for out, h, a, b in zip(amplifiers.nodes, amplifiers.source.tolist(), amplifiers.forward_gain.tolist(), amplifiers.backward_gain.tolist()):
         hidden, src = names[h], f"amp_src_{names[h]}"
         if amplifiers.rails_v is None:
             lines.append(f"Eamp_{hidden} {src} 0 {hidden} 0 {_fmt(a)}")
         else:
-            x = f"({_fmt(a)} * V({hidden}))"
-            lines.append(f"Bamp_{hidden} {src} 0 V = {x} >= 0 ? {hi} * tanh({x} / {hi}) : {lo} * tanh({x} / {lo})")
+            lines.append(f"Bamp_{hidden} {src} 0 V = {rail_expression(hidden, a, amplifiers.rails_v)}")
         lines.append(f"Vamp_{hidden} {src} {out} dc 0")
         lines.append(f"Famp_{hidden} {hidden} 0 Vamp_{hidden} {_fmt(b)}")
     return lines

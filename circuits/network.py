@@ -14,6 +14,7 @@ input nodes first, then fixed (bias) nodes, then free nodes.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -260,8 +261,8 @@ class CrossbarSpec:
     wire_resistance_ohm: Annotated[float, Field(ge=0)] = 0.0
     driver_resistance_ohm: Annotated[float, Field(ge=0)] = 0.0
     tile_rows: Annotated[int, Field(ge=1)] | None = None
-    amplifier_gain: Annotated[float, Field(gt=0)] | tuple[Annotated[float, Field(gt=0)], ...] | None = None
-    amplifier_backward_gain: Annotated[float, Field(gt=0)] | tuple[Annotated[float, Field(gt=0)], ...] | None = None
+    amplifier_gain: float | tuple[float, ...] | None = None
+    amplifier_backward_gain: float | tuple[float, ...] | None = None
     amplifier_rails_v: tuple[float, float] | None = None
 
     @field_validator("layers")
@@ -274,6 +275,20 @@ class CrossbarSpec:
                 what = "inputs" if k == 0 else "outputs" if k == len(layers) - 1 else "hidden nodes"
                 raise FieldError((k,), f"{n} {what}; need at least 1")
         return layers
+
+    @field_validator("amplifier_gain", "amplifier_backward_gain", mode="before")
+    @classmethod
+    def _gains(cls, value):
+        if value is None:
+            return None
+        many = isinstance(value, (list, tuple))
+        for k, gain in enumerate(value if many else [value]):
+            where = (k,) if many else ()
+            if isinstance(gain, bool) or not isinstance(gain, (int, float)):
+                raise FieldError(where, f"{show(gain)} is not a number; give a positive gain (V/V or A/A)")
+            if not math.isfinite(gain) or gain <= 0:
+                raise FieldError(where, f"gain {gain!r}; give a positive finite gain (V/V or A/A)")
+        return tuple(float(g) for g in value) if many else float(value)
 
     @field_validator("amplifier_rails_v")
     @classmethod

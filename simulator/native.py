@@ -169,6 +169,16 @@ class NativeEngine(Engine):
         if self._wires is not None:
             in_a[:] = False  # lines couple every free node of a crossbar to every other
         self._a, self._b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
+        # Behind an amplifier a node moves A times its hidden node's step: limiting every node to
+        # max_step_v would hold the junctions to 1/A of it.  With amplifiers the limit applies to
+        # the nonlinear nodes only (diode ends, saturating amplifiers' inputs).
+        self._limited = None
+        if circuit.amplifiers is not None:
+            nonlinear = np.zeros(n_free, dtype=bool)
+            nonlinear[d[d_free] - k] = True
+            if circuit.amplifiers.rails_v is not None:
+                nonlinear[circuit.amplifiers.source - k] = True
+            self._limited = np.flatnonzero(nonlinear) if nonlinear.any() else None
         self.set_conductances(g_s)
 
     def _amplifier_ends(self, circuit: Circuit):
@@ -414,7 +424,8 @@ class NativeEngine(Engine):
             else:
                 step = self._solve(diag + self._diode_diag.dot(g_d.T).T, residual)
             largest = np.abs(step).max(axis=1, keepdims=True)
-            v_free = v_free - step * np.minimum(1.0, self.max_step_v / np.maximum(largest, 1e-300))
+            limited = largest if self._limited is None else np.abs(step[:, self._limited]).max(axis=1, keepdims=True)
+            v_free = v_free - step * np.minimum(1.0, self.max_step_v / np.maximum(limited, 1e-300))
             if np.all((np.abs(residual).max(axis=1) < self.tol_a) | (largest[:, 0] < self.step_tol_v)):
                 self.iterations = iteration + 1
                 return v_free

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from eqspice.circuits.amplifiers import edge_energy_weights
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.engine import FREE, Engine, Nudge
 
@@ -56,7 +57,10 @@ def energy_contrast(circuit: Circuit, v_a: np.ndarray, v_b: np.ndarray) -> np.nd
 
     Computed as ``(dv_a - dv_b)(dv_a + dv_b) / 2`` (no cancellation between two
     large squares); on a crossbar the batch sum is two matrix products instead
-    of a gather over every device.
+    of a gather over every device.  With amplifiers between layers each device's
+    term is weighted by its crossbar's share of the circuit's energy
+    (:func:`eqspice.circuits.amplifiers.edge_energy_weights`), so the contrast stays
+    the gradient of the free-energy difference.
     """
     d, s = v_a - v_b, v_a + v_b
     out = np.empty(circuit.n_edges)
@@ -69,7 +73,8 @@ def energy_contrast(circuit: Circuit, v_a: np.ndarray, v_b: np.ndarray) -> np.nd
         else:
             a, b = circuit.edges[group.slice].T
             out[group.slice] = 0.5 * np.einsum("be,be->e", d[:, a] - d[:, b], s[:, a] - s[:, b])
-    return out
+    weights = edge_energy_weights(circuit)
+    return out if weights is None else out * weights
 
 
 @dataclass

@@ -62,6 +62,23 @@ class Amplifiers:
     backward_gain: np.ndarray
     rails_v: tuple[float, float] | None
     layer_weights: tuple[float, ...]
+    nominal_ratio: np.ndarray
+
+    @property
+    def conservative(self) -> bool:
+        """Every amplifier's ``B / A`` is its layer's nominal ratio: the circuit has a co-content."""
+        return bool(np.allclose(self.backward_gain / self.forward_gain, self.nominal_ratio, rtol=1e-12, atol=0))
+
+    def learning_gains(self) -> tuple[np.ndarray, np.ndarray]:
+        """Forward and backward gains of the learning phases of asymmetric EP, ``(A', B')``.
+
+        In the metric of the layer weights ``W`` the coupling between a hidden node h and a
+        node m of the next layer is ``W_h B G`` one way and ``W_m A G`` the other; reversing
+        its antisymmetric part swaps them: ``A' = B / r`` and ``B' = A r`` with ``r`` the
+        layer's nominal ``B / A`` (``A' B' = A B``: the node's own conductance is kept).  The
+        learning circuit's Jacobian is then ``W^-1 J^T W``.  Nominal gains: ``A' = A``, ``B' = B``.
+        """
+        return self.backward_gain / self.nominal_ratio, self.forward_gain * self.nominal_ratio
 
 
 def amplifier_node(hidden: str) -> str:

@@ -114,17 +114,45 @@ def rail_expression(hidden: str, gain: float, rails_v: tuple[float, float]) -> s
     return f"{_fmt(mid)} + {_fmt(half)} * tanh({_fmt(k)} * V({hidden}) - {_fmt(t0)})"
 
 
-def amplifier_lines(circuit: Circuit) -> list[str]:
+def amplifier_gains(circuit: Circuit, antisymmetric_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward gain of every amplifier; for sign -1 of a non-conservative circuit the
+    learning gains of asymmetric EP (:meth:`eqspice.circuits.amplifiers.Amplifiers.learning_gains`)."""
+    amplifiers = circuit.amplifiers
+    if antisymmetric_sign == -1 and not amplifiers.conservative:
+        if amplifiers.rails_v is not None:
+            raise ValueError("the learning phases of asymmetric EP with saturating amplifiers are not modelled; "
+                             "drop network.amplifier_rails_v or the amplifier mismatch")
+        return amplifiers.learning_gains()
+    return amplifiers.forward_gain, amplifiers.backward_gain
+
+
+def amplifier_gain_values(circuit: Circuit, antisymmetric_sign: float) -> dict:
+    """``alter`` values ``{element: ("gain", value)}`` of the linear amplifiers' E and F sources."""
+    amplifiers = circuit.amplifiers
+    if amplifiers is None or amplifiers.conservative:
+        return {}
+    forward, backward = amplifier_gains(circuit, antisymmetric_sign)
+    if amplifiers.rails_v is not None:
+        return {}
+    names = [circuit.node_names[h] for h in amplifiers.source.tolist()]
+    values = {f"Eamp_{n}": ("gain", float(a)) for n, a in zip(names, forward.tolist())}
+    return values | {f"Famp_{n}": ("gain", float(b)) for n, b in zip(names, backward.tolist())}
+
+
+def amplifier_lines(circuit: Circuit, antisymmetric_sign: float = 1.0) -> list[str]:
     """The forward, sensing and backward sources of every amplifier (none without amplifiers)."""
     amplifiers = circuit.amplifiers
     if amplifiers is None:
         return []
     names = circuit.node_names
+    forward, backward = amplifier_gains(circuit, antisymmetric_sign)
     lines = ["* bidirectional amplifiers: forward v(amp) = A v(h); backward B i(Vamp) drawn out of h"]
     if amplifiers.rails_v is not None:
         lo, hi = (_fmt(r) for r in amplifiers.rails_v)
         lines.append(f"* rails [{lo}, {hi}] V: v(amp) = mid + half tanh(k v(h) - t0), slope A at 0 V (docs/physics.md)")
-    for out, h, a, b in zip(amplifiers.nodes, amplifiers.source.tolist(), amplifiers.forward_gain.tolist(), amplifiers.backward_gain.tolist()):
+    if forward is not amplifiers.forward_gain:
+        lines.append("* learning phase of asymmetric EP: forward and backward gains A' = B / r, B' = A r")
+    for out, h, a, b in zip(amplifiers.nodes, amplifiers.source.tolist(), forward.tolist(), backward.tolist()):
         hidden, src = names[h], f"amp_src_{names[h]}"
         if amplifiers.rails_v is None:
             lines.append(f"Eamp_{hidden} {src} 0 {hidden} 0 {_fmt(a)}")
@@ -240,7 +268,7 @@ def render_netlist(
                 range(group.start, group.stop), a.tolist(), b.tolist(), resistance[group.slice].tolist()
             )
         ]
-    lines += amplifier_lines(circuit)
+    lines += amplifier_lines(circuit, antisymmetric_sign)
     if len(circuit.diodes):
         lines.append("* hidden nonlinearity: diodes (anode cathode model)")
         lines += [

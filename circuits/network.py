@@ -159,10 +159,15 @@ class Circuit:
         return np.array([index[name] for name in self.output_nodes], dtype=int)
 
     @property
+    def conservative(self) -> bool:
+        """The circuit has a co-content: reciprocal couplings and amplifiers whose ``B / A`` is their layer's."""
+        return self.nonreciprocal is None and (self.amplifiers is None or self.amplifiers.conservative)
+
+    @property
     def injection_nodes(self) -> tuple[str, ...]:
-        """Free nodes with a controller current source: every free node of a non-reciprocal
+        """Free nodes with a controller current source: every free node of a non-conservative
         circuit (the corrections of asymmetric EP), else the outputs (current nudges)."""
-        return self.free_nodes if self.nonreciprocal is not None else self.output_nodes
+        return self.output_nodes if self.conservative else self.free_nodes
 
     @cached_property
     def injection_columns(self) -> np.ndarray:
@@ -447,6 +452,7 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
             backward_gain=np.repeat(backward, sizes_h),
             rails_v=spec.amplifier_rails_v,
             layer_weights=weights,
+            nominal_ratio=np.repeat(backward / forward, sizes_h),
         )
         comments += (
             "amplifiers after every hidden node: forward gain "

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from eqspice.circuits.amplifiers import amplified_voltage
-from eqspice.circuits.netlist import TIGHT_OPTIONS
+from eqspice.circuits.netlist import TIGHT_OPTIONS, amplifier_gains
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.simulator.diode import diode_current, thermal_voltage
 from eqspice.simulator.engine import (
@@ -134,13 +134,18 @@ class NativeEngine(Engine):
         # an edge end on an amplifier output is an end on its hidden node whose voltage is
         # scaled by the forward gain A and whose current is returned scaled by B
         amp = self._amplifier_ends(circuit)
-        (a, fwd_a, bwd_a), (b, fwd_b, bwd_b) = amp(a), amp(b)
-        a_free, b_free = a >= k, b >= k
+        (a_, fwd_a, bwd_a), (b_, fwd_b, bwd_b) = amp(a, 1.0), amp(b, 1.0)
+        a_free, b_free = a_ >= k, b_ >= k
         both = a_free & b_free
         self._ff = np.flatnonzero(both)  # edges between two free nodes
-        self._ff_pairs = np.stack([a[both] - k, b[both] - k], axis=1)
-        # K_pq = B_p A_q G (current into p per volt on q), K_qp = B_q A_p G
-        self._ff_scale = (bwd_a[both] * fwd_b[both], bwd_b[both] * fwd_a[both])
+        self._ff_pairs = np.stack([a_[both] - k, b_[both] - k], axis=1)
+        # K_pq = B_p A_q G (current into p per volt on q), K_qp = B_q A_p G; the learning phases
+        # of asymmetric EP (sign -1) have their own gains with the same products A B
+        self._ff_scale = {}
+        for sign in (1.0, -1.0):
+            (_, fa, ba), (_, fb, bb) = amp(a, sign), amp(b, sign)
+            self._ff_scale[sign] = (ba[both] * fb[both], bb[both] * fa[both])
+        a, b = a_, b_
         one = a_free ^ b_free  # edges from a known node to a free node
         self._fk = np.flatnonzero(one)
         free_end = np.where(a_free, a, b)[one] - k
@@ -191,18 +196,22 @@ class NativeEngine(Engine):
         first = self._n_known + self._n_free
         if amplifiers is None:
             self._amp = None
-            return lambda ends: (ends, np.ones(len(ends)), np.ones(len(ends)))
+            self._amp_gain = {}
+            return lambda ends, sign: (ends, np.ones(len(ends)), np.ones(len(ends)))
         if circuit.nonreciprocal is not None:
             raise EngineError("non-reciprocal couplings with amplifiers are not modelled; drop one of the two")
         self._amp = (amplifiers.source - self._n_known, amplifiers.forward_gain, amplifiers.rails_v)
+        learning = amplifiers.learning_gains() if not amplifiers.conservative and amplifiers.rails_v is None else None
+        self._amp_gain = {1.0: (amplifiers.forward_gain, amplifiers.backward_gain), -1.0: learning}
 
-        def ends(index):
+        def ends(index, sign):
+            forward, backward = self._amp_gain[sign] or self._amp_gain[1.0]
             on_amp = index >= first
             j = np.where(on_amp, index - first, 0)
             return (
                 np.where(on_amp, amplifiers.source[j], index),
-                np.where(on_amp, amplifiers.forward_gain[j], 1.0),
-                np.where(on_amp, amplifiers.backward_gain[j], 1.0),
+                np.where(on_amp, forward[j], 1.0),
+                np.where(on_amp, backward[j], 1.0),
             )
 
         return ends
@@ -221,9 +230,11 @@ class NativeEngine(Engine):
         k_fk = g_s[self._fk] * self._fk_scale + self._fk_sign * a_e[self._fk]
         self._g_fk = np.bincount(self._fk_flat, weights=k_fk, minlength=n_free * k).reshape(n_free, k)
         g_ff, a_ff = g_s[self._ff], a_e[self._ff]
-        s_pq, s_qp = self._ff_scale
-        signs = (1.0, -1.0) if np.any(a_ff) else (1.0,)
-        self._couplings = {sign: self._coupling_blocks(s_pq * g_ff + sign * a_ff, s_qp * g_ff - sign * a_ff) for sign in signs}
+        signs = (1.0, -1.0) if np.any(a_ff) or self._amp_gain.get(-1.0) is not None else (1.0,)
+        self._couplings = {
+            sign: self._coupling_blocks(self._ff_scale[sign][0] * g_ff + sign * a_ff, self._ff_scale[sign][1] * g_ff - sign * a_ff)
+            for sign in signs
+        }
         if self._amp is not None and self._amp[2] is not None:
             self._rail_coupling = self._saturation_coupling(g_s)
         if self._wires is not None:
@@ -253,9 +264,11 @@ class NativeEngine(Engine):
         values = np.concatenate([-g, c.amplifiers.backward_gain[j] * g])
         return sp.csr_matrix((values, (rows, np.concatenate([j, j]))), shape=(self._n_free, len(c.amplifiers.nodes)))
 
-    def amplifier_voltages(self, v_free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def amplifier_voltages(self, v_free: np.ndarray, antisymmetric_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Output voltage of every amplifier ``[batch, amplifier]`` and its slope ``dv_a/dv_h``."""
         source, gain, rails = self._amp
+        if antisymmetric_sign == -1 and self._amp_gain[-1.0] is not None:
+            gain = self._amp_gain[-1.0][0]
         return amplified_voltage(v_free[:, source], gain, rails)
 
     def _use_wires(self, g_s: np.ndarray) -> None:
@@ -297,6 +310,8 @@ class NativeEngine(Engine):
         if self._wires is not None and c.nonreciprocal is not None and phase.antisymmetric_sign != 1:
             raise EngineError("reversed antisymmetric couplings (asymmetric EP) with resistive wires are not modelled; set the wire and driver resistances to 0")
         self._use_coupling(phase.antisymmetric_sign)
+        if self._amp is not None and phase.antisymmetric_sign == -1 and self._amp_gain[-1.0] is None:
+            amplifier_gains(c, -1.0)  # refuses what the learning phases cannot model (saturating amplifiers)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
         drive = self._known_drive(known)
@@ -313,7 +328,7 @@ class NativeEngine(Engine):
             v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
         if self._amp is None:
             return np.hstack([known, v_free])
-        return np.hstack([known, v_free, self.amplifier_voltages(v_free)[0]])
+        return np.hstack([known, v_free, self.amplifier_voltages(v_free, phase.antisymmetric_sign)[0]])
 
     @property
     def _rails(self) -> bool:

@@ -374,6 +374,7 @@ def cmd_report(args) -> int:
 GRADCHECKS = {
     "nonreciprocal": "eqspice.learning.gradcheck.nonreciprocal",
     "noise": "eqspice.learning.gradcheck.noise",
+    "amplifiers": "eqspice.learning.gradcheck.amplifiers",
 }
 
 

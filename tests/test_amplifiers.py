@@ -330,3 +330,23 @@ def test_gradcheck_amplifiers_meets_its_goal(tmp_path, capsys):
     assert rows[("backward factor", 2.0, "centred EP")]["max_relative_error"] > 1e-1
     assert max(r["max_relative_error"] for k, r in rows.items() if k[2] == "corrected") < 1e-2
     assert "goal (corrected max relative error <= 0.01 in every row): met" in capsys.readouterr().out
+
+
+def test_training_a_deep_amplified_crossbar_gives_the_same_conductances_with_either_engine(tmp_path):
+    from eqspice.learning.run.loop import train
+
+    overrides = {
+        "network.layers": [64, 8, 8, 10],
+        "data.limit_train": 200,
+        "data.limit_test": 50,
+        "training.epochs": 4,
+        "training.batch_size": 4,  # 200 Adam steps
+    }
+    runs = {}
+    for backend in ("native", "ngspice"):
+        config = load_config("examples/digits_deep.toml", {**overrides, "engine.backend": backend})
+        runs[backend] = train(config, tmp_path / backend, progress=False)
+    native, spice = runs["native"], runs["ngspice"]
+    assert np.max(np.abs(native.g_s - spice.g_s) / native.g_s) < 1e-6
+    assert native.metrics[-1]["test_accuracy"] == spice.metrics[-1]["test_accuracy"]
+    assert native.metrics[-1]["train_loss"] < 0.5 * native.metrics[0]["train_loss"]

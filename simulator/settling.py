@@ -124,6 +124,8 @@ def phase_jacobian(
     into q, the free-free ones times ``nudge.antisymmetric_sign``) and every diode's
     small-signal conductance ``dI_d/dV_d`` (GMIN and instance area included).
     """
+    if circuit.amplifiers is not None:
+        raise ValueError("settling and the KCL Jacobian with amplifiers are not modelled; drop network.amplifier_gain")
     g_s = np.asarray(g_s, dtype=float)
     v = np.atleast_2d(np.asarray(v, dtype=float))
     n = len(circuit.node_names)

@@ -350,3 +350,16 @@ def test_training_a_deep_amplified_crossbar_gives_the_same_conductances_with_eit
     assert np.max(np.abs(native.g_s - spice.g_s) / native.g_s) < 1e-6
     assert native.metrics[-1]["test_accuracy"] == spice.metrics[-1]["test_accuracy"]
     assert native.metrics[-1]["train_loss"] < 0.5 * native.metrics[0]["train_loss"]
+
+
+def test_power_and_settling_of_amplified_circuits_are_refused_in_one_line():
+    from eqspice.simulator.power import phase_power, static_power_w
+    from eqspice.simulator.settling import phase_jacobian
+
+    circuit = crossbar(layers=(2, 3, 2), amplifier_gain=4.0)
+    g = np.full(circuit.n_edges, 1e-5)
+    v = np.zeros((1, len(circuit.node_names)))
+    for compute, words in ((phase_power, "power of the amplifiers"), (static_power_w, "power of the amplifiers"),
+                           (phase_jacobian, "settling and the KCL Jacobian with amplifiers")):  # fmt: skip
+        with pytest.raises(ValueError, match=words):
+            compute(circuit, g, v)

@@ -114,6 +114,8 @@ def with_mismatch(
         notes.append(f"mismatch: amplifier forward gains x {scale.min():.4g} .. {scale.max():.4g} of nominal")
     if diode_area is not None:
         diode_area = np.asarray(diode_area, dtype=float)
+        if not len(circuit.diodes):
+            raise ValueError("diode_area given for a circuit without diodes; leave it out")
         if diode_area.shape != (len(circuit.diodes),) or np.any(diode_area <= 0):
             raise ValueError(f"diode_area needs {len(circuit.diodes)} positive values")
         changes["diode_area"] = diode_area

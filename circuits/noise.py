@@ -41,11 +41,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from eqspice.circuits.constants import BOLTZMANN_J_PER_K
 from eqspice.circuits.network import Circuit
 from eqspice.circuits.schema import FieldError, SpecError, spec, tagged
-
-#: Boltzmann's constant, J/K (ngspice's value).
-BOLTZMANN_J_PER_K = 1.38064852e-23
 
 #: Values of ``model`` (``noise.model`` in a run config), in the order the messages list them.
 NOISE_MODELS = ("none", "johnson", "gibbs")

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from eqspice.circuits.constants import (  # noqa: F401  (re-exported: the diode law's constants)
+    BOLTZMANN_J_PER_K,
+    CELSIUS_TO_KELVIN,
+    ELECTRON_CHARGE_C,
+    NOMINAL_TEMPERATURE_C,
+    thermal_voltage,
+)
 from eqspice.circuits.network import DiodeModel
-
-#: ngspice's physical constants (src/include/ngspice/const.h).
-BOLTZMANN_J_PER_K = 1.38064852e-23
-ELECTRON_CHARGE_C = 1.6021766208e-19
-CELSIUS_TO_KELVIN = 273.15
-NOMINAL_TEMPERATURE_C = 27.0
-
-
-def thermal_voltage(temperature_c: float = NOMINAL_TEMPERATURE_C) -> float:
-    """``Vt = k T / q`` in volts (25.86 mV at 27 degC)."""
-    return BOLTZMANN_J_PER_K * (temperature_c + CELSIUS_TO_KELVIN) / ELECTRON_CHARGE_C
 
 
 def diode_current(

@@ -166,6 +166,16 @@ def test_bad_mismatch_keys_are_one_line(key, value, words):
         assert word in str(info.value)
 
 
+def test_diode_mismatch_without_diodes_is_refused_in_one_line():
+    """A linear network has no diodes to spread: the config says so instead of crashing in the draw."""
+    with pytest.raises(ConfigError) as info:
+        load_config("examples/xor.toml", {"network.nonlinearity": "none", "mismatch.diode_is": 0.3})
+    assert "\n" not in str(info.value) and "mismatch.diode_is" in str(info.value)
+    linear = crossbar(layers=[2, 3, 1], nonlinearity="none")
+    with pytest.raises(ValueError, match="without diodes"):
+        with_mismatch(linear, diode_area=np.ones(0))
+
+
 def test_circuit_mismatch_and_non_reciprocal_couplings_together(ngspice, tmp_path):
     """A run's circuit carries every kind of mismatch at once, and both engines still agree,
     in the free phase and in the reversed learning phases of asymmetric EP."""

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from eqspice.circuits.constants import BOLTZMANN_J_PER_K, ELECTRON_CHARGE_C, thermal_voltage
+from eqspice.circuits.constants import NOMINAL_TEMPERATURE_C as TEMPERATURE_C
 from eqspice.circuits.export.design import Block, Design, ExportError, sample_copy
-from eqspice.circuits.noise import BOLTZMANN_J_PER_K
-
-#: ngspice's elementary charge (CODATA 2014), coulombs; with k it fixes Vt = kT/q.
-ELECTRON_CHARGE_C = 1.6021766208e-19
-
-#: The temperature the physics assumes (ngspice's nominal), degrees Celsius.
-TEMPERATURE_C = 27.0
 
 
 def fmt(x: float) -> str:
@@ -104,7 +99,7 @@ class SpiceWriter:
     # -- the two files ------------------------------------------------------------------------
     def header(self, design: Design, notes=()) -> list[str]:
         c = self.comment
-        vt = BOLTZMANN_J_PER_K * (TEMPERATURE_C + 273.15) / ELECTRON_CHARGE_C
+        vt = thermal_voltage(TEMPERATURE_C)
         lines = [f"{c} {design.title}: subcircuit {design.name}, dialect {self.dialect}"]
         lines += [f"{c} {line}" for line in (*design.comments, *notes)]
         lines += [

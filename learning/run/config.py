@@ -578,6 +578,9 @@ class RunConfig(_Section):
         if amplified and self.energy.settling_samples and self.network.node_capacitance_f:
             raise ValueError("settling energy with amplifiers is not modelled; set energy.settling_samples = 0 "
                              "(programming energy is still counted) or drop network.amplifier_gain")
+        if m.diode_is and self.network.nonlinearity == "none":
+            raise ValueError("mismatch.diode_is spreads the diodes, but network.nonlinearity = 'none' has none; "
+                             "set mismatch.diode_is = 0 or choose a diode nonlinearity")
         wired = self.network.wire_resistance_ohm > 0 or self.network.driver_resistance_ohm > 0
         if wired and model != "none":
             raise ValueError("noise with resistive wires is not modelled by the samplers; set noise.model = 'none' "

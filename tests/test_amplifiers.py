@@ -261,6 +261,8 @@ def test_a_run_refuses_what_amplifiers_do_not_model_in_one_line(tmp_path):
         ("amplifier_gain = 2.0\n", "settling energy with amplifiers is not modelled; set energy.settling_samples = 0"),
         ("[mismatch]\namplifier_gain = 0.1\n", "mismatch.amplifier_gain needs amplifiers"),
         ('amplifier_gain = 2.0\n[energy]\nsettling_samples = 0\n[noise]\nmodel = "johnson"\n', "noise with amplifiers"),
+        ('amplifier_gain = 2.0\namplifier_rails_v = [-1.0, 1.0]\n[energy]\nsettling_samples = 0\n[mismatch]\n'
+         'amplifier_gain = 0.1\n[training]\nestimator = "corrected"\n', "corrected' with mismatched saturating"),
     ]
     for extra, message in cases:
         path.write_text(base + extra)
@@ -363,3 +365,25 @@ def test_power_and_settling_of_amplified_circuits_are_refused_in_one_line():
                            (phase_jacobian, "settling and the KCL Jacobian with amplifiers")):  # fmt: skip
         with pytest.raises(ValueError, match=words):
             compute(circuit, g, v)
+
+
+def test_amplifier_gain_mismatch_is_drawn_from_the_run_seed_and_recorded(tmp_path):
+    import json
+
+    from eqspice.learning.run.build import build_circuit, record
+
+    path = tmp_path / "run.toml"
+    text = '[data]\nname = "xor"\n[network]\nlayers = [2, 3, 3, 2]\namplifier_gain = 4.0\n[energy]\nsettling_samples = 0\n'
+    path.write_text(text + "[mismatch]\namplifier_gain = 0.1\n")
+    config = load_config(path)
+    first, again = build_circuit(config), build_circuit(config)
+    gains = first.amplifiers.forward_gain
+    np.testing.assert_array_equal(gains, again.amplifiers.forward_gain)
+    assert np.all(gains != 4.0) and np.all(np.abs(gains / 4.0 - 1) < 0.5)
+    np.testing.assert_array_equal(first.amplifiers.backward_gain, 0.25)
+    assert not first.conservative
+    record(tmp_path, config, first)
+    recorded = json.loads((tmp_path / "mismatch.json").read_text())["amplifier_forward_gain"]
+    assert list(recorded.values()) == gains.tolist()
+    path.write_text(text)
+    assert build_circuit(load_config(path)).conservative

@@ -575,6 +575,9 @@ class RunConfig(_Section):
             raise ValueError("noise with amplifiers is not modelled by the samplers; set noise.model = 'none' or drop network.amplifier_gain")
         if amplified and (m.nonreciprocal or m.nonreciprocal_file):
             raise ValueError("mismatch.nonreciprocal with amplifiers is not modelled; set it to 0 or drop network.amplifier_gain")
+        if amplified and m.amplifier_gain and estimator == "corrected" and self.network.amplifier_rails_v is not None:
+            raise ValueError("training.estimator = 'corrected' with mismatched saturating amplifiers is not modelled; "
+                             "drop network.amplifier_rails_v or mismatch.amplifier_gain")
         if amplified and self.energy.settling_samples and self.network.node_capacitance_f:
             raise ValueError("settling energy with amplifiers is not modelled; set energy.settling_samples = 0 "
                              "(programming energy is still counted) or drop network.amplifier_gain")

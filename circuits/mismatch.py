@@ -15,6 +15,8 @@ writer and both engines read the same mismatched hardware.
 * **Input drivers.** Input line ``i`` has gain ``scale[i]`` times nominal:
   the row ``i`` of ``input_gain`` is scaled, so the source volts of every
   sample (and of an exported netlist) carry it.
+* **Amplifiers.** Amplifier ``j`` has forward gain ``scale[j]`` times nominal
+  (its backward gain stays nominal).
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ def split_diode_bias(circuit: Circuit) -> Circuit:
             else:
                 ends.append("0" if end < 0 else names[end])
         diode_ends.append((ends[0], ends[1]))
-    new_names = circuit.input_nodes + tuple(new_fixed) + circuit.free_nodes
+    amplified = circuit.amplifiers.nodes if circuit.amplifiers is not None else ()
+    new_names = circuit.input_nodes + tuple(new_fixed) + circuit.free_nodes + amplified
     index = {name: i for i, name in enumerate(new_names)}
     index["0"] = -1
     remap = np.array([index.get(n, -9) for n in names])  # removed sources carry no edge
@@ -73,6 +76,9 @@ def split_diode_bias(circuit: Circuit) -> Circuit:
             for g in circuit.groups
         ),
         diodes=np.array([(index[a], index[c]) for a, c in diode_ends], dtype=int).reshape(-1, 2),
+        amplifiers=None
+        if circuit.amplifiers is None
+        else dataclasses.replace(circuit.amplifiers, source=remap[circuit.amplifiers.source]),
     )
 
 
@@ -82,17 +88,30 @@ def with_mismatch(
     diode_area: np.ndarray | None = None,
     fixed_volts: np.ndarray | None = None,
     input_gain_scale: np.ndarray | None = None,
+    amplifier_gain_scale: np.ndarray | None = None,
 ) -> Circuit:
-    """``circuit`` with per-diode area factors, per-source volts and per-line input gains.
+    """``circuit`` with per-diode area factors, per-source volts, per-line input gains and
+    per-amplifier forward gains.
 
     Parameters
     ----------
     diode_area : (n_diodes,) SPICE area factor of each diode (IS scales with it), > 0.
     fixed_volts : (n_fixed,) volts of every fixed source.
     input_gain_scale : (n_inputs,) gain of each input line's driver relative to nominal.
+    amplifier_gain_scale : (n_amplifiers,) forward gain of each amplifier relative to nominal, > 0;
+        the backward gains stay nominal, so the ratios B/A differ from node to node and the
+        circuit is non-conservative (docs/physics.md, "Amplifiers").
     """
     changes: dict = {}
     notes = []
+    if amplifier_gain_scale is not None:
+        amplifiers = circuit.amplifiers
+        scale = np.asarray(amplifier_gain_scale, dtype=float)
+        if amplifiers is None or scale.shape != (len(amplifiers.nodes),) or np.any(scale <= 0):
+            n = 0 if amplifiers is None else len(amplifiers.nodes)
+            raise ValueError(f"amplifier_gain_scale needs {n} positive values (one per amplifier)")
+        changes["amplifiers"] = dataclasses.replace(amplifiers, forward_gain=amplifiers.forward_gain * scale)
+        notes.append(f"mismatch: amplifier forward gains x {scale.min():.4g} .. {scale.max():.4g} of nominal")
     if diode_area is not None:
         diode_area = np.asarray(diode_area, dtype=float)
         if not len(circuit.diodes):

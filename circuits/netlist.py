@@ -14,6 +14,11 @@ changed by hand or by ``alter``:
 * ``Gf<k>_<row>_<col>`` and ``Gb<k>_<row>_<col>``: the antisymmetric part of a
   non-reciprocal coupling (:func:`eqspice.circuits.network.with_nonreciprocal`), two
   grounded VCCS: ``+a V(q)`` into p and ``-a V(p)`` into q;
+* ``Eamp_<h>``, ``Vamp_<h>``, ``Famp_<h>``: the bidirectional amplifier after hidden
+  node h (:mod:`eqspice.circuits.amplifiers`): a VCVS of gain A (or, with rails, a
+  behavioural source ``Bamp_<h>``) drives ``amp_src_<h>``, the 0 V source ``Vamp_<h>``
+  in series carries the current ``i_a`` into the next crossbar's node ``amp<k>_<j>``,
+  and a CCCS draws ``B i_a`` out of h;
 * ``Iinj_<node>``: a constant current into a free node from the controller: a
   current nudge at every output (e.g. of the cross-entropy) and, in
   non-reciprocal circuits, the correction current of the asymmetric learning
@@ -28,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eqspice.circuits.amplifiers import rail_constants
 from eqspice.circuits.network import GROUND, Circuit, antisymmetric_coupling
 from eqspice.circuits.wires import wire_network
 
@@ -99,6 +105,61 @@ def wire_lines(circuit: Circuit) -> list[str]:
             f"{n} {names[a]} {names[b]} {_fmt(1.0 / g)}"
             for n, (a, b), g in zip(wired.resistor_names[span], wired.resistor_ends[span].tolist(), wired.resistor_s[span].tolist())
         ]
+    return lines
+
+
+def rail_expression(hidden: str, gain: float, rails_v: tuple[float, float]) -> str:
+    """The saturating amplifier's output as a behavioural-source expression of ``V(hidden)``."""
+    mid, half, k, t0 = rail_constants(gain, rails_v)
+    return f"{_fmt(mid)} + {_fmt(half)} * tanh({_fmt(k)} * V({hidden}) - {_fmt(t0)})"
+
+
+def amplifier_gains(circuit: Circuit, antisymmetric_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Forward and backward gain of every amplifier; for sign -1 of a non-conservative circuit the
+    learning gains of asymmetric EP (:meth:`eqspice.circuits.amplifiers.Amplifiers.learning_gains`)."""
+    amplifiers = circuit.amplifiers
+    if antisymmetric_sign == -1 and not amplifiers.conservative:
+        if amplifiers.rails_v is not None:
+            raise ValueError("the learning phases of asymmetric EP with saturating amplifiers are not modelled; "
+                             "drop network.amplifier_rails_v or the amplifier mismatch")
+        return amplifiers.learning_gains()
+    return amplifiers.forward_gain, amplifiers.backward_gain
+
+
+def amplifier_gain_values(circuit: Circuit, antisymmetric_sign: float) -> dict:
+    """``alter`` values ``{element: ("gain", value)}`` of the linear amplifiers' E and F sources."""
+    amplifiers = circuit.amplifiers
+    if amplifiers is None or amplifiers.conservative:
+        return {}
+    forward, backward = amplifier_gains(circuit, antisymmetric_sign)
+    if amplifiers.rails_v is not None:
+        return {}
+    names = [circuit.node_names[h] for h in amplifiers.source.tolist()]
+    values = {f"Eamp_{n}": ("gain", float(a)) for n, a in zip(names, forward.tolist())}
+    return values | {f"Famp_{n}": ("gain", float(b)) for n, b in zip(names, backward.tolist())}
+
+
+def amplifier_lines(circuit: Circuit, antisymmetric_sign: float = 1.0) -> list[str]:
+    """The forward, sensing and backward sources of every amplifier (none without amplifiers)."""
+    amplifiers = circuit.amplifiers
+    if amplifiers is None:
+        return []
+    names = circuit.node_names
+    forward, backward = amplifier_gains(circuit, antisymmetric_sign)
+    lines = ["* bidirectional amplifiers: forward v(amp) = A v(h); backward B i(Vamp) drawn out of h"]
+    if amplifiers.rails_v is not None:
+        lo, hi = (_fmt(r) for r in amplifiers.rails_v)
+        lines.append(f"* rails [{lo}, {hi}] V: v(amp) = mid + half tanh(k v(h) - t0), slope A at 0 V (docs/physics.md)")
+    if forward is not amplifiers.forward_gain:
+        lines.append("* learning phase of asymmetric EP: forward and backward gains A' = B / r, B' = A r")
+    for out, h, a, b in zip(amplifiers.nodes, amplifiers.source.tolist(), forward.tolist(), backward.tolist()):
+        hidden, src = names[h], f"amp_src_{names[h]}"
+        if amplifiers.rails_v is None:
+            lines.append(f"Eamp_{hidden} {src} 0 {hidden} 0 {_fmt(a)}")
+        else:
+            lines.append(f"Bamp_{hidden} {src} 0 V = {rail_expression(hidden, a, amplifiers.rails_v)}")
+        lines.append(f"Vamp_{hidden} {src} {out} dc 0")
+        lines.append(f"Famp_{hidden} {hidden} 0 Vamp_{hidden} {_fmt(b)}")
     return lines
 
 
@@ -207,6 +268,7 @@ def render_netlist(
                 range(group.start, group.stop), a.tolist(), b.tolist(), resistance[group.slice].tolist()
             )
         ]
+    lines += amplifier_lines(circuit, antisymmetric_sign)
     if len(circuit.diodes):
         lines.append("* hidden nonlinearity: diodes (anode cathode model)")
         lines += [

@@ -14,6 +14,7 @@ input nodes first, then fixed (bias) nodes, then free nodes.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -21,8 +22,9 @@ from typing import Annotated, Literal
 
 import networkx as nx
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from eqspice.circuits.amplifiers import Amplifiers, amplifier_node
 from eqspice.circuits.schema import FieldError, show, spec
 from eqspice.circuits.wires import Wires, with_wires
 
@@ -111,6 +113,9 @@ class Circuit:
         ``diode_model.is_a * area``), or None for 1 (see :mod:`eqspice.circuits.mismatch`).
     wires : resistive row and column lines (:mod:`eqspice.circuits.wires`), or None
         for ideal wires (every device directly between the nodes of ``edges``).
+    amplifiers : bidirectional amplifiers after the hidden nodes
+        (:mod:`eqspice.circuits.amplifiers`), whose output nodes follow the free
+        nodes in ``node_names``; None for a passive network.
     """
 
     title: str
@@ -131,10 +136,12 @@ class Circuit:
     nonreciprocal: np.ndarray | None = None
     diode_area: np.ndarray | None = None
     wires: Wires | None = None
+    amplifiers: Amplifiers | None = None
 
     @cached_property
     def node_names(self) -> tuple[str, ...]:
-        return self.input_nodes + self.fixed_nodes + self.free_nodes
+        amplified = self.amplifiers.nodes if self.amplifiers is not None else ()
+        return self.input_nodes + self.fixed_nodes + self.free_nodes + amplified
 
     @property
     def n_edges(self) -> int:
@@ -152,10 +159,15 @@ class Circuit:
         return np.array([index[name] for name in self.output_nodes], dtype=int)
 
     @property
+    def conservative(self) -> bool:
+        """The circuit has a co-content: reciprocal couplings and amplifiers whose ``B / A`` is their layer's."""
+        return self.nonreciprocal is None and (self.amplifiers is None or self.amplifiers.conservative)
+
+    @property
     def injection_nodes(self) -> tuple[str, ...]:
-        """Free nodes with a controller current source: every free node of a non-reciprocal
+        """Free nodes with a controller current source: every free node of a non-conservative
         circuit (the corrections of asymmetric EP), else the outputs (current nudges)."""
-        return self.free_nodes if self.nonreciprocal is not None else self.output_nodes
+        return self.output_nodes if self.conservative else self.free_nodes
 
     @cached_property
     def injection_columns(self) -> np.ndarray:
@@ -221,6 +233,18 @@ class CrossbarSpec:
     tile_rows : int or None
         Longest column line in rows: longer crossbars are tiles whose column lines
         each end on the column's node; None for one tile.
+    amplifier_gain : float, tuple of float or None
+        Forward voltage gain ``A`` of a bidirectional amplifier after every hidden
+        node (:mod:`eqspice.circuits.amplifiers`), one number for all hidden layers
+        or one per hidden layer; positive.  None (default): no amplifiers.
+    amplifier_backward_gain : float, tuple of float or None
+        Backward current gain ``B``, one number or one per hidden layer; positive.
+        None (default): ``1 / A``, the choice that keeps the upper crossbar's load on
+        the hidden node as without an amplifier (docs/physics.md, "Amplifiers").
+    amplifier_rails_v : (float, float) or None
+        Output rails (low, high) of the forward amplifiers, volts, low < 0 < high:
+        a smooth saturation (:func:`eqspice.circuits.amplifiers.amplified_voltage`);
+        None (default): linear.
 
     Raises
     ------
@@ -242,6 +266,9 @@ class CrossbarSpec:
     wire_resistance_ohm: Annotated[float, Field(ge=0)] = 0.0
     driver_resistance_ohm: Annotated[float, Field(ge=0)] = 0.0
     tile_rows: Annotated[int, Field(ge=1)] | None = None
+    amplifier_gain: float | tuple[float, ...] | None = None
+    amplifier_backward_gain: float | tuple[float, ...] | None = None
+    amplifier_rails_v: tuple[float, float] | None = None
 
     @field_validator("layers")
     @classmethod
@@ -253,6 +280,52 @@ class CrossbarSpec:
                 what = "inputs" if k == 0 else "outputs" if k == len(layers) - 1 else "hidden nodes"
                 raise FieldError((k,), f"{n} {what}; need at least 1")
         return layers
+
+    @field_validator("amplifier_gain", "amplifier_backward_gain", mode="before")
+    @classmethod
+    def _gains(cls, value):
+        if value is None:
+            return None
+        many = isinstance(value, (list, tuple))
+        for k, gain in enumerate(value if many else [value]):
+            where = (k,) if many else ()
+            if isinstance(gain, bool) or not isinstance(gain, (int, float)):
+                raise FieldError(where, f"{show(gain)} is not a number; give a positive gain (V/V or A/A)")
+            if not math.isfinite(gain) or gain <= 0:
+                raise FieldError(where, f"gain {gain!r}; give a positive finite gain (V/V or A/A)")
+        return tuple(float(g) for g in value) if many else float(value)
+
+    @field_validator("amplifier_rails_v")
+    @classmethod
+    def _rails(cls, rails: tuple[float, float] | None) -> tuple[float, float] | None:
+        if rails is not None and not rails[0] < 0 < rails[1]:
+            raise FieldError((), f"{show(rails)} does not contain 0 V; give [low, high] volts with low < 0 < high")
+        return rails
+
+    @model_validator(mode="after")
+    def _amplifiers(self):
+        n_hidden = len(self.layers) - 2
+        for name in ("amplifier_gain", "amplifier_backward_gain"):
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) != n_hidden:
+                raise FieldError(name, f"{len(value)} gains for {n_hidden} hidden layers; give one number or one per hidden layer")
+        if self.amplifier_gain is None and (self.amplifier_backward_gain is not None or self.amplifier_rails_v is not None):
+            raise FieldError("amplifier_gain", "not set; the backward gain and rails need amplifiers (set amplifier_gain)")
+        if self.amplifier_gain is not None and n_hidden == 0:
+            raise FieldError("amplifier_gain", "amplifiers sit between layers; the network has no hidden layer")
+        if self.amplifier_gain is not None and (self.wire_resistance_ohm or self.driver_resistance_ohm):
+            raise FieldError("amplifier_gain", "amplifiers with resistive wires are not modelled; set wire_resistance_ohm and driver_resistance_ohm to 0")
+        return self
+
+    def amplifier_gains(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Forward and backward gain of each hidden layer's amplifiers, or None without amplifiers."""
+        if self.amplifier_gain is None:
+            return None
+        n_hidden = len(self.layers) - 2
+        per_layer = lambda g: np.broadcast_to(np.asarray(g, dtype=float), (n_hidden,)).copy()  # noqa: E731
+        forward = per_layer(self.amplifier_gain)
+        backward = 1.0 / forward if self.amplifier_backward_gain is None else per_layer(self.amplifier_backward_gain)
+        return forward, backward
 
 
 def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
@@ -328,7 +401,9 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
         target_gain = np.eye(n_classes)
 
     free_nodes = tuple(n for layer in hidden_layers for n in layer) + output_nodes
-    node_names = input_nodes + tuple(fixed_nodes) + free_nodes
+    gains = spec.amplifier_gains()
+    amplified = tuple(amplifier_node(n) for layer in hidden_layers for n in layer) if gains is not None else ()
+    node_names = input_nodes + tuple(fixed_nodes) + free_nodes + amplified
     index = {name: i for i, name in enumerate(node_names)}
 
     edge_rows: list[np.ndarray] = []
@@ -336,7 +411,8 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
     previous = list(input_nodes)
     start = 0
     for k, layer in enumerate([*hidden_layers, output_nodes], start=1):
-        rows = np.array([index[n] for n in previous + bias_nodes])
+        drivers = previous if gains is None or k == 1 else [amplifier_node(n) for n in previous]
+        rows = np.array([index[n] for n in drivers + bias_nodes])
         cols = np.array([index[n] for n in layer])
         a, b = np.meshgrid(rows, cols, indexing="ij")
         edge_rows.append(np.stack([a.ravel(), b.ravel()], axis=1))
@@ -362,6 +438,27 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
         f"hidden nonlinearity: {spec.nonlinearity}",
         "outputs: " + ("differential (score = V(out_j) - V(outb_j))" if spec.differential_outputs else "single-ended"),
     )
+    amplifiers = None
+    if gains is not None:
+        forward, backward = gains
+        sizes_h = [len(layer) for layer in hidden_layers]
+        # w_k / w_L = prod over the amplifier layers at or above hidden layer k of A / B
+        ratio = forward / backward
+        weights = tuple(float(np.prod(ratio[k:])) for k in range(len(hidden_layers))) + (1.0,)
+        amplifiers = Amplifiers(
+            nodes=amplified,
+            source=np.array([index[n] for layer in hidden_layers for n in layer], dtype=int),
+            forward_gain=np.repeat(forward, sizes_h),
+            backward_gain=np.repeat(backward, sizes_h),
+            rails_v=spec.amplifier_rails_v,
+            layer_weights=weights,
+            nominal_ratio=np.repeat(backward / forward, sizes_h),
+        )
+        comments += (
+            "amplifiers after every hidden node: forward gain "
+            + ", ".join(f"{a:g}" for a in forward) + ", backward current gain " + ", ".join(f"{b:g}" for b in backward)
+            + ("" if spec.amplifier_rails_v is None else f", rails {list(spec.amplifier_rails_v)} V"),
+        )
     circuit = Circuit(
         title=f"eqspice crossbar {sizes}",
         input_nodes=input_nodes,
@@ -378,6 +475,7 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
         readout=readout,
         target_gain=target_gain,
         comments=comments,
+        amplifiers=amplifiers,
     )
     return with_wires(circuit, Wires(spec.wire_resistance_ohm, spec.driver_resistance_ohm, spec.tile_rows))
 

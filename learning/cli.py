@@ -332,7 +332,9 @@ def cmd_eval(args) -> int:
         f"{source.origin}: {session.engine.name} engine, {n} test samples of {session.data.name}: "
         f"accuracy {accuracy:.4f} ({round(accuracy * n)}/{n}), loss {loss:.6g} ({session.loss_label})"
     )
-    if cost is not None:
+    if session.circuit.amplifiers is not None:
+        print("per inference: energy and latency are not modelled with amplifiers (network.amplifier_gain)")
+    elif cost is not None:
         energy_j, latency_sec, samples = cost
         print(
             f"per inference: energy {energy_j:.4g} J, latency {latency_sec:.4g} s (free phase from the previous "
@@ -452,6 +454,7 @@ GRADCHECKS = {
     "nonreciprocal": "eqspice.learning.gradcheck.nonreciprocal",
     "noise": "eqspice.learning.gradcheck.noise",
     "exact": "eqspice.learning.gradcheck.exact",
+    "amplifiers": "eqspice.learning.gradcheck.amplifiers",
 }
 
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from eqspice.circuits.netlist import TIGHT_OPTIONS
+from eqspice.circuits.amplifiers import amplified_voltage
+from eqspice.circuits.netlist import TIGHT_OPTIONS, amplifier_gains
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.simulator.diode import diode_current, thermal_voltage
 from eqspice.simulator.engine import (
@@ -130,18 +131,31 @@ class NativeEngine(Engine):
         self._out = circuit.output_index - k
 
         a, b = circuit.edges.T
-        a_free, b_free = a >= k, b >= k
+        # an edge end on an amplifier output is an end on its hidden node whose voltage is
+        # scaled by the forward gain A and whose current is returned scaled by B
+        amp = self._amplifier_ends(circuit)
+        (a_, fwd_a, bwd_a), (b_, fwd_b, bwd_b) = amp(a, 1.0), amp(b, 1.0)
+        a_free, b_free = a_ >= k, b_ >= k
         both = a_free & b_free
         self._ff = np.flatnonzero(both)  # edges between two free nodes
-        self._ff_pairs = np.stack([a[both] - k, b[both] - k], axis=1)
+        self._ff_pairs = np.stack([a_[both] - k, b_[both] - k], axis=1)
+        # K_pq = B_p A_q G (current into p per volt on q), K_qp = B_q A_p G; the learning phases
+        # of asymmetric EP (sign -1) have their own gains with the same products A B
+        self._ff_scale = {}
+        for sign in (1.0, -1.0):
+            (_, fa, ba), (_, fb, bb) = amp(a, sign), amp(b, sign)
+            self._ff_scale[sign] = (ba[both] * fb[both], bb[both] * fa[both])
+        a, b = a_, b_
         one = a_free ^ b_free  # edges from a known node to a free node
         self._fk = np.flatnonzero(one)
         free_end = np.where(a_free, a, b)[one] - k
         self._fk_sign = np.where(a_free, 1.0, -1.0)[one]  # K_fk = G + sign * a (free end first: +)
+        self._fk_scale = np.where(a_free, bwd_a, bwd_b)[one]
         known_end = np.where(a_free, b, a)[one]
         self._fk_flat = free_end * k + known_end
         self._deg_index = np.concatenate([a[a_free] - k, b[b_free] - k])
         self._deg_edges = np.concatenate([np.flatnonzero(a_free), np.flatnonzero(b_free)])
+        self._deg_scale = np.concatenate([(fwd_a * bwd_a)[a_free], (fwd_b * bwd_b)[b_free]])
 
         # diodes: endpoints as indices into [known..., free..., ground]
         d = circuit.diodes.copy()
@@ -160,7 +174,47 @@ class NativeEngine(Engine):
         if self._wires is not None:
             in_a[:] = False  # lines couple every free node of a crossbar to every other
         self._a, self._b = np.flatnonzero(in_a), np.flatnonzero(~in_a)
+        # Behind an amplifier a node moves A times its hidden node's step: limiting every node to
+        # max_step_v would hold the junctions to 1/A of it.  With amplifiers the limit applies to
+        # the nonlinear nodes only (diode ends, saturating amplifiers' inputs).
+        self._limited = None
+        if circuit.amplifiers is not None:
+            nonlinear = np.zeros(n_free, dtype=bool)
+            nonlinear[d[d_free] - k] = True
+            if circuit.amplifiers.rails_v is not None:
+                nonlinear[circuit.amplifiers.source - k] = True
+            self._limited = np.flatnonzero(nonlinear) if nonlinear.any() else None
         self.set_conductances(g_s)
+
+    def _amplifier_ends(self, circuit: Circuit):
+        """A map from edge-end indices to (end on the hidden node, forward gain, backward gain).
+
+        Ends on no amplifier keep their index with gains 1.  With output rails the
+        forward gain is the amplifier's slope at 0 V; :meth:`_newton` adds the saturation.
+        """
+        amplifiers = circuit.amplifiers
+        first = self._n_known + self._n_free
+        if amplifiers is None:
+            self._amp = None
+            self._amp_gain = {}
+            return lambda ends, sign: (ends, np.ones(len(ends)), np.ones(len(ends)))
+        if circuit.nonreciprocal is not None:
+            raise EngineError("non-reciprocal couplings with amplifiers are not modelled; drop one of the two")
+        self._amp = (amplifiers.source - self._n_known, amplifiers.forward_gain, amplifiers.rails_v)
+        learning = amplifiers.learning_gains() if not amplifiers.conservative and amplifiers.rails_v is None else None
+        self._amp_gain = {1.0: (amplifiers.forward_gain, amplifiers.backward_gain), -1.0: learning}
+
+        def ends(index, sign):
+            forward, backward = self._amp_gain[sign] or self._amp_gain[1.0]
+            on_amp = index >= first
+            j = np.where(on_amp, index - first, 0)
+            return (
+                np.where(on_amp, amplifiers.source[j], index),
+                np.where(on_amp, forward[j], 1.0),
+                np.where(on_amp, backward[j], 1.0),
+            )
+
+        return ends
 
     def set_conductances(self, g_s: np.ndarray) -> None:
         c = self.circuit
@@ -168,21 +222,54 @@ class NativeEngine(Engine):
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
         g_s = np.asarray(g_s, dtype=float)
         k, n_free = self._n_known, self._n_free
-        degree = np.bincount(self._deg_index, weights=g_s[self._deg_edges], minlength=n_free)
+        degree = np.bincount(self._deg_index, weights=g_s[self._deg_edges] * self._deg_scale, minlength=n_free)
         degree[self._out] += c.output_load_s
         self._degree = degree
         # L_fk: current into free node f per volt on known node j is +G (we keep -L_fk)
         a_e = antisymmetric_coupling(c, g_s)
-        k_fk = g_s[self._fk] + self._fk_sign * a_e[self._fk]
+        k_fk = g_s[self._fk] * self._fk_scale + self._fk_sign * a_e[self._fk]
         self._g_fk = np.bincount(self._fk_flat, weights=k_fk, minlength=n_free * k).reshape(n_free, k)
         g_ff, a_ff = g_s[self._ff], a_e[self._ff]
-        signs = (1.0, -1.0) if np.any(a_ff) else (1.0,)
-        self._couplings = {sign: self._coupling_blocks(g_ff + sign * a_ff, g_ff - sign * a_ff) for sign in signs}
+        signs = (1.0, -1.0) if np.any(a_ff) or self._amp_gain.get(-1.0) is not None else (1.0,)
+        self._couplings = {
+            sign: self._coupling_blocks(self._ff_scale[sign][0] * g_ff + sign * a_ff, self._ff_scale[sign][1] * g_ff - sign * a_ff)
+            for sign in signs
+        }
+        if self._amp is not None and self._amp[2] is not None:
+            self._rail_coupling = self._saturation_coupling(g_s)
         if self._wires is not None:
             self._use_wires(g_s)
         self._use_coupling(1.0)
         self._drive_cache = None
         self.g_s = g_s.copy()
+
+    def _saturation_coupling(self, g_s: np.ndarray) -> sp.csr_matrix:
+        """``C[free, amplifier]`` (siemens): the KCL residual's change per volt of ``s(v_h) - A v_h``.
+
+        The linear blocks hold the amplifier at its slope ``A``; with rails the output
+        is ``s(v_h)``, so the residual gains ``C u`` with ``u_j = s(v_hj) - A_j v_hj``:
+        ``-G`` at the node m across each device from amplifier j, and ``+B_j G`` at its
+        hidden node (the returned current).
+        """
+        c = self.circuit
+        first = self._n_known + self._n_free
+        a, b = c.edges.T
+        on_a = a >= first
+        j = np.where(on_a, a, b) - first
+        m = np.where(on_a, b, a) - self._n_known
+        amp = j >= 0
+        j, m, g = j[amp], m[amp], g_s[amp]
+        h = c.amplifiers.source[j] - self._n_known
+        rows = np.concatenate([m, h])
+        values = np.concatenate([-g, c.amplifiers.backward_gain[j] * g])
+        return sp.csr_matrix((values, (rows, np.concatenate([j, j]))), shape=(self._n_free, len(c.amplifiers.nodes)))
+
+    def amplifier_voltages(self, v_free: np.ndarray, antisymmetric_sign: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Output voltage of every amplifier ``[batch, amplifier]`` and its slope ``dv_a/dv_h``."""
+        source, gain, rails = self._amp
+        if antisymmetric_sign == -1 and self._amp_gain[-1.0] is not None:
+            gain = self._amp_gain[-1.0][0]
+        return amplified_voltage(v_free[:, source], gain, rails)
 
     def _use_wires(self, g_s: np.ndarray) -> None:
         """The resistive lines eliminated exactly onto the free nodes (:mod:`eqspice.simulator.wired`):
@@ -223,6 +310,8 @@ class NativeEngine(Engine):
         if self._wires is not None and c.nonreciprocal is not None and phase.antisymmetric_sign != 1:
             raise EngineError("reversed antisymmetric couplings (asymmetric EP) with resistive wires are not modelled; set the wire and driver resistances to 0")
         self._use_coupling(phase.antisymmetric_sign)
+        if self._amp is not None and phase.antisymmetric_sign == -1 and self._amp_gain[-1.0] is None:
+            amplifier_gains(c, -1.0)  # refuses what the learning phases cannot model (saturating amplifiers)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
         drive = self._known_drive(known)
@@ -235,9 +324,15 @@ class NativeEngine(Engine):
             v_free = np.array(initial_v[:, c.free_slice], dtype=float)
         else:
             v_free = self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited
-        if len(self._diodes) or initial_v is not None:
+        if len(self._diodes) or initial_v is not None or self._rails:
             v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
-        return np.hstack([known, v_free])
+        if self._amp is None:
+            return np.hstack([known, v_free])
+        return np.hstack([known, v_free, self.amplifier_voltages(v_free, phase.antisymmetric_sign)[0]])
+
+    @property
+    def _rails(self) -> bool:
+        return self._amp is not None and self._amp[2] is not None
 
     def quadratic_part(self, inputs_v, targets_v=None, beta_s: float = 0.0) -> tuple:
         """The memristor, load and nudge terms of the co-content on the free nodes.
@@ -251,6 +346,8 @@ class NativeEngine(Engine):
         c = self.circuit
         if self._wires is not None:
             raise EngineError("the co-content's quadratic part (noise samplers) is not written for resistive wires; set the wire and driver resistances to 0")
+        if self._amp is not None:
+            raise EngineError("the co-content's quadratic part (noise samplers) is not written for amplifiers; drop network.amplifier_gain")
         inputs_v, targets_v, _ = batch_arrays(c, inputs_v, targets_v, None)
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (len(inputs_v), len(self._fixed_v)))])
         diag = self._degree.copy()
@@ -279,6 +376,8 @@ class NativeEngine(Engine):
         """
         if self._wires is not None:
             raise EngineError("the transposed Jacobian is not written for resistive wires; set the wire and driver resistances to 0")
+        if self.circuit.amplifiers is not None:
+            raise EngineError("the transposed Jacobian is not written for amplifiers between layers; drop the amplifiers")
         v = np.asarray(v, dtype=float)
         v_all = np.hstack([v, np.zeros((len(v), 1))])
         anode, cathode = self._diodes.T
@@ -356,18 +455,23 @@ class NativeEngine(Engine):
             v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s, self._diode_area
         )
         residual = diag * v_free - self._g_ff.dot(v_free.T).T - drive + self._incidence.dot(i_d.T).T
+        if self._rails:
+            v_amp, _ = self.amplifier_voltages(v_free)
+            source, gain, _ = self._amp
+            residual = residual + self._rail_coupling.dot((v_amp - gain * v_free[:, source]).T).T
         return residual, g_d
 
     def _newton(self, v_free, known, diag, drive, phase, sample_ids):
         """Newton steps, each limited to ``max_step_v`` on every node."""
         for iteration in range(self.max_iter):
             residual, g_d = self._kcl(v_free, known, diag, drive)
-            if self._diode_offdiag:
-                step = self._dense_step(diag, g_d, residual)
+            if self._diode_offdiag or self._rails:
+                step = self._dense_step(diag, g_d, residual, v_free)
             else:
                 step = self._solve(diag + self._diode_diag.dot(g_d.T).T, residual)
             largest = np.abs(step).max(axis=1, keepdims=True)
-            v_free = v_free - step * np.minimum(1.0, self.max_step_v / np.maximum(largest, 1e-300))
+            limited = largest if self._limited is None else np.abs(step[:, self._limited]).max(axis=1, keepdims=True)
+            v_free = v_free - step * np.minimum(1.0, self.max_step_v / np.maximum(limited, 1e-300))
             if np.all((np.abs(residual).max(axis=1) < self.tol_a) | (largest[:, 0] < self.step_tol_v)):
                 self.iterations = iteration + 1
                 return v_free
@@ -378,9 +482,15 @@ class NativeEngine(Engine):
             f"(residual {np.abs(residual[worst]).max():.3g} A after {self.max_iter} iterations)"
         )
 
-    def _dense_step(self, diag, g_d, residual):
-        """Newton step with the full Jacobian, for diodes that join two free nodes."""
+    def _dense_step(self, diag, g_d, residual, v_free=None):
+        """Newton step with the full Jacobian, for diodes that join two free nodes and for
+        amplifiers with rails (whose slope differs per sample; ``v_free`` is needed only then)."""
         inc = self._incidence.toarray()
         jac = np.einsum("nd,bd,md->bnm", inc, g_d, inc) - self._g_ff.toarray()
         jac[:, np.arange(self._n_free), np.arange(self._n_free)] += diag
+        if self._rails:
+            source, gain, _ = self._amp
+            _, slope = self.amplifier_voltages(v_free)
+            extra = self._rail_coupling.toarray()[None] * (slope - gain)[:, None, :]  # [batch, free, amplifier]
+            jac[:, :, source] += extra  # one amplifier per hidden node: no repeated columns
         return np.linalg.solve(jac, residual[..., None])[..., 0]

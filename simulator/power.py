@@ -124,6 +124,8 @@ class PhasePower:
 
 def _arrays(circuit: Circuit, g_s, v) -> tuple[np.ndarray, np.ndarray]:
     """``g_s[edge]`` and ``v[batch, node]`` as float arrays, their shapes checked against the circuit."""
+    if circuit.amplifiers is not None:
+        raise ValueError("the power of the amplifiers' supplies is not modelled; drop network.amplifier_gain")
     g_s = np.asarray(g_s, dtype=float)
     if g_s.shape != (circuit.n_edges,):
         raise ValueError(f"g_s has shape {list(g_s.shape)}; the circuit has {circuit.n_edges} edges")

@@ -130,6 +130,8 @@ def phase_jacobian(
     follow the free nodes instantly and their exact elimination
     (:class:`eqspice.simulator.wired.WireElimination`) gives the linear part.
     """
+    if circuit.amplifiers is not None:
+        raise ValueError("settling and the KCL Jacobian with amplifiers are not modelled; drop network.amplifier_gain")
     g_s = np.asarray(g_s, dtype=float)
     v = np.atleast_2d(np.asarray(v, dtype=float))
     n = len(circuit.node_names)

@@ -32,7 +32,8 @@ class Block:
     """Elements of one kind, as parallel lists.
 
     kind : ``"resistor"`` (values in ohms), ``"diode"`` (values: area factors),
-        ``"vccs"`` (nodes out+, out-, ctrl+, ctrl-; values: transconductance, siemens).
+        ``"vccs"`` (nodes out+, out-, ctrl+, ctrl-; values: transconductance, siemens),
+        ``"amplifier"`` / ``"saturating_amplifier"`` (see :func:`amplifier_block`).
     names : element names (a dialect adds its own prefix letter if it needs one).
     nodes : one list per terminal, each as long as ``names``.
     """
@@ -145,6 +146,8 @@ def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = Fa
                 gain[keep].tolist() * 2,
             )
         )
+    if circuit.amplifiers is not None:
+        blocks.append(amplifier_block(circuit))
     if circuit.output_load_s > 0:
         outs = list(circuit.output_nodes)
         blocks.append(
@@ -171,6 +174,27 @@ def design(circuit: Circuit, g_s: np.ndarray, name: str, probe_hidden: bool = Fa
         diode_model=circuit.diode_model.name,
         blocks=tuple(blocks),
         n_devices=sum(len(b.names) for b in blocks),
+    )
+
+
+def amplifier_block(circuit: Circuit) -> Block:
+    """The bidirectional amplifiers: nodes (hidden, forward source output, amplifier output); values
+    ``(A, B)``, or ``(A, B, low, high)`` with rails (kind ``saturating_amplifier``)."""
+    amplifiers = circuit.amplifiers
+    hidden = [circuit.node_names[h] for h in amplifiers.source.tolist()]
+    gains = list(zip(amplifiers.forward_gain.tolist(), amplifiers.backward_gain.tolist()))
+    if amplifiers.rails_v is None:
+        kind, values = "amplifier", gains
+        what = "forward VCVS E (gain A), 0 V sense source V, backward CCCS F (gain B out of the hidden node)"
+    else:
+        kind, values = "saturating_amplifier", [(*g, *amplifiers.rails_v) for g in gains]
+        what = "forward behavioural source B saturating at the rails, 0 V sense source V, backward CCCS F"
+    return Block(
+        kind,
+        f"bidirectional amplifiers: {what}",
+        [f"amp_{h}" for h in hidden],
+        (hidden, [f"amp_src_{h}" for h in hidden], list(amplifiers.nodes)),
+        values,
     )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from eqspice.circuits.export.design import Design
 from eqspice.circuits.export.spice import TEMPERATURE_C, SpiceWriter, wrapped
-from eqspice.circuits.netlist import SAMPLE_INDEX, _by_sample_index
+from eqspice.circuits.netlist import SAMPLE_INDEX, _by_sample_index, rail_expression
 
 #: The table of one input line over the sample index (netlist's, shared with the engine's sweeps).
 by_sample_index = _by_sample_index
@@ -26,6 +26,17 @@ class NgspiceWriter(SpiceWriter):
     dialect = "ngspice"
     max_ports = 1000
     options = {"reltol": 1e-9, "abstol": 1e-15, "vntol": 1e-12, "gmin": 1e-12, "tnom": TEMPERATURE_C, "temp": TEMPERATURE_C}
+
+    def saturating_amplifier(self, block):
+        """As :meth:`amplifier`, the forward source a behavioural one with the rails' smooth saturation."""
+        lines = []
+        for n, h, src, out, (a, b, lo, hi) in zip(block.names, *block.nodes, block.values):
+            lines += [
+                f"B{n} {src} 0 V = {rail_expression(h, a, (lo, hi))}",
+                f"V{n} {src} {out} dc 0",
+                f"F{n} {h} 0 V{n} {b!r}",
+            ]
+        return lines
 
     def option_lines(self):
         return [".options " + " ".join(f"{k}={v:g}" for k, v in self.options.items())]

@@ -20,6 +20,8 @@ class SpectreWriter(SpiceWriter):
     comment = "//"
     extension = ".scs"
     max_ports = None
+    amplifier = None  # no E/F controlled-source cards written for spectre yet: refused
+    saturating_amplifier = None
 
     def resistor(self, block):
         return [f"{n} ({a} {b}) resistor r={r!r}" for n, a, b, r in zip(block.names, *block.nodes, block.values)]

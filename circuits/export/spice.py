@@ -63,6 +63,14 @@ class SpiceWriter:
     def vccs(self, block: Block) -> list[str]:
         return [f"{n} {p} {m} {cp} {cm} {g!r}" for n, p, m, cp, cm, g in zip(block.names, *block.nodes, block.values)]
 
+    def amplifier(self, block: Block) -> list[str]:
+        """Forward ``E`` from the hidden node, 0 V ``V`` sensing the current into the next crossbar,
+        backward ``F`` drawing B times that current out of the hidden node."""
+        lines = []
+        for n, h, src, out, (a, b) in zip(block.names, *block.nodes, block.values):
+            lines += [f"E{n} {src} 0 {h} 0 {a!r}", f"V{n} {src} {out} dc 0", f"F{n} {h} 0 V{n} {b!r}"]
+        return lines
+
     def model_card(self, design: Design) -> list[str]:
         return [
             f"{self.comment} junction diode, SPICE level 1; BV not given: no breakdown; IKF not given: no high injection",

@@ -18,6 +18,7 @@ from eqspice.circuits.export.spice import TEMPERATURE_C, fmt, wrapped
 class XyceWriter(NgspiceWriter):
     dialect = "xyce"
     max_ports = None
+    saturating_amplifier = None  # ngspice's ternary B-source expression is not written for Xyce: refused
 
     def diode(self, block, model):
         return [f"{n} {a} {c} {model} AREA={area!r}" for n, a, c, area in zip(block.names, *block.nodes, block.values)]

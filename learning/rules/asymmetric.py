@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from eqspice.circuits.amplifiers import edge_energy_weights
 from eqspice.circuits.netlist import free_free_edges
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
 from eqspice.learning.rules.equilibrium import Phases, check_beta, energy_contrast
@@ -49,6 +50,8 @@ def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np
     and ``-2 a v0_p`` into q, exactly what the reversed VCCS pair fails to
     deliver at ``v0``.
     """
+    if circuit.amplifiers is not None:
+        return amplifier_correction_currents(circuit, g_s, v0)
     a_s = antisymmetric_coupling(circuit, g_s)
     ff = np.flatnonzero(free_free_edges(circuit) & (a_s != 0))
     p, q = circuit.edges[ff].T
@@ -57,6 +60,49 @@ def correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np
         (np.concatenate([2 * a_s[ff], -2 * a_s[ff]]), (np.concatenate([p, q]), np.concatenate([q, p]))), shape=(n, n)
     )
     return np.asarray(twice_a @ v0.T).T[:, circuit.free_slice]
+
+
+def _amplifier_edges(circuit: Circuit):
+    """Edges from an amplifier output: edge index, amplifier j, hidden node h and other end m (node indices)."""
+    first = circuit.free_slice.stop
+    a, b = circuit.edges.T
+    edge = np.flatnonzero(a >= first)  # a crossbar's rows are the amplifier outputs
+    j = a[edge] - first
+    return edge, j, circuit.amplifiers.source[j], b[edge]
+
+
+def amplifier_correction_currents(circuit: Circuit, g_s: np.ndarray, v0: np.ndarray) -> np.ndarray:
+    """Currents into the free nodes (amperes, ``[batch, free]``) that keep ``v0`` settled in the learning
+    circuit whose amplifiers have the learning gains ``(A', B')`` (:meth:`Amplifiers.learning_gains`).
+
+    Per device G from amplifier j (input h) to node m: ``-(A'_j - A_j) G v0_h`` into m and
+    ``-(B'_j - B_j) G v0_m`` into h, what the changed gains fail to deliver at ``v0``
+    (``A' B' = A B``, so the hidden node's own conductance is unchanged).
+    """
+    amplifiers = circuit.amplifiers
+    forward, backward = amplifiers.learning_gains()
+    edge, j, h, m = _amplifier_edges(circuit)
+    g = np.asarray(g_s, dtype=float)[edge]
+    out = np.zeros((len(v0), len(circuit.node_names)))
+    np.add.at(out, (slice(None), m), -(forward - amplifiers.forward_gain)[j] * g * v0[:, h])
+    np.add.at(out, (slice(None), h), -(backward - amplifiers.backward_gain)[j] * g * v0[:, m])
+    return out[:, circuit.free_slice]
+
+
+def amplifier_term(circuit: Circuit, v0: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """``sum over batch of w_m (A'_j - A_j) v0_h (lambda_m - A'_j lambda_h)`` per device from amplifier j
+    (V^2/S; zero elsewhere): the learning phases read ``A'_j v_h`` at the amplifier output where
+    ``dR/dG`` holds ``A_j v_h``."""
+    out = np.zeros(circuit.n_edges)
+    amplifiers = circuit.amplifiers
+    if amplifiers is None or amplifiers.conservative:
+        return out
+    forward, _ = amplifiers.learning_gains()
+    edge, j, h, m = _amplifier_edges(circuit)
+    a_learn = forward[j]
+    cross = np.einsum("be,be->e", v0[:, h], lam[:, m] - a_learn * lam[:, h])
+    out[edge] = (a_learn - amplifiers.forward_gain[j]) * cross
+    return out * edge_energy_weights(circuit)
 
 
 def mismatch_term(circuit: Circuit, v0: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -102,7 +148,7 @@ class AsymmetricEquilibriumPropagation:
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         circuit = engine.circuit
         free = engine.settle(inputs_v, sample_ids=sample_ids)
-        if circuit.nonreciprocal is None:
+        if circuit.conservative:
             plus = Nudge(targets_v=targets_v, beta_s=self.beta_s)
             names = None
         else:  # the learning circuit: A reversed, its beta = 0 state held at the free state by injected currents
@@ -123,4 +169,4 @@ class AsymmetricEquilibriumPropagation:
         """Estimate of ``dL/dG[edge]`` summed over the batch, V^2/S."""
         symmetric = energy_contrast(circuit, phases.plus, phases.minus) / (2 * self.beta_s)
         lam = (phases.plus - phases.minus) / (2 * self.beta_s)
-        return symmetric + mismatch_term(circuit, phases.free, lam)
+        return symmetric + mismatch_term(circuit, phases.free, lam) + amplifier_term(circuit, phases.free, lam)

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from eqspice.circuits.amplifiers import edge_energy_weights
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.engine import FREE, Engine, Nudge
 
@@ -56,10 +57,16 @@ def energy_contrast(circuit: Circuit, v_a: np.ndarray, v_b: np.ndarray) -> np.nd
 
     Computed as ``(dv_a - dv_b)(dv_a + dv_b) / 2`` (no cancellation between two
     large squares); on a crossbar the batch sum is two matrix products instead
-    of a gather over every device.
+    of a gather over every device.  With amplifiers between layers each device's
+    term is weighted by its crossbar's share of the circuit's energy
+    (:func:`eqspice.circuits.amplifiers.edge_energy_weights`), so the contrast stays
+    the gradient of the free-energy difference.
     """
     out = device_products(circuit, v_a - v_b, v_a + v_b)
     out *= 0.5
+    weights = edge_energy_weights(circuit)
+    if weights is not None:
+        out *= weights
     return out
 
 

@@ -61,9 +61,11 @@ MISMATCH_STREAM = 0x6D69736D
 RECORD = "mismatch.json"
 
 
-def mismatched_circuit(circuit: Circuit, diode_is: float, bias_v: float, input_gain: float, seed: int) -> Circuit:
+def mismatched_circuit(
+    circuit: Circuit, diode_is: float, bias_v: float, input_gain: float, seed: int, amplifier_gain: float = 0.0
+) -> Circuit:
     """``circuit`` with mismatch of the given spreads drawn from ``seed`` (see the module notes)."""
-    if not (diode_is or bias_v or input_gain):
+    if not (diode_is or bias_v or input_gain or amplifier_gain):
         return circuit
     if bias_v:
         circuit = split_diode_bias(circuit)
@@ -71,11 +73,14 @@ def mismatched_circuit(circuit: Circuit, diode_is: float, bias_v: float, input_g
     area = np.exp(diode_is * normal(0, len(circuit.diodes)))
     volts = np.asarray(circuit.fixed_volts, dtype=float) + bias_v * normal(1, len(circuit.fixed_nodes))
     gain = 1.0 + input_gain * normal(2, len(circuit.input_nodes))
+    n_amplifiers = 0 if circuit.amplifiers is None else len(circuit.amplifiers.nodes)
+    amplifier_scale = 1.0 + amplifier_gain * normal(3, n_amplifiers)
     return with_mismatch(
         circuit,
         diode_area=area if diode_is else None,
         fixed_volts=volts if bias_v else None,
         input_gain_scale=gain if input_gain else None,
+        amplifier_gain_scale=amplifier_scale if amplifier_gain else None,
     )
 
 
@@ -112,7 +117,7 @@ def nonreciprocal_part(config: RunConfig, n_edges: int) -> np.ndarray | None:
 def build_circuit(config: RunConfig) -> Circuit:
     """The run's crossbar with its frozen mismatch: diodes, sources and drivers, and non-reciprocal couplings."""
     m = config.mismatch
-    circuit = mismatched_circuit(crossbar(config.network), m.diode_is, m.bias_v, m.input_gain, config.seed)
+    circuit = mismatched_circuit(crossbar(config.network), m.diode_is, m.bias_v, m.input_gain, config.seed, m.amplifier_gain)
     return with_nonreciprocal(circuit, nonreciprocal_part(config, circuit.n_edges))
 
 
@@ -121,7 +126,7 @@ def record(run_dir: str | Path, config, circuit: Circuit) -> None:
     volts, input gains, and the non-reciprocal part ``delta[edge]`` of every coupling
     (``K_pq = G (1 + delta)``, ``K_qp = G (1 - delta)``)."""
     m = config.mismatch
-    if not (m.diode_is or m.bias_v or m.input_gain or circuit.nonreciprocal is not None):
+    if not (m.diode_is or m.bias_v or m.input_gain or m.amplifier_gain or circuit.nonreciprocal is not None):
         return
     gains = np.linalg.norm(circuit.input_gain, axis=1)
     data = {
@@ -132,6 +137,8 @@ def record(run_dir: str | Path, config, circuit: Circuit) -> None:
         "input_gain_v_per_unit": dict(zip(circuit.input_nodes, gains.tolist())),
         "nonreciprocal_delta": None if circuit.nonreciprocal is None else circuit.nonreciprocal.tolist(),
     }
+    if circuit.amplifiers is not None:
+        data["amplifier_forward_gain"] = dict(zip(circuit.amplifiers.nodes, circuit.amplifiers.forward_gain.tolist()))
     write_atomic(Path(run_dir) / RECORD, json.dumps(data, indent=1).encode())
 
 

@@ -360,6 +360,10 @@ class MismatchConfig(_Section):
         0.0, ge=0, le=0.5, description="relative spread of each input line driver's gain: 1 + input_gain N(0,1)"
     )
 
+    amplifier_gain: float = Field(
+        0.0, ge=0, le=0.5, description="relative spread of each amplifier's forward gain: A (1 + amplifier_gain N(0,1)); "
+        "the backward gains stay nominal, so the circuit is non-conservative (use rule corrected)"
+    )
     nonreciprocal: float = Field(
         0.0,
         ge=0,
@@ -586,6 +590,22 @@ class RunConfig(_Section):
                 "noise with mismatch.nonreciprocal or mismatch.diode_is is not modelled by the samplers; "
                 "set those to 0 or noise.model = 'none'"
             )
+        amplified = self.network.amplifier_gain is not None
+        if m.amplifier_gain and not amplified:
+            raise ValueError("mismatch.amplifier_gain needs amplifiers: set network.amplifier_gain or the spread to 0")
+        if amplified and (estimator == "implicit" or self.training.measure_gradient_cosine > 0):
+            raise ValueError("training.estimator = 'implicit' and measure_gradient_cosine with amplifiers are not modelled "
+                             "(the adjoint has no amplifier layers); use 'centred' or drop network.amplifier_gain")
+        if amplified and model != "none":
+            raise ValueError("noise with amplifiers is not modelled by the samplers; set noise.model = 'none' or drop network.amplifier_gain")
+        if amplified and (m.nonreciprocal or m.nonreciprocal_file):
+            raise ValueError("mismatch.nonreciprocal with amplifiers is not modelled; set it to 0 or drop network.amplifier_gain")
+        if amplified and m.amplifier_gain and estimator == "corrected" and self.network.amplifier_rails_v is not None:
+            raise ValueError("training.estimator = 'corrected' with mismatched saturating amplifiers is not modelled; "
+                             "drop network.amplifier_rails_v or mismatch.amplifier_gain")
+        if amplified and self.energy.settling_samples and self.network.node_capacitance_f:
+            raise ValueError("settling energy with amplifiers is not modelled; set energy.settling_samples = 0 "
+                             "(programming energy is still counted) or drop network.amplifier_gain")
         if m.diode_is and self.network.nonlinearity == "none":
             raise ValueError("mismatch.diode_is spreads the diodes, but network.nonlinearity = 'none' has none; "
                              "set mismatch.diode_is = 0 or choose a diode nonlinearity")

@@ -230,10 +230,11 @@ EVAL_SAMPLES = 64
 def eval_inference_cost(session, g_s: np.ndarray, limit: int = EVAL_SAMPLES) -> tuple[float, float, int] | None:
     """Mean energy (J) and latency (s) of an inference over the first ``limit`` test samples, and their number.
 
-    The session's engine must hold ``g_s``.  None when ``network.node_capacitance_f`` is 0.
+    The session's engine must hold ``g_s``.  None when ``network.node_capacitance_f`` is 0 or the
+    circuit has amplifiers (their settling is not modelled).
     """
     c = session.config.network.node_capacitance_f
-    if c == 0:
+    if c == 0 or session.circuit.amplifiers is not None:  # settling with amplifiers is not modelled
         return None
     x = session.data.x_test[:limit]
     v = session.engine.settle(session.inputs_v(x), phase="free (inference cost)", sample_ids=np.arange(len(x)))

@@ -19,6 +19,7 @@ import numpy as np
 from eqspice.circuits.netlist import (
     SAMPLE_INDEX,
     TIGHT_OPTIONS,
+    amplifier_gain_values,
     antisymmetric_gains,
     antisymmetric_names,
     edge_names,
@@ -100,14 +101,16 @@ class NgspiceEngine(Engine):
         return ("load", netlist, list(self.circuit.node_names), current)
 
     def _antisymmetric_values(self, antisymmetric_sign: float, edges: np.ndarray | None = None) -> dict:
-        """``alter`` values of the VCCS pairs of non-reciprocal edges (all, or ``edges``)."""
+        """``alter`` values of the VCCS pairs of non-reciprocal edges (all, or ``edges``), and of the
+        amplifiers' E and F gains (learning gains for sign -1, :meth:`Amplifiers.learning_gains`)."""
         circuit = self.circuit
+        values = amplifier_gain_values(circuit, antisymmetric_sign)
         if circuit.nonreciprocal is None:
-            return {}
+            return values
         gains = antisymmetric_gains(circuit, self.g_s, antisymmetric_sign)
         names = antisymmetric_names(circuit)
         chosen = np.flatnonzero(circuit.nonreciprocal) if edges is None else edges
-        return {
+        return values | {
             name: ("gain", float(gains[e]))
             for e in chosen.tolist()
             if circuit.nonreciprocal[e] != 0
@@ -227,7 +230,7 @@ class NgspiceEngine(Engine):
         elsewhere[self.circuit.injection_columns] = False
         if np.any(phase.injected_a[:, elsewhere]):
             raise EngineError(
-                "injected currents into hidden nodes need a non-reciprocal circuit (only its netlist has "
+                "injected currents into hidden nodes need a non-conservative circuit (only its netlist has "
                 "Iinj sources there); inject at the outputs"
             )
         return phase.injected_a

@@ -136,4 +136,4 @@ def test_the_atlas_sweeps_compare_both_arms_from_the_most_ideal_value(name, tmp_
     (field,) = [k for k in sweep.axes if k != "seed"]
     assert sweep.axes[field][0] == 0  # no stuck devices; a continuous device
     assert len(sweep.references()) == 3  # one software reference per seed
-    assert all(c.config.engine.backend == "native" and c.config.network.layers == [64, 32, 10] for c in sweep.cells())
+    assert all(c.config.engine.backend == "native" and list(c.config.network.layers) == [64, 32, 10] for c in sweep.cells())

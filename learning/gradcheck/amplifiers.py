@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import time
-from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +36,8 @@ from eqspice.learning.gradcheck.nonreciprocal import (
     finite_difference_gradient,
     make_engine,
     relative_error,
+    run_and_report,
+    worst_corrected,
 )
 from eqspice.learning.rules.asymmetric import AsymmetricEquilibriumPropagation
 from eqspice.learning.rules.equilibrium import EquilibriumPropagation
@@ -158,23 +157,11 @@ def format_table(result: dict) -> str:
             f"{what:<22} {r['method']:<12} {r['mean_relative_error']:>12.3e} {r['max_relative_error']:>12.3e} "
             f"{r['mean_cosine']:>12.6f} {r['min_cosine']:>12.6f}"
         )
-    worst = max(r["max_relative_error"] for r in result["rows"] if r["method"] == "corrected")
+    worst = worst_corrected(result["rows"])
     verdict = "met" if worst <= GOAL_RELATIVE_ERROR else "NOT met"
     lines += ["", f"goal (corrected max relative error <= {GOAL_RELATIVE_ERROR:g} in every row): {verdict} (worst {worst:.2e})"]
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    started = time.perf_counter()
-    result = run(args)
-    result["elapsed_sec"] = round(time.perf_counter() - started, 2)
-    print(format_table(result))
-    print(f"({result['elapsed_sec']:.1f} s)")
-    if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as exc:
-            raise ConfigError(f"--json {args.json}: cannot write ({exc.strerror})") from None
-    worst = max(r["max_relative_error"] for r in result["rows"] if r["method"] == "corrected")
-    return 0 if worst <= GOAL_RELATIVE_ERROR else 1
+    return run_and_report(build_parser().parse_args(argv), run, format_table)

@@ -18,7 +18,8 @@ from eqspice.circuits.amplifiers import amplified_voltage
 from eqspice.circuits.export import ExportError, export_texts
 from eqspice.circuits.netlist import export_netlist, render_netlist
 from eqspice.circuits.schema import SpecError
-from eqspice.learning.rules.equilibrium import EquilibriumPropagation, output_loss
+from eqspice.learning.gradcheck.nonreciprocal import cosine, finite_difference_gradient
+from eqspice.learning.rules.equilibrium import EquilibriumPropagation
 from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.simulator.engine import Nudge
 from eqspice.simulator.native import NativeEngine
@@ -166,22 +167,16 @@ def test_the_subcircuit_export_writes_amplifiers_where_the_dialect_can(tmp_path)
         export_texts(railed, g, "deep", x[None], dialect="spice")
 
 
-def _finite_difference_gradient(engine, circuit, g, x, y, h=1e-3):
-    def loss(gg):
-        engine.set_conductances(gg)
-        return output_loss(circuit, engine.settle(x), y).sum()
-
-    grad = np.empty(circuit.n_edges)
-    for e in range(circuit.n_edges):
-        step = np.zeros(circuit.n_edges)
-        step[e] = h * g[e]
-        grad[e] = (loss(g + step) - loss(g - step)) / (2 * step[e])
-    engine.set_conductances(g)
-    return grad
-
-
-def _cosine(a, b):
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+def _deep_problem(circuit):
+    """Conductances, inputs and targets drawn for ``circuit``, the native engine loaded with them,
+    and the exact gradient of the loss by central finite differences."""
+    rng = np.random.default_rng(11)
+    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
+    x = rng.uniform(-1, 1, (4, circuit.n_features)) @ circuit.input_gain.T
+    y = rng.uniform(-0.3, 0.3, (4, 2))
+    engine = NativeEngine()
+    engine.load(circuit, g)
+    return engine, x, y, finite_difference_gradient(engine, circuit, g, x, y, relative_step=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -192,31 +187,19 @@ def _cosine(a, b):
 def test_ep_on_deep_amplified_circuits_is_the_gradient_of_the_loss(layers, gain, backward):
     circuit = crossbar(layers=layers, diode_bias_v=(0.35, -0.35), input_scale_v=1.5,
                        amplifier_gain=gain, amplifier_backward_gain=backward)  # fmt: skip
-    rng = np.random.default_rng(11)
-    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
-    x = rng.uniform(-1, 1, (4, circuit.n_features)) @ circuit.input_gain.T
-    y = rng.uniform(-0.3, 0.3, (4, 2))
-    engine = NativeEngine()
-    engine.load(circuit, g)
-    exact = _finite_difference_gradient(engine, circuit, g, x, y)
+    engine, x, y, exact = _deep_problem(circuit)
     errors = {}
     for centred in (False, True):
         rule = EquilibriumPropagation(beta_s=1e-7, centred=centred)
         estimate = rule.gradient(circuit, rule.phases(engine, x, y))
-        assert _cosine(estimate, exact) >= 0.999
+        assert cosine(estimate, exact) >= 0.999
         errors[centred] = np.linalg.norm(estimate - exact) / np.linalg.norm(exact)
     assert errors[True] < errors[False] / 10
 
 
 def test_without_the_layer_weights_ep_is_not_the_gradient():
     circuit = crossbar(layers=(3, 5, 4, 2), diode_bias_v=(0.35, -0.35), input_scale_v=1.5, amplifier_gain=8.0)
-    rng = np.random.default_rng(11)
-    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
-    x = rng.uniform(-1, 1, (4, circuit.n_features)) @ circuit.input_gain.T
-    y = rng.uniform(-0.3, 0.3, (4, 2))
-    engine = NativeEngine()
-    engine.load(circuit, g)
-    exact = _finite_difference_gradient(engine, circuit, g, x, y)
+    engine, x, y, exact = _deep_problem(circuit)
     rule = EquilibriumPropagation(beta_s=1e-7)
     estimate = rule.gradient(circuit, rule.phases(engine, x, y))
     first = circuit.groups[0].slice
@@ -294,7 +277,7 @@ def test_gain_mismatch_biases_plain_ep_and_asymmetric_ep_restores_the_gradient()
     assert not circuit.conservative and circuit.injection_nodes == circuit.free_nodes
     engine = NativeEngine()
     engine.load(circuit, g)
-    exact = _finite_difference_gradient(engine, circuit, g, x, y, h=1e-4)
+    exact = finite_difference_gradient(engine, circuit, g, x, y)
     error = {}
     for name, rule in (("centred", EquilibriumPropagation(beta_s=1e-8)), ("corrected", AsymmetricEquilibriumPropagation(beta_s=1e-8))):
         estimate = rule.gradient(circuit, rule.phases(engine, x, y))

@@ -33,6 +33,7 @@ from eqspice.learning.gradcheck.nonreciprocal import (
     GOAL_RELATIVE_ERROR,
     _floats,
     cosine,
+    error_summary,
     finite_difference_gradient,
     make_engine,
     relative_error,
@@ -116,17 +117,7 @@ def run(args) -> dict:
                     errors[name].append(relative_error(estimate, exact))
                     cosines[name].append(cosine(estimate, exact))
             for name in rules:
-                rows.append(
-                    {
-                        "kind": kind,
-                        "value": value,
-                        "method": name,
-                        "mean_relative_error": float(np.mean(errors[name])),
-                        "max_relative_error": float(np.max(errors[name])),
-                        "mean_cosine": float(np.mean(cosines[name])),
-                        "min_cosine": float(np.min(cosines[name])),
-                    }
-                )
+                rows.append({"kind": kind, "value": value, "method": name, **error_summary(errors[name], cosines[name])})
     finally:
         engine.close()
     return {

@@ -104,6 +104,16 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+def error_summary(errors: list[float], cosines: list[float]) -> dict:
+    """One table row's statistics over the networks: mean and worst relative error and cosine."""
+    return {
+        "mean_relative_error": float(np.mean(errors)),
+        "max_relative_error": float(np.max(errors)),
+        "mean_cosine": float(np.mean(cosines)),
+        "min_cosine": float(np.min(cosines)),
+    }
+
+
 def make_engine(backend: str):
     if backend == "native":
         from eqspice.simulator.native import NativeEngine
@@ -159,16 +169,7 @@ def run(args) -> dict:
                         errors[method].append(relative_error(estimate, exact))
                         cosines[method].append(cosine(estimate, exact))
             for name in errors:
-                rows.append(
-                    {
-                        "sigma": sigma,
-                        "method": name,
-                        "mean_relative_error": float(np.mean(errors[name])),
-                        "max_relative_error": float(np.max(errors[name])),
-                        "mean_cosine": float(np.mean(cosines[name])),
-                        "min_cosine": float(np.min(cosines[name])),
-                    }
-                )
+                rows.append({"sigma": sigma, "method": name, **error_summary(errors[name], cosines[name])})
     finally:
         engine.close()
     n_edges = networks[0][0].n_edges

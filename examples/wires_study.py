@@ -101,7 +101,7 @@ def main() -> None:
     BASE = {} if args.epochs is None else {"training.epochs": args.epochs}
     args.runs.mkdir(parents=True, exist_ok=True)
     ideal = trained(args.config, dict(BASE), args.runs / "ideal")
-    rows = []
+    rows = earlier_rows(args.out.with_suffix(".csv"))  # other curves and resistances stay in the table
     for curve in args.curves:
         in_situ, reading, tiled = CURVES[curve]
         tile = args.tile_rows if tiled else None
@@ -123,9 +123,31 @@ def main() -> None:
                            max_dv_v=float(np.abs(v_native - v_spice).max()))  # fmt: skip
             row["sec"] = round(time.perf_counter() - started, 1)
             print(row, flush=True)
-            rows.append(row)
+            rows = [r for r in rows if not same_point(r, row)] + [row]
             write_table(rows, args.out.with_suffix(".csv"))
     plot(rows, args.out.with_suffix(".png"), load_config(args.config).data.name)
+
+
+def earlier_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run of the study (numbers parsed), or none."""
+    if not path.exists():
+        return []
+    rows = []
+    for r in csv.DictReader(io.StringIO(path.read_text())):
+        r = {key: value for key, value in r.items() if value != ""}
+        for key in ("wire_resistance_ohm", "test_accuracy", "native_subset_accuracy", "ngspice_subset_accuracy", "max_dv_v", "sec"):
+            if key in r:
+                r[key] = float(r[key])
+        for key in ("tile_rows", "ngspice_images"):
+            if key in r:
+                r[key] = int(r[key])
+        r.setdefault("tile_rows", "")
+        rows.append(r)
+    return rows
+
+
+def same_point(a: dict, b: dict) -> bool:
+    return (a["curve"], a["wire_resistance_ohm"], a["tile_rows"]) == (b["curve"], b["wire_resistance_ohm"], b["tile_rows"])
 
 
 def write_table(rows: list[dict], path: Path) -> None:
@@ -141,7 +163,7 @@ def write_table(rows: list[dict], path: Path) -> None:
 def plot(rows: list[dict], path: Path, dataset: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for curve in dict.fromkeys(r["curve"] for r in rows):
-        pts = [r for r in rows if r["curve"] == curve]
+        pts = sorted((r for r in rows if r["curve"] == curve), key=lambda r: r["wire_resistance_ohm"])
         ax.plot([r["wire_resistance_ohm"] for r in pts], [r["test_accuracy"] for r in pts], "o-" if "tiles" not in curve else "s--", label=curve)
         spice = [r for r in pts if "ngspice_subset_accuracy" in r]
         if spice:

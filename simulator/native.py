@@ -46,6 +46,7 @@ from eqspice.simulator.engine import (
     batch_arrays,
     free_end_incidence,
 )
+from eqspice.simulator.layered import LayeredSweep, layered_structure
 from eqspice.simulator.wired import WireElimination
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
@@ -98,6 +99,10 @@ class NativeEngine(Engine):
     max_step_v : largest change of one node voltage in one Newton step, volts.
     pair_products_max : largest ``|A| |B|^2`` for which the products ``K_ia K_aj`` of the
         Schur complement are stored (8 bytes each); above it they are formed per step.
+    layered : settle layered crossbars by block Gauss-Seidel sweeps over the layers
+        (:mod:`eqspice.simulator.layered`); False: Newton on every circuit.  Circuits
+        the sweeps cannot settle (wires, non-reciprocal or saturating parts) use
+        Newton either way; :attr:`layered_reason` says why.
     """
 
     name = "native"
@@ -110,6 +115,7 @@ class NativeEngine(Engine):
         max_iter: int = 200,
         max_step_v: float = 0.1,
         pair_products_max: int = PAIR_PRODUCTS_MAX,
+        layered: bool = True,
     ) -> None:
         self.gmin_s = gmin_s
         self.tol_a = tol_a
@@ -117,9 +123,12 @@ class NativeEngine(Engine):
         self.max_iter = max_iter
         self.max_step_v = max_step_v
         self.pair_products_max = pair_products_max
+        self.use_layered = layered
         self.circuit: Circuit | None = None
         self.iterations = 0
         self._wires: WireElimination | None = None
+        self._layered: LayeredSweep | None = None
+        self._general_g: np.ndarray | None = None
 
     # -- structure, once per circuit ------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
@@ -184,6 +193,9 @@ class NativeEngine(Engine):
             if circuit.amplifiers.rails_v is not None:
                 nonlinear[circuit.amplifiers.source - k] = True
             self._limited = np.flatnonzero(nonlinear) if nonlinear.any() else None
+        layers = layered_structure(circuit) if self.use_layered else "layered sweeps switched off"
+        self._layered = LayeredSweep(circuit, layers, self.gmin_s) if isinstance(layers, list) else None
+        self.layered_reason = None if self._layered is not None else layers
         self.set_conductances(g_s)
 
     def _amplifier_ends(self, circuit: Circuit):
@@ -217,10 +229,22 @@ class NativeEngine(Engine):
         return ends
 
     def set_conductances(self, g_s: np.ndarray) -> None:
-        c = self.circuit
-        if c is None:
+        """New device conductances.  A layered crossbar only re-sums its columns and rows here;
+        the general structures (coupling blocks, Schur products) are built when first needed."""
+        if self.circuit is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
-        g_s = np.asarray(g_s, dtype=float)
+        self.g_s = np.array(g_s, dtype=float)
+        self._general_g = None
+        if self._layered is not None:
+            self._layered.set_conductances(self.g_s)
+        else:
+            self._ensure_general()
+
+    def _ensure_general(self) -> None:
+        """Build the Newton solver's structures for the present conductances, once per update."""
+        if self._general_g is self.g_s:
+            return
+        c, g_s = self.circuit, self.g_s
         k, n_free = self._n_known, self._n_free
         degree = np.bincount(self._deg_index, weights=g_s[self._deg_edges] * self._deg_scale, minlength=n_free)
         degree[self._out] += c.output_load_s
@@ -241,7 +265,7 @@ class NativeEngine(Engine):
             self._use_wires(g_s)
         self._use_coupling(1.0)
         self._drive_cache = None
-        self.g_s = g_s.copy()
+        self._general_g = g_s
 
     def _saturation_coupling(self, g_s: np.ndarray) -> sp.csr_matrix:
         """``C[free, amplifier]`` (siemens): the KCL residual's change per volt of ``s(v_h) - A v_h``.
@@ -307,12 +331,21 @@ class NativeEngine(Engine):
         """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
         c = self.circuit
         inputs_v, batch = phase.inputs_v, len(phase.inputs_v)
+        known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
+        if self._layered is not None:
+            initial_free = None if initial_v is None else initial_v[:, c.free_slice]
+            v_free = self._layered.settle(known, phase.beta_s, phase.targets_v, phase.injected_a, initial_free)
+            self.iterations = self._layered.sweeps
+            if self._layered.settled:
+                return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
+            if np.isfinite(v_free).all():  # Newton goes on from where the sweeps stopped
+                initial_v = np.hstack([known, v_free])
+        self._ensure_general()
         if self._wires is not None and c.nonreciprocal is not None and phase.antisymmetric_sign != 1:
             raise EngineError("reversed antisymmetric couplings (asymmetric EP) with resistive wires are not modelled; set the wire and driver resistances to 0")
         self._use_coupling(phase.antisymmetric_sign)
         if self._amp is not None and phase.antisymmetric_sign == -1 and self._amp_gain[-1.0] is None:
             amplifier_gains(c, -1.0)  # refuses what the learning phases cannot model (saturating amplifiers)
-        known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         diag = np.broadcast_to(self._degree, (batch, self._n_free)).copy()
         drive = self._known_drive(known)
         if phase.injected_a is not None:
@@ -326,9 +359,12 @@ class NativeEngine(Engine):
             v_free = self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited
         if len(self._diodes) or initial_v is not None or self._rails:
             v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
+        return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
+
+    def _with_amplifiers(self, known, v_free, antisymmetric_sign: float) -> np.ndarray:
         if self._amp is None:
             return np.hstack([known, v_free])
-        return np.hstack([known, v_free, self.amplifier_voltages(v_free, phase.antisymmetric_sign)[0]])
+        return np.hstack([known, v_free, self.amplifier_voltages(v_free, antisymmetric_sign)[0]])
 
     @property
     def _rails(self) -> bool:
@@ -349,6 +385,7 @@ class NativeEngine(Engine):
         if self._amp is not None:
             raise EngineError("the co-content's quadratic part (noise samplers) is not written for amplifiers; drop network.amplifier_gain")
         inputs_v, targets_v, _ = batch_arrays(c, inputs_v, targets_v, None)
+        self._ensure_general()
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (len(inputs_v), len(self._fixed_v)))])
         diag = self._degree.copy()
         drive = self._known_drive(known)
@@ -378,6 +415,7 @@ class NativeEngine(Engine):
             raise EngineError("the transposed Jacobian is not written for resistive wires; set the wire and driver resistances to 0")
         if self.circuit.amplifiers is not None:
             raise EngineError("the transposed Jacobian is not written for amplifiers between layers; drop the amplifiers")
+        self._ensure_general()
         v = np.asarray(v, dtype=float)
         v_all = np.hstack([v, np.zeros((len(v), 1))])
         anode, cathode = self._diodes.T

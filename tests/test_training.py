@@ -211,10 +211,7 @@ def test_a_keyboard_interrupt_without_a_run_folder_is_a_keyboard_interrupt(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_chunked_adam_is_the_whole_array_formula_bit_for_bit(monkeypatch):
-    from eqspice.learning.rules import optimizers
-
-    monkeypatch.setattr(optimizers, "ADAM_CHUNK", 7)  # chunks that do not divide the 50 devices
+def test_fused_adam_is_the_whole_array_formula_bit_for_bit():
     adam, rng = Adam(lr=0.01), np.random.default_rng(4)
     state, m, s = adam.init_state(50), np.zeros(50), np.zeros(50)
     for t in range(1, 4):
@@ -222,8 +219,14 @@ def test_chunked_adam_is_the_whole_array_formula_bit_for_bit(monkeypatch):
         m = 0.9 * m + (1 - 0.9) * g
         s = 0.999 * s + (1 - 0.999) * g**2
         expected = (-0.01 * 0.5 / (1 - 0.9**t)) * m / (np.sqrt(s / (1 - 0.999**t)) + 1e-8)
+        before = state["m"].copy(), state["s"].copy()
+        old = state["m"], state["s"]
         np.testing.assert_array_equal(adam.step(g, state, lr_scale=0.5), expected)
         np.testing.assert_array_equal(state["s"], s)
+        np.testing.assert_array_equal(state["m"], m)
+        assert state["t"][0] == t
+        np.testing.assert_array_equal(old[0], before[0])  # the previous moments are not written
+        np.testing.assert_array_equal(old[1], before[1])
 
 
 def test_input_lines_by_gather_are_the_dense_gain_product():

@@ -10,10 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-
-#: Devices per chunk of the Adam update (about 128 KiB per array: the working set stays in cache).
-ADAM_CHUNK = 16384
 
 
 def check_learning_rate(lr: float) -> None:
@@ -84,29 +82,26 @@ class Adam:
         return {"m": np.zeros(n), "s": np.zeros(n), "t": np.zeros(1)}
 
     def step(self, dl_dw: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
-        state["t"] += 1
-        t = state["t"][0]
-        m, s = state["m"], state["s"]  # updated in place
-        step = np.empty_like(m)
+        """The step of ``w``; ``state`` gets new moment arrays (the old ones are not written,
+        so a copy of the state taken before the step stays whole without copying them)."""
+        t = state["t"][0] + 1
         b1, b2 = self.beta1, self.beta2
         bias2, factor = 1 - b2**t, -self.lr * lr_scale / (1 - b1**t)
-        scratch = np.empty(min(ADAM_CHUNK, len(m)))
-        # the same elementwise arithmetic as on whole arrays, a cache-sized chunk at a time:
-        # a million devices stream through memory once instead of once per operation
-        for start in range(0, len(m), ADAM_CHUNK):
-            part = slice(start, start + ADAM_CHUNK)
-            g, m_, s_, out = dl_dw[part], m[part], s[part], step[part]
-            tmp = scratch[: len(g)]
-            np.multiply(g, 1 - b1, out=tmp)
-            m_ *= b1
-            m_ += tmp
-            np.square(g, out=tmp)
-            tmp *= 1 - b2
-            s_ *= b2
-            s_ += tmp
-            np.divide(s_, bias2, out=tmp)
-            np.sqrt(tmp, out=tmp)
-            tmp += self.eps
-            np.multiply(m_, factor, out=out)
-            out /= tmp
+        m, s, step = _adam(np.ascontiguousarray(dl_dw, dtype=float), state["m"], state["s"], b1, b2, bias2, factor, self.eps)
+        state["m"], state["s"], state["t"] = m, s, np.array([t])
         return step
+
+
+@numba.njit(cache=True)
+def _adam(g, m, s, b1, b2, bias2, factor, eps):
+    """Adam's moments and step in one pass over the devices: the whole-array formulas
+    ``m' = b1 m + (1 - b1) g``, ``s' = b2 s + (1 - b2) g^2``, ``factor m' / (sqrt(s' / bias2) + eps)``,
+    operation for operation (no reassociation: the same bits)."""
+    m_new, s_new, step = np.empty_like(m), np.empty_like(s), np.empty_like(m)
+    for i in range(len(g)):
+        gi = g[i]
+        mi = m[i] * b1 + gi * (1.0 - b1)
+        si = s[i] * b2 + (gi * gi) * (1.0 - b2)
+        m_new[i], s_new[i] = mi, si
+        step[i] = (mi * factor) / (np.sqrt(si / bias2) + eps)
+    return m_new, s_new, step

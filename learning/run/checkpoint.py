@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+
 import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,17 @@ class RunState:
             optimizer={k: v.copy() for k, v in self.optimizer.items()},
             device={k: v.copy() for k, v in self.device.items()},
         )
+
+    def snapshot(self) -> "RunState":
+        """A copy that shares the arrays (conductances, order, optimizer and device states) with this
+        state: it stays whole while the state's arrays are replaced, never written into, which is how
+        a training step changes them; RNG and bookkeeping are copied."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = self.rng.bit_generator.state
+        return replace(
+            self, rng=rng, running=dict(self.running), metrics=[dict(row) for row in self.metrics],
+            optimizer=dict(self.optimizer), device=dict(self.device),
+        )  # fmt: skip
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "RunState":

@@ -370,11 +370,12 @@ class _Consistent:
         self.state = self.retry = state.copy()
 
     def mark(self, state: RunState) -> None:
-        # one assignment once the copy is complete: an interruption inside copy() keeps the older, whole copy
-        self.state = self.retry = state.copy()
+        # one assignment once the snapshot is complete: an interruption inside it keeps the older one.
+        # A snapshot shares the arrays, which train_step replaces and never writes into.
+        self.state = self.retry = state.snapshot()
 
     def mark_retry(self, state: RunState) -> None:
-        self.retry = state.copy()
+        self.retry = state.snapshot()
 
     def rewind(self, session: Session, state: RunState) -> None:
         """Put ``state`` back to ``retry`` (keeping its restart count) and the engine with it."""

@@ -172,7 +172,14 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
 
     ``v, c`` ``[batch, n]`` (V, A); ``d`` ``[n]`` (S); ``other, sign, is_a`` ``[n, j]``.
     At most ``max_inner`` steps per node, fewer once a step is below ``tol_v``
-    (relative to 1 V or |v|); each junction step limited as SPICE's pnjlim does.
+    (relative to 1 V or |v|).
+
+    With a junction forward-biased (``y > 0``) and conducting more than the rest of
+    the node (its ``dI/dv`` above the node's other conductance), the step is Newton's on the same
+    equation written for that junction's voltage, ``y = Vte log1p(N(y) / IS)``
+    with ``N`` the current the rest of the node needs it to carry: nearly linear,
+    where the exponential form crawls down by one ``Vte`` per step from above.
+    Otherwise a plain Newton step, the junction limited as SPICE's pnjlim does.
     ``cold``: ignore ``v`` and start from the node's voltage with its diodes open;
     a junction forward-biased beyond Vcrit there starts instead where its current
     carries the excess at Vcrit (``IS exp(y / Vte) = s (c - d e) - d Vcrit + IS``).
@@ -196,6 +203,7 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
             for _ in range(max_inner):
                 f = d[i] * x - c[b, i]
                 df = d[i]
+                best, jb, cur_b, g_b = 0.0, -1, 0.0, 0.0  # the most forward-biased junction
                 for j in range(width):
                     s = sign[i, j]
                     if s == 0.0:
@@ -212,20 +220,34 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
                         g = is_a[i, j] * 3.0 * arg / vj
                     f += s * (cur + gmin * vj)
                     df += g + gmin
+                    if vj > best:
+                        best, jb, cur_b, g_b = vj, j, cur, g
                 xn = x - f / df
-                for j in range(width):  # junction limiting (pnjlim) on each diode
-                    s = sign[i, j]
-                    if s == 0.0:
-                        continue
-                    old = s * (x - other[i, j])
-                    new = s * (xn - other[i, j])
-                    if new > vcrit and abs(new - old) > 2.0 * vte:
-                        if old > 0.0:
-                            arg = 1.0 + (new - old) / vte
-                            new = old + vte * np.log(arg) if arg > 0.0 else vcrit
-                        else:
-                            new = vte * np.log(new / vte)
-                        xn = other[i, j] + s * new
+                rest_slope = df - g_b  # S: how the rest of the node's current moves with x
+                if jb >= 0 and g_b > rest_slope:
+                    s, y, isb = sign[i, jb], best, is_a[i, jb]
+                    need = cur_b - s * f  # the current that would balance the node at this x
+                    if isb + need > 0.0:
+                        gy = y - vte * np.log1p(need / isb)
+                        yn = y - gy / (1.0 + vte * rest_slope / (isb + need))
+                        room = (isb + need) / rest_slope  # N(y) > -IS holds for y below y + room
+                        if yn - y >= room:
+                            yn = y + 0.5 * room
+                        xn = other[i, jb] + s * yn
+                else:
+                    for j in range(width):  # junction limiting (pnjlim) on each diode
+                        s = sign[i, j]
+                        if s == 0.0:
+                            continue
+                        old = s * (x - other[i, j])
+                        new = s * (xn - other[i, j])
+                        if new > vcrit and abs(new - old) > 2.0 * vte:
+                            if old > 0.0:
+                                arg = 1.0 + (new - old) / vte
+                                new = old + vte * np.log(arg) if arg > 0.0 else vcrit
+                            else:
+                                new = vte * np.log(new / vte)
+                            xn = other[i, j] + s * new
                 step = abs(xn - x)
                 x = xn
                 if step <= tol_v * max(1.0, abs(x)):

@@ -41,7 +41,7 @@ import numba
 import numpy as np
 
 from eqspice.circuits.network import Circuit
-from eqspice.simulator.diode import thermal_voltage
+from eqspice.simulator.diode import diode_current, thermal_voltage
 
 
 @dataclass(frozen=True)
@@ -282,12 +282,20 @@ class LayeredSweep:
         self.n_free = len(circuit.free_nodes)
         self.sweeps = 0
         self.settled = False
+        # contiguous known rows as slices: a view, not a gathered copy of the batch's inputs
+        self._known_index = [
+            slice(int(r[0]), int(r[-1]) + 1) if len(r) and np.array_equal(r, np.arange(r[0], r[-1] + 1)) else r
+            for r in (layer.known_rows for layer in layers)
+        ]
+        self._unit_in = [bool(np.all(layer.gain_in == 1.0)) for layer in layers]
+        self._unit_back = [bool(np.all(layer.gain_back == 1.0)) for layer in layers]
         self.inner = 1
         self._drive_key: np.ndarray | None = None
 
     def set_conductances(self, g_s: np.ndarray) -> None:
         """Views of each crossbar and each node's total conductance (no copies of ``g_s``)."""
         self.g = [g_s[layer.group].reshape(layer.shape) for layer in self.layers]
+        self._g_up_t = [g[: layer.n].T for layer, g in zip(self.layers, self.g[1:])]  # [upper, this layer]
         self.degree = []
         for i, (layer, g) in enumerate(zip(self.layers, self.g)):
             d = g.sum(axis=0)
@@ -307,36 +315,53 @@ class LayeredSweep:
             repeats = len(known) // len(key)
             if np.array_equal(known.reshape(repeats, *key.shape), np.broadcast_to(key, (repeats, *key.shape))):
                 return self._drive if repeats == 1 else [np.tile(d, (repeats, 1)) for d in self._drive]
-        self._drive = [known[:, layer.known_rows] @ g[layer.lower :] for layer, g in zip(self.layers, self.g)]
-        self._drive_key = known.copy()
+        self._drive = [known[:, rows] @ g[layer.lower :] for layer, rows, g in zip(self.layers, self._known_index, self.g)]
+        self._drive_key = np.array(known)
         return self._drive
 
-    def settle(self, known: np.ndarray, beta_s: float, targets_v, injected_a, initial_free) -> np.ndarray | None:
-        """Free-node voltages ``[batch, free]`` after the sweeps; :attr:`settled` says whether they settled."""
+    def settle(self, known, beta_s: float, targets_v, injected_a, initial_free, out=None) -> np.ndarray:
+        """Free-node voltages ``[batch, free]`` after the sweeps, written into ``out`` if given (a view
+        of the caller's node voltages); :attr:`settled` says whether they settled."""
         batch = len(known)
         drive = self._known_drive(known)
+        v = np.empty((batch, self.n_free)) if out is None else out
         if initial_free is None:
-            views = [np.zeros((batch, layer.n)) for layer in self.layers]
+            v[...] = 0.0
         else:
-            views = [np.array(initial_free[:, layer.free], dtype=float) for layer in self.layers]
+            v[...] = initial_free
+        views = [v[:, layer.free] for layer in self.layers]
         last = len(self.layers) - 1
         d_out = self.degree[last] + beta_s
         fixed_out = drive[last] if beta_s == 0 else drive[last] + beta_s * targets_v
         fixed = [*drive[:last], fixed_out]
         if injected_a is not None:
             fixed = [f + injected_a[:, layer.free] for f, layer in zip(fixed, self.layers)]
+        c = [np.empty((batch, layer.n)) for layer in self.layers]  # each layer's inflow, reused every sweep
         previous = np.inf
         for sweep in range(self.max_sweeps):
             largest = 0.0
             for i, layer in enumerate(self.layers):
-                c = fixed[i].copy() if i == 0 else fixed[i] + (views[i - 1] * layer.gain_in) @ self.g[i][: layer.lower]
+                ci = c[i]
+                if i > 0:
+                    below = views[i - 1] if self._unit_in[i] else views[i - 1] * layer.gain_in
+                    np.matmul(below, self.g[i][: layer.lower], out=ci)
+                    ci += fixed[i]
                 if i < last:
-                    c += layer.gain_back * (views[i + 1] @ self.g[i + 1][: layer.n].T)
-                    largest = max(largest, self._hidden(i, views[i], c, sweep == 0, sweep == 0 and initial_free is None))
+                    if i == 0:
+                        np.matmul(views[1], self._g_up_t[0], out=ci)
+                        if not self._unit_back[0]:
+                            ci *= layer.gain_back
+                        ci += fixed[0]
+                    else:
+                        up = views[i + 1] @ self._g_up_t[i]
+                        ci += up if self._unit_back[i] else layer.gain_back * up
+                    largest = max(largest, self._hidden(i, views[i], ci, sweep == 0, sweep == 0 and initial_free is None))
                 else:
-                    new = c / d_out
-                    largest = max(largest, float(np.abs(new - views[i]).max(initial=0.0)))
-                    views[i][...] = new
+                    if i == 0:  # no hidden layer: the outputs see only known nodes
+                        ci[...] = fixed[0]
+                    ci /= d_out
+                    largest = max(largest, float(np.abs(ci - views[i]).max(initial=0.0)))
+                    views[i][...] = ci
             # linear convergence at the rate largest / previous leaves about largest^2 / (previous - largest);
             # a change that no longer falls below 1e-12 V is rounding: the sweeps are done
             converging = largest < min(previous, 1e-9)
@@ -346,10 +371,49 @@ class LayeredSweep:
                 or (largest >= previous and largest <= STAGNANT_V)
             ):
                 self.sweeps, self.settled = sweep + 1, True
-                return np.hstack(views)
+                return v
             previous = largest
         self.sweeps, self.settled = self.max_sweeps, False
-        return np.hstack(views)
+        return v
+
+    def solve_linear(self, v_free: np.ndarray, rhs: np.ndarray, rtol: float = 1e-15) -> np.ndarray | None:
+        """``x[batch, free]`` solving ``J x = rhs`` with ``J`` the free phase's Jacobian at ``v_free``.
+
+        ``J = diag(d + diode conductances) - K`` is symmetric here (reciprocal devices, no
+        amplifiers), so this is also ``J^T x = rhs``.  Linear block Gauss-Seidel over the
+        layers, the same sweeps as :meth:`settle` with the diodes frozen at ``v_free``;
+        stops when the error left is below ``rtol`` of the largest ``|x|``.  None with
+        amplifiers (their ``J`` is not symmetric) or if the sweeps do not settle.
+        """
+        if self.circuit.amplifiers is not None:
+            return None
+        diag = []
+        for layer, d in zip(self.layers, self.degree):
+            total = np.broadcast_to(d, (len(rhs), layer.n)).copy()
+            if layer.diode_sign.shape[1]:
+                active = layer.diode_sign != 0
+                vj = layer.diode_sign * (v_free[:, layer.free, None] - layer.diode_other)
+                _, g = diode_current(vj, self.circuit.diode_model, self.gmin_s, layer.diode_area)
+                total += np.where(active, g, 0.0).sum(axis=2)
+            diag.append(total)
+        x = [np.zeros((len(rhs), layer.n)) for layer in self.layers]
+        fixed = [rhs[:, layer.free] for layer in self.layers]
+        previous, last = np.inf, len(self.layers) - 1
+        for sweep in range(self.max_sweeps):
+            largest = 0.0
+            for i, layer in enumerate(self.layers):
+                c = fixed[i].copy() if i == 0 else fixed[i] + x[i - 1] @ self.g[i][: layer.lower]
+                if i < last:
+                    c += x[i + 1] @ self.g[i + 1][: layer.n].T
+                new = c / diag[i]
+                largest = max(largest, float(np.abs(new - x[i]).max(initial=0.0)))
+                x[i] = new
+            tol = rtol * max(float(np.abs(xi).max(initial=0.0)) for xi in x)
+            if largest <= tol or (largest < previous < np.inf and largest * largest <= tol * (previous - largest)):
+                self.sweeps = sweep + 1
+                return np.hstack(x)
+            previous = largest
+        return None
 
     def _hidden(self, i: int, v: np.ndarray, c: np.ndarray, first: bool, cold: bool) -> float:
         layer = self.layers[i]

@@ -331,15 +331,22 @@ class NativeEngine(Engine):
         """Node voltages ``v[batch, node]``; ``initial_v`` (e.g. the free state) warm-starts Newton."""
         c = self.circuit
         inputs_v, batch = phase.inputs_v, len(phase.inputs_v)
-        known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
-        if self._layered is not None:
+        if self._layered is not None:  # the node voltages written in place: inputs, fixed, free, amplifiers
+            v = np.empty((batch, len(c.node_names)))
+            n_in = inputs_v.shape[1]
+            v[:, :n_in] = inputs_v
+            v[:, n_in : self._n_known] = self._fixed_v
             initial_free = None if initial_v is None else initial_v[:, c.free_slice]
-            v_free = self._layered.settle(known, phase.beta_s, phase.targets_v, phase.injected_a, initial_free)
+            known, v_free = v[:, : self._n_known], v[:, c.free_slice]
+            self._layered.settle(known, phase.beta_s, phase.targets_v, phase.injected_a, initial_free, out=v_free)
             self.iterations = self._layered.sweeps
             if self._layered.settled:
-                return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
+                if self._amp is not None:
+                    v[:, c.free_slice.stop :] = self.amplifier_voltages(v_free, phase.antisymmetric_sign)[0]
+                return v
             if np.isfinite(v_free).all():  # Newton goes on from where the sweeps stopped
-                initial_v = np.hstack([known, v_free])
+                initial_v = v[:, : c.free_slice.stop].copy()
+        known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         self._ensure_general()
         if self._wires is not None and c.nonreciprocal is not None and phase.antisymmetric_sign != 1:
             raise EngineError("reversed antisymmetric couplings (asymmetric EP) with resistive wires are not modelled; set the wire and driver resistances to 0")
@@ -415,8 +422,12 @@ class NativeEngine(Engine):
             raise EngineError("the transposed Jacobian is not written for resistive wires; set the wire and driver resistances to 0")
         if self.circuit.amplifiers is not None:
             raise EngineError("the transposed Jacobian is not written for amplifiers between layers; drop the amplifiers")
-        self._ensure_general()
         v = np.asarray(v, dtype=float)
+        if self._layered is not None:  # symmetric J: the layer sweeps, no general structures
+            x = self._layered.solve_linear(v[:, self.circuit.free_slice], np.asarray(rhs_a, dtype=float))
+            if x is not None:
+                return x
+        self._ensure_general()
         v_all = np.hstack([v, np.zeros((len(v), 1))])
         anode, cathode = self._diodes.T
         _, g_d = diode_current(v_all[:, anode] - v_all[:, cathode], self.circuit.diode_model, self.gmin_s, self._diode_area)

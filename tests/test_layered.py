@@ -115,3 +115,21 @@ def test_a_conductance_update_moves_the_sweeps_like_a_fresh_engine(width):
     g2[:] = 1e-7  # the caller's array changes afterwards: the engine keeps its own copy
     fresh.load(circuit, 10 ** np.random.default_rng(width).uniform(-7, -4, (2, circuit.n_edges))[1])
     np.testing.assert_array_equal(engine.settle(x), fresh.settle(x))
+
+
+@settings(max_examples=30, deadline=None)
+@given(layered_circuits())
+def test_the_layered_adjoint_solve_is_the_newton_engines(case):
+    """``J^T x = r`` by linear sweeps against the Schur-complement solve of the general engine."""
+    circuit, seed, _ = case
+    assume(circuit.amplifiers is None)
+    rng = np.random.default_rng(seed)
+    g = 10 ** rng.uniform(-7, -4, circuit.n_edges)
+    inputs = rng.uniform(-1, 1, (3, circuit.n_features)) @ circuit.input_gain.T
+    sweeps, newton = NativeEngine(), NativeEngine(layered=False)
+    sweeps.load(circuit, g)
+    newton.load(circuit, g)
+    v = newton.settle(inputs)
+    rhs = rng.normal(size=(3, len(circuit.free_nodes))) * 1e-6
+    x, reference = sweeps.solve_transposed_jacobian(v, rhs), newton.solve_transposed_jacobian(v, rhs)
+    np.testing.assert_allclose(x, reference, rtol=0, atol=1e-12 * np.abs(reference).max())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Protocol
 
+import numba
 import numpy as np
 from pydantic import Field, model_validator
 
@@ -124,10 +125,23 @@ class IdealDevice:
         return self.quantise(g, rng) if self.levels else g
 
     def update(self, g_s, dg_s, state, rng) -> tuple[np.ndarray, np.ndarray]:
-        g = np.add(g_s, dg_s)
-        np.clip(g, self.g_min_s, self.g_max_s, out=g)
-        g = np.clip(self.quantise(g, rng), self.g_min_s, self.g_max_s) if self.levels else g
-        return g, np.zeros(g.shape, dtype=int)
+        """``clip(G + dG)`` to the window (then to a level with ``levels``); no pulses (zeros)."""
+        g_s, dg_s = np.asarray(g_s, dtype=float), np.asarray(dg_s, dtype=float)
+        if self.levels or g_s.shape != dg_s.shape or g_s.ndim != 1:
+            g = np.clip(np.add(g_s, dg_s), self.g_min_s, self.g_max_s)
+            g = np.clip(self.quantise(g, rng), self.g_min_s, self.g_max_s) if self.levels else g
+        else:
+            g = _add_clipped(g_s, dg_s, self.g_min_s, self.g_max_s)
+        return g, np.zeros(g.shape, dtype=np.int8)
+
+
+@numba.njit(cache=True)
+def _add_clipped(g, dg, low, high):
+    """``min(max(g + dg, low), high)`` in one pass (``np.clip``'s arithmetic)."""
+    out = np.empty_like(g)
+    for i in range(len(g)):
+        out[i] = min(max(g[i] + dg[i], low), high)
+    return out
 
 
 def read_conductances(g_s: np.ndarray, read_noise: float, rng: np.random.Generator) -> np.ndarray:

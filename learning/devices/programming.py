@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numba
 import numpy as np
 from pydantic import Field
 
@@ -65,7 +66,18 @@ def programming_pulses(device, g_before_s: np.ndarray, g_after_s: np.ndarray, pu
     g_before_s, g_after_s = np.asarray(g_before_s), np.asarray(g_after_s)
     if device.levels:
         return np.rint((g_after_s - g_before_s) / device.step_s).astype(np.int64)
-    return (g_after_s > g_before_s).view(np.int8) - (g_after_s < g_before_s).view(np.int8)  # sign(dG), fast
+    if g_before_s.shape == g_after_s.shape and g_before_s.ndim == 1:
+        return _sign_of_change(np.ascontiguousarray(g_before_s, dtype=float), np.ascontiguousarray(g_after_s, dtype=float))
+    return (g_after_s > g_before_s).view(np.int8) - (g_after_s < g_before_s).view(np.int8)
+
+
+@numba.njit(cache=True)
+def _sign_of_change(before, after):
+    """``sign(after - before)`` as int8, one pass."""
+    out = np.empty(len(before), dtype=np.int8)
+    for i in range(len(before)):
+        out[i] = (after[i] > before[i]) - (after[i] < before[i])
+    return out
 
 
 def write_energy_j(pulses: np.ndarray, pulse_energy_j: float) -> float:

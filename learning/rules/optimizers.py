@@ -44,8 +44,11 @@ class SGD:
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {}
 
-    def step(self, dl_dw: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
-        return -self.lr * lr_scale * dl_dw
+    def step(self, dl_dw, state, lr_scale: float = 1.0, *, grad_divisor=1.0, grad_factor=1.0, step_factor=1.0) -> np.ndarray:
+        """The step of ``w`` for the gradient ``dl_dw / grad_divisor * grad_factor``, times ``step_factor``."""
+        step = (-self.lr * lr_scale) * (np.asarray(dl_dw, dtype=float) / grad_divisor * grad_factor)
+        step *= step_factor
+        return step
 
 
 @dataclass(frozen=True)
@@ -81,27 +84,36 @@ class Adam:
     def init_state(self, n: int) -> dict[str, np.ndarray]:
         return {"m": np.zeros(n), "s": np.zeros(n), "t": np.zeros(1)}
 
-    def step(self, dl_dw: np.ndarray, state: dict[str, np.ndarray], lr_scale: float = 1.0) -> np.ndarray:
-        """The step of ``w``; ``state`` gets new moment arrays (the old ones are not written,
-        so a copy of the state taken before the step stays whole without copying them)."""
+    def step(self, dl_dw, state, lr_scale: float = 1.0, *, grad_divisor=1.0, grad_factor=1.0, step_factor=1.0) -> np.ndarray:
+        """The step of ``w`` for the gradient ``dl_dw / grad_divisor * grad_factor``, times ``step_factor``.
+
+        The factors let the training loop's mean over a mini-batch and its change of units
+        (``w = G / g_max``) ride along in the same pass over the devices, with the same
+        arithmetic as separate array operations.  ``state`` gets new moment arrays (the
+        old ones are not written, so a copy of the state taken before the step stays
+        whole without copying them).
+        """
         t = state["t"][0] + 1
         b1, b2 = self.beta1, self.beta2
         bias2, factor = 1 - b2**t, -self.lr * lr_scale / (1 - b1**t)
-        m, s, step = _adam(np.ascontiguousarray(dl_dw, dtype=float), state["m"], state["s"], b1, b2, bias2, factor, self.eps)
+        scales = (float(grad_divisor), float(grad_factor), float(step_factor))
+        dl_dw = np.ascontiguousarray(dl_dw, dtype=float)
+        m, s, step = _adam(dl_dw, state["m"], state["s"], b1, b2, bias2, factor, self.eps, *scales)
         state["m"], state["s"], state["t"] = m, s, np.array([t])
         return step
 
 
 @numba.njit(cache=True)
-def _adam(g, m, s, b1, b2, bias2, factor, eps):
+def _adam(g, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor):
     """Adam's moments and step in one pass over the devices: the whole-array formulas
-    ``m' = b1 m + (1 - b1) g``, ``s' = b2 s + (1 - b2) g^2``, ``factor m' / (sqrt(s' / bias2) + eps)``,
-    operation for operation (no reassociation: the same bits)."""
+    ``g' = g / divisor * g_factor``, ``m' = b1 m + (1 - b1) g'``, ``s' = b2 s + (1 - b2) g'^2``,
+    ``(factor m' / (sqrt(s' / bias2) + eps)) * step_factor``, operation for operation
+    (no reassociation: the same bits)."""
     m_new, s_new, step = np.empty_like(m), np.empty_like(s), np.empty_like(m)
     for i in range(len(g)):
-        gi = g[i]
+        gi = g[i] / divisor * g_factor
         mi = m[i] * b1 + gi * (1.0 - b1)
         si = s[i] * b2 + (gi * gi) * (1.0 - b2)
         m_new[i], s_new[i] = mi, si
-        step[i] = (mi * factor) / (np.sqrt(si / bias2) + eps)
+        step[i] = (mi * factor) / (np.sqrt(si / bias2) + eps) * step_factor
     return m_new, s_new, step

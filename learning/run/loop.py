@@ -164,12 +164,11 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
         r["cosine_sum"] = r.get("cosine_sum", 0.0) + cosine
         r["error_sum"] = r.get("error_sum", 0.0) + error
         r["cosine_batches"] = r.get("cosine_batches", 0) + 1
-    if t.reduce == "mean":
-        grad /= len(ids)  # the rule's fresh array, scaled in place (a million devices: no copies)
+    # the mean over the batch and the units of w = G / g_max, in the optimizer's one pass over the devices
     g_max = session.config.device.g_max_s
-    grad *= g_max
-    dw = session.optimizer.step(grad, state.optimizer, t.lr_scale(*batches_done(session, state)))
-    dw *= g_max
+    divisor = len(ids) if t.reduce == "mean" else 1
+    lr_scale = t.lr_scale(*batches_done(session, state))
+    dw = session.optimizer.step(grad, state.optimizer, lr_scale, grad_divisor=divisor, grad_factor=g_max, step_factor=g_max)
     g_new, pulses = session.device.update(g_now, dw, state.device, state.rng)
     if session.drift is None:
         state.g_s = g_new

@@ -229,6 +229,29 @@ def test_fused_adam_is_the_whole_array_formula_bit_for_bit():
         np.testing.assert_array_equal(old[1], before[1])
 
 
+def test_adams_write_into_an_ideal_device_is_the_step_then_the_device_update_bit_for_bit():
+    """The training loop's one-pass write against the optimizer step, the device update and the
+    equivalent pulses taken one after another, on devices pushed past both bounds."""
+    from eqspice.learning.devices.programming import programming_pulses
+
+    device, rng = IdealDevice(g_min_s=1e-7, g_max_s=1e-4), np.random.default_rng(7)
+    adam = Adam(lr=0.3)  # steps large enough to hit the window's ends
+    fused, apart = adam.init_state(200), adam.init_state(200)
+    g_fused = g_apart = rng.uniform(1e-7, 1e-4, 200)
+    for _ in range(3):
+        grad = rng.normal(size=200) * 1e-3
+        scales = {"grad_divisor": 32, "grad_factor": 1e-4, "step_factor": 1e-4}
+        before = g_apart
+        g_apart, pulses = device.update(before, adam.step(grad, apart, 0.7, **scales), {}, rng)
+        signs = programming_pulses(device, before, g_apart, pulses)
+        g_fused, written = adam.step_written(grad, fused, 0.7, **scales, g_s=g_fused, low_s=1e-7, high_s=1e-4)
+        np.testing.assert_array_equal(g_fused, g_apart)
+        np.testing.assert_array_equal(written, signs)
+        for key in ("m", "s", "t"):
+            np.testing.assert_array_equal(fused[key], apart[key])
+    assert np.any(g_fused == 1e-4) and np.any(g_fused == 1e-7)
+
+
 def test_input_lines_by_gather_are_the_dense_gain_product():
 
     for overrides in ({}, {"mismatch.input_gain": 0.1}):

@@ -173,10 +173,11 @@ def account_phases(session, state, phases) -> None:
         state.running[key] = state.running.get(key, 0) + value
 
 
-def account_write(session, state, g_before_s: np.ndarray, g_after_s: np.ndarray, pulses: np.ndarray) -> None:
-    """Add the programming energy and write time of one mini-batch's update to ``state.running``."""
+def account_write(session, state, g_before_s: np.ndarray, g_after_s: np.ndarray, pulses: np.ndarray, equivalent=None) -> None:
+    """Add the programming energy and write time of one mini-batch's update to ``state.running``
+    (``equivalent``: :func:`programming_pulses` of the write when already known)."""
     device, scheme = session.config.device, session.config.energy.write_scheme
-    n = programming_pulses(session.device, g_before_s, g_after_s, pulses)
+    n = programming_pulses(session.device, g_before_s, g_after_s, pulses) if equivalent is None else equivalent
     r = state.running
     r["programming_energy_j"] = r.get("programming_energy_j", 0.0) + write_energy_j(n, device.pulse_energy_j)
     r["write_sec"] = r.get("write_sec", 0.0) + write_time_sec(session.circuit, n, device.pulse_duration_sec, scheme)

@@ -168,15 +168,22 @@ def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[floa
     g_max = session.config.device.g_max_s
     divisor = len(ids) if t.reduce == "mean" else 1
     lr_scale = t.lr_scale(*batches_done(session, state))
-    dw = session.optimizer.step(grad, state.optimizer, lr_scale, grad_divisor=divisor, grad_factor=g_max, step_factor=g_max)
-    g_new, pulses = session.device.update(g_now, dw, state.device, state.rng)
+    scales = {"grad_divisor": divisor, "grad_factor": g_max, "step_factor": g_max}
+    written = None  # an ideal device's write and its equivalent pulses, in the optimizer's pass
+    if hasattr(session.optimizer, "step_written") and session.device.model == "ideal" and not session.device.levels:
+        dev = session.device
+        g_new, written = session.optimizer.step_written(grad, state.optimizer, lr_scale, **scales, g_s=g_now, low_s=dev.g_min_s, high_s=dev.g_max_s)
+        pulses = np.zeros(len(g_new), dtype=np.int8)
+    else:
+        dw = session.optimizer.step(grad, state.optimizer, lr_scale, **scales)
+        g_new, pulses = session.device.update(g_now, dw, state.device, state.rng)
     if session.drift is None:
         state.g_s = g_new
     else:  # devices that took no pulse keep drifting from their last programming
         programmed = (pulses != 0) | (g_new != g_now)
         state.g_s = session.drift.reprogram(state.g_s, g_new, programmed, state.device, now_sec)
     state.running["pulses"] = state.running.get("pulses", 0) + int(np.abs(pulses).sum())
-    account_write(session, state, g_now, g_new, pulses)
+    account_write(session, state, g_now, g_new, pulses, equivalent=written)
     session.engine.set_conductances(state.g_s)
     loss = float(np.sum(session.loss(phases.free, targets)))
     hits = int(np.sum(np.argmax(session.scores(phases.free), axis=1) == labels))

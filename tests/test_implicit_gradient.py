@@ -4,11 +4,11 @@ engine's block structure, against finite differences, the dense adjoint referenc
 import csv
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pytest
+from problems import diode_bridge_graph
 
-from eqspice.circuits import CrossbarSpec, DiodeModel, circuit_from_graph, crossbar, with_nonreciprocal
+from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar, with_nonreciprocal
 from eqspice.learning.rules.adjoint import ImplicitGradient, adjoint_gradient
 from eqspice.learning.rules.equilibrium import CrossEntropyPropagation, EquilibriumPropagation, cross_entropy, output_loss
 from eqspice.learning.run.config import ConfigError, load_config
@@ -83,13 +83,7 @@ def test_cross_entropy_gradient_is_scale_squared_times_finite_differences(differ
 
 
 def test_a_diode_between_free_nodes_takes_the_dense_transposed_step():
-    rng = np.random.default_rng(5)
-    graph = nx.relabel_nodes(nx.gnm_random_graph(9, 22, seed=3), lambda i: f"n{i}")
-    circuit = circuit_from_graph(graph, ["n0", "n1"], ["n7", "n8"], fixed={"n2": 0.3},
-                                 diodes=[("n3", "n4"), ("n5", "0"), ("0", "n6")], diode_model=DiodeModel(n=1.3))  # fmt: skip
-    circuit = with_nonreciprocal(circuit, rng.normal(0, 0.2, circuit.n_edges))
-    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
-    inputs, targets = rng.uniform(-1, 1, (3, 2)), rng.uniform(-0.2, 0.2, (3, 2))
+    circuit, g, inputs, targets = diode_bridge_graph()
     engine = loaded(circuit, g)
     assert engine._diode_offdiag
     dense = adjoint_gradient(circuit, g, engine.settle(inputs), targets)

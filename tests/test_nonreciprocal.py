@@ -6,14 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 import pytest
+from problems import diode_bridge_graph
 
 from eqspice.circuits import (
     CrossbarSpec,
     DiodeModel,
-    circuit_from_graph,
     crossbar,
     render_netlist,
     with_nonreciprocal,
@@ -170,13 +169,7 @@ def test_corrected_estimator_is_the_exact_gradient_and_plain_ep_is_not(sigma):
 
 
 def test_corrected_estimator_on_a_graph_with_a_diode_between_free_nodes_against_finite_differences():
-    rng = np.random.default_rng(5)
-    graph = nx.relabel_nodes(nx.gnm_random_graph(9, 22, seed=3), lambda i: f"n{i}")
-    circuit = circuit_from_graph(graph, ["n0", "n1"], ["n7", "n8"], fixed={"n2": 0.3},
-                                 diodes=[("n3", "n4"), ("n5", "0"), ("0", "n6")], diode_model=DiodeModel(n=1.3))  # fmt: skip
-    circuit = with_nonreciprocal(circuit, rng.normal(0, 0.2, circuit.n_edges))
-    g = 10 ** rng.uniform(-6, -4, circuit.n_edges)
-    inputs, targets = rng.uniform(-1, 1, (3, 2)), rng.uniform(-0.2, 0.2, (3, 2))
+    circuit, g, inputs, targets = diode_bridge_graph()
     engine = NativeEngine()
     engine.load(circuit, g)
     fd = finite_difference_gradient(engine, circuit, g, inputs, targets)

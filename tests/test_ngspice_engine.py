@@ -150,3 +150,40 @@ def test_the_noisy_sampler_survives_its_child_through_the_same_path():
     assert sampler.restarts == 1 and first.shape == again.shape == (2, spec.samples, len(circuit.node_names))
     # noisy readings about the same operating point (ngspice's trnoise is not repeatable bit for bit)
     assert np.abs(first.mean(axis=1) - again.mean(axis=1)).max() < 0.05
+
+
+def test_a_note_from_ngspice_is_not_a_failed_operating_point():
+    """ngspice writes notes (e.g. "Note: Starting dynamic gmin stepping") to stderr on the way to a
+    converged operating point; only a failed return code or an error line sends the worker to its
+    convergence aids."""
+    from eqspice.simulator.ngspice.worker import CONVERGENCE_AIDS, NonConvergence, Worker
+
+    class Shared:  # the part of PySpice's NgSpiceShared the worker's run() touches
+        def __init__(self, stderr, code):
+            self._stderr, self.code, self.commands = stderr, code, []
+
+        def clear_output(self):
+            pass
+
+        def exec_command(self, command):
+            self.commands.append(command)
+
+        def ngSpice_Command(self, command):
+            self.commands.append(command.decode())
+            return self.code
+
+    for stderr, code, converged in (
+        (["Note: Starting dynamic gmin stepping", "Note: Dynamic gmin stepping completed"], 0, True),
+        (["Error: no convergence in gmin stepping"], 0, False),
+        ([], 1, False),
+    ):
+        worker = Worker.__new__(Worker)
+        worker.ng = worker.lib = Shared(stderr, code)
+        worker.read_nodes = lambda: "voltages"
+        if converged:
+            assert worker.operating_point() == "voltages"
+            assert worker.ng.commands == ["op"]  # no convergence aid was tried
+        else:
+            with pytest.raises(NonConvergence):
+                worker.operating_point()
+            assert worker.ng.commands.count("op") == len(CONVERGENCE_AIDS)

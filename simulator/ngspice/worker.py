@@ -71,10 +71,10 @@ class Worker:
         for aids in CONVERGENCE_AIDS:
             for command in aids:
                 self.ng.exec_command(command)
-            try:
-                self.ng.exec_command("op")
+            try:  # a failed return code or an error/abort line; notes (e.g. gmin stepping started) are not failures
+                self.run("op")
                 ok = True
-            except Exception:  # PySpice raises on any ngspice error text
+            except RuntimeError:
                 ok = False
             if aids:
                 for command in RESET_AIDS:

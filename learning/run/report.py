@@ -181,6 +181,7 @@ def plot_energy(path: str | Path, runs: dict[str, list[dict]], title: str = "") 
     axes = fig.subplots(1, len(ENERGY_PANELS))
     styles = ("-o", "--s", ":^", "-.v")
     for ax, (panel, unit, columns, labels) in zip(axes, ENERGY_PANELS):
+        drawn = False
         for k, (name, rows) in enumerate(runs.items()):
             epochs = [r["epoch"] for r in rows]
             for column, label, style in zip(columns, labels, styles):
@@ -189,9 +190,14 @@ def plot_energy(path: str | Path, runs: dict[str, list[dict]], title: str = "") 
                     continue
                 prefix = f"{name}: " if len(runs) > 1 else ""
                 ax.plot(epochs, values, style, color=f"C{k}", label=prefix + label, markersize=4)
-        ax.set(title=panel, xlabel="epoch", ylabel=unit, yscale="log")
+                drawn = True
+        ax.set(title=panel, xlabel="epoch", ylabel=unit)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if drawn:
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+        else:  # e.g. energy.settling_samples = 0: nothing sampled
+            ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center", transform=ax.transAxes, color="0.4")
     fig.suptitle(title)
     return save_png(fig, path)
 

@@ -143,7 +143,19 @@ class InterruptAt(NativeEngine):
         super().set_conductances(g_s)
 
 
-@pytest.mark.parametrize("stop, signum", [(KeyboardInterrupt(), signal.SIGINT), (Stop(signal.SIGTERM), signal.SIGTERM)])
+def _in_compiled_code(signum):
+    """How a signal's exception reaches Python when it strikes inside a compiled (numba) kernel."""
+    wrapped = SystemError("CPUDispatcher(<function _adam_written>) returned a result with an exception set")
+    wrapped.__cause__ = SystemError("<function _numba_unpickle> returned a result with an exception set")
+    wrapped.__cause__.__cause__ = Stop(signum)
+    return wrapped
+
+
+@pytest.mark.parametrize(
+    "stop, signum",
+    [(KeyboardInterrupt(), signal.SIGINT), (Stop(signal.SIGTERM), signal.SIGTERM), (_in_compiled_code(signal.SIGTERM), signal.SIGTERM)],
+    ids=["ctrl-c", "sigterm", "sigterm inside a compiled kernel"],
+)
 def test_an_interruption_mid_update_saves_the_last_whole_batch_and_resumes_exactly(tmp_path, stop, signum):
     config = load_config(XOR, {"engine.backend": "native", "training.epochs": 3, "training.batch_size": 1})
     whole = train(config, tmp_path / "whole", progress=False)

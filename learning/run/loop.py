@@ -401,10 +401,16 @@ def _epochs(session: Session, state: RunState, run_dir: Path | None, stop_after:
     """
     consistent = _Consistent(state)
     try:
-        _run_epochs(session, state, run_dir, stop_after, progress, consistent)
-        if run_dir is not None:
-            save_reports(session, state, run_dir)
-        return state
+        try:
+            _run_epochs(session, state, run_dir, stop_after, progress, consistent)
+            if run_dir is not None:
+                save_reports(session, state, run_dir)
+            return state
+        except SystemError as exc:  # a signal that struck inside a compiled kernel arrives wrapped
+            interrupt = interruption(exc)
+            if interrupt is None:
+                raise
+            raise interrupt from None
     except KeyboardInterrupt as exc:
         if run_dir is None:
             raise  # nothing to save and nothing to resume: Ctrl-C means what it always means
@@ -526,6 +532,17 @@ def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
         return state.g_s
     t_sec = run_clock_sec(session, state) + session.config.device.drift.eval_delay_sec
     return session.drift.conductances(state.g_s, state.device, t_sec)
+
+
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or :class:`Stop` in ``exc``'s chain of causes, if there is one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _with_restarts(session: Session, state: RunState, action, rewind):

@@ -50,6 +50,7 @@ from eqspice.simulator.layered import LayeredSweep, layered_structure
 from eqspice.simulator.wired import WireElimination
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
+RAIL_PATIENCE = 25  # Newton iterations with saturating amplifiers, in units of max_iter
 
 
 def independent_split(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -511,8 +512,13 @@ class NativeEngine(Engine):
         return residual, g_d
 
     def _newton(self, v_free, known, diag, drive, phase, sample_ids):
-        """Newton steps, each limited to ``max_step_v`` on every node."""
-        for iteration in range(self.max_iter):
+        """Newton steps, each limited to ``max_step_v`` on every node.
+
+        With saturating amplifiers the steps cross the flat parts of the amplifiers' curves
+        slowly (gains up to 100 in the tests: thousands of limited steps for some samples,
+        measured), so Newton gets ``RAIL_PATIENCE`` times ``max_iter`` there."""
+        limit = self.max_iter * (RAIL_PATIENCE if self._rails else 1)
+        for iteration in range(limit):
             residual, g_d = self._kcl(v_free, known, diag, drive)
             if self._diode_offdiag or self._rails:
                 step = self._dense_step(diag, g_d, residual, v_free)
@@ -528,7 +534,7 @@ class NativeEngine(Engine):
         sid = worst if sample_ids is None else sample_ids[worst]
         raise ConvergenceError(
             f"native Newton did not converge in the {phase} phase of sample {sid} "
-            f"(residual {np.abs(residual[worst]).max():.3g} A after {self.max_iter} iterations)"
+            f"(residual {np.abs(residual[worst]).max():.3g} A after {limit} iterations)"
         )
 
     def _dense_step(self, diag, g_d, residual, v_free=None):

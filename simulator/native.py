@@ -345,8 +345,8 @@ class NativeEngine(Engine):
                 if self._amp is not None:
                     v[:, c.free_slice.stop :] = self.amplifier_voltages(v_free, phase.antisymmetric_sign)[0]
                 return v
-            if np.isfinite(v_free).all():  # Newton goes on from where the sweeps stopped
-                initial_v = v[:, : c.free_slice.stop].copy()
+            # not settled (a slow mode, e.g. devices above a node outweighing those below it a
+            # thousandfold): Newton from the caller's start, as with layered=False
         known = np.hstack([inputs_v, np.broadcast_to(self._fixed_v, (batch, len(self._fixed_v)))])
         self._ensure_general()
         if self._wires is not None and c.nonreciprocal is not None and phase.antisymmetric_sign != 1:
@@ -361,12 +361,19 @@ class NativeEngine(Engine):
         if phase.beta_s != 0:
             diag[:, self._out] += phase.beta_s
             drive[:, self._out] += phase.beta_s * phase.targets_v
-        if initial_v is not None:
-            v_free = np.array(initial_v[:, c.free_slice], dtype=float)
-        else:
-            v_free = self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited
-        if len(self._diodes) or initial_v is not None or self._rails:
-            v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
+        cold = lambda: self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited  # noqa: E731
+        if initial_v is None:
+            v_free = cold()
+            if len(self._diodes) or self._rails:
+                v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
+            return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
+        try:
+            v_free = self._newton(np.array(initial_v[:, c.free_slice], dtype=float), known, diag, drive, phase.name, phase.sample_ids)
+        except ConvergenceError:
+            # a warm start can sit where limited steps crawl (amplified nodes at tens of volts): from the cold start
+            v_free = cold()
+            if len(self._diodes) or self._rails:
+                v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
         return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
 
     def _with_amplifiers(self, known, v_free, antisymmetric_sign: float) -> np.ndarray:

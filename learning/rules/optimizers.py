@@ -93,15 +93,10 @@ class Adam:
         old ones are not written, so a copy of the state taken before the step stays
         whole without copying them).
         """
-        t = state["t"][0] + 1
-        b1, b2 = self.beta1, self.beta2
-        bias2, factor = 1 - b2**t, -self.lr * lr_scale / (1 - b1**t)
-        scales = (float(grad_divisor), float(grad_factor), float(step_factor))
-        dl_dw = np.ascontiguousarray(dl_dw, dtype=float)
-        m, s, step = _adam(dl_dw, state["m"], state["s"], b1, b2, bias2, factor, self.eps, *scales)
+        t, constants = self._constants(state, lr_scale, grad_divisor, grad_factor, step_factor)
+        m, s, step = _adam(np.ascontiguousarray(dl_dw, dtype=float), state["m"], state["s"], *constants)
         state["m"], state["s"], state["t"] = m, s, np.array([t])
         return step
-
 
     def step_written(self, dl_dw, state, lr_scale, *, grad_divisor, grad_factor, step_factor, g_s, low_s, high_s):
         """:meth:`step` added to the conductances ``g_s`` and clipped to ``[low_s, high_s]`` in the same
@@ -109,44 +104,49 @@ class Adam:
         without levels), the same bits as the two separately.  Returns the new conductances and the sign
         of each device's change (int8, the equivalent pulses of :func:`~eqspice.learning.devices.programming.programming_pulses`).
         """
-        t = state["t"][0] + 1
-        b1, b2 = self.beta1, self.beta2
-        bias2, factor = 1 - b2**t, -self.lr * lr_scale / (1 - b1**t)
-        scales = (float(grad_divisor), float(grad_factor), float(step_factor))
+        t, constants = self._constants(state, lr_scale, grad_divisor, grad_factor, step_factor)
         dl_dw, g_s = np.ascontiguousarray(dl_dw, dtype=float), np.ascontiguousarray(g_s, dtype=float)
-        m, s, g, sign = _adam_written(dl_dw, state["m"], state["s"], b1, b2, bias2, factor, self.eps, *scales, g_s, low_s, high_s)
+        m, s, g, sign = _adam_written(dl_dw, state["m"], state["s"], *constants, g_s, low_s, high_s)
         state["m"], state["s"], state["t"] = m, s, np.array([t])
         return g, sign
 
+    def _constants(self, state, lr_scale, grad_divisor, grad_factor, step_factor) -> tuple[float, tuple]:
+        """The step number and the kernels' scalars ``(b1, b2, bias2, factor, eps, divisor, g_factor, step_factor)``."""
+        t = state["t"][0] + 1
+        b1, b2 = self.beta1, self.beta2
+        bias2, factor = 1 - b2**t, -self.lr * lr_scale / (1 - b1**t)
+        return t, (b1, b2, bias2, factor, self.eps, float(grad_divisor), float(grad_factor), float(step_factor))
+
 
 @numba.njit(cache=True)
-def _adam_written(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor, g, low, high):
-    """:func:`_adam`, then ``min(max(g + step, low), high)`` and the sign of the change, per device."""
-    m_new, s_new, g_new = np.empty_like(m), np.empty_like(s), np.empty_like(g)
-    sign = np.empty(len(g), dtype=np.int8)
-    for i in range(len(grad)):
-        gi = grad[i] / divisor * g_factor
-        mi = m[i] * b1 + gi * (1.0 - b1)
-        si = s[i] * b2 + (gi * gi) * (1.0 - b2)
-        m_new[i], s_new[i] = mi, si
-        step = (mi * factor) / (np.sqrt(si / bias2) + eps) * step_factor
-        after = min(max(g[i] + step, low), high)
-        g_new[i] = after
-        sign[i] = (after > g[i]) - (after < g[i])
-    return m_new, s_new, g_new, sign
+def _adam_device(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor):
+    """One device's Adam: the whole-array formulas ``g' = g / divisor * g_factor``,
+    ``m' = b1 m + (1 - b1) g'``, ``s' = b2 s + (1 - b2) g'^2``,
+    ``(factor m' / (sqrt(s' / bias2) + eps)) * step_factor``, operation for operation
+    (no reassociation: the same bits).  Returns ``(m', s', step)``."""
+    gi = grad / divisor * g_factor
+    mi = m * b1 + gi * (1.0 - b1)
+    si = s * b2 + (gi * gi) * (1.0 - b2)
+    return mi, si, (mi * factor) / (np.sqrt(si / bias2) + eps) * step_factor
 
 
 @numba.njit(cache=True)
 def _adam(g, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor):
-    """Adam's moments and step in one pass over the devices: the whole-array formulas
-    ``g' = g / divisor * g_factor``, ``m' = b1 m + (1 - b1) g'``, ``s' = b2 s + (1 - b2) g'^2``,
-    ``(factor m' / (sqrt(s' / bias2) + eps)) * step_factor``, operation for operation
-    (no reassociation: the same bits)."""
+    """:func:`_adam_device` over all devices, in one pass."""
     m_new, s_new, step = np.empty_like(m), np.empty_like(s), np.empty_like(m)
     for i in range(len(g)):
-        gi = g[i] / divisor * g_factor
-        mi = m[i] * b1 + gi * (1.0 - b1)
-        si = s[i] * b2 + (gi * gi) * (1.0 - b2)
-        m_new[i], s_new[i] = mi, si
-        step[i] = (mi * factor) / (np.sqrt(si / bias2) + eps) * step_factor
+        m_new[i], s_new[i], step[i] = _adam_device(g[i], m[i], s[i], b1, b2, bias2, factor, eps, divisor, g_factor, step_factor)
     return m_new, s_new, step
+
+
+@numba.njit(cache=True)
+def _adam_written(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor, g, low, high):
+    """:func:`_adam_device`, then ``min(max(g + step, low), high)`` and the sign of the change, per device."""
+    m_new, s_new, g_new = np.empty_like(m), np.empty_like(s), np.empty_like(g)
+    sign = np.empty(len(g), dtype=np.int8)
+    for i in range(len(grad)):
+        m_new[i], s_new[i], step = _adam_device(grad[i], m[i], s[i], b1, b2, bias2, factor, eps, divisor, g_factor, step_factor)
+        after = min(max(g[i] + step, low), high)
+        g_new[i] = after
+        sign[i] = (after > g[i]) - (after < g[i])
+    return m_new, s_new, g_new, sign

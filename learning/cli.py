@@ -36,7 +36,7 @@ from eqspice.learning.run.config import ConfigError, RunConfig, load_config
 from eqspice.learning.run.data import DataError, load_dataset
 from eqspice.learning.run.energy import eval_inference_cost
 from eqspice.learning.run.legacy import DeprecatedKey
-from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, interruption, train
+from eqspice.learning.run.loop import Interrupted, RunError, Stop, check_resumable, evaluate, interruptions_unwrapped, train
 from eqspice.simulator.engine import EngineError
 
 EXIT_BAD_INPUT = 2
@@ -589,13 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     warnings.formatwarning = _note
     try:
-        try:
+        with interruptions_unwrapped():
             return args.func(args)
-        except SystemError as exc:  # a signal that struck inside a compiled kernel arrives wrapped
-            interrupt = interruption(exc)
-            if interrupt is None:
-                raise
-            raise interrupt from None
     except (ConfigError, DataError, CheckpointError) as exc:
         print(f"eqspice: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -21,6 +21,7 @@ import dataclasses
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -401,16 +402,11 @@ def _epochs(session: Session, state: RunState, run_dir: Path | None, stop_after:
     """
     consistent = _Consistent(state)
     try:
-        try:
+        with interruptions_unwrapped():
             _run_epochs(session, state, run_dir, stop_after, progress, consistent)
             if run_dir is not None:
                 save_reports(session, state, run_dir)
             return state
-        except SystemError as exc:  # a signal that struck inside a compiled kernel arrives wrapped
-            interrupt = interruption(exc)
-            if interrupt is None:
-                raise
-            raise interrupt from None
     except KeyboardInterrupt as exc:
         if run_dir is None:
             raise  # nothing to save and nothing to resume: Ctrl-C means what it always means
@@ -534,15 +530,20 @@ def conductances_at_evaluation(session: Session, state: RunState) -> np.ndarray:
     return session.drift.conductances(state.g_s, state.device, t_sec)
 
 
-def interruption(exc: BaseException) -> KeyboardInterrupt | None:
-    """The Ctrl-C or :class:`Stop` in ``exc``'s chain of causes, if there is one."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, KeyboardInterrupt):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return None
+@contextmanager
+def interruptions_unwrapped():
+    """Re-raise a Ctrl-C or :class:`Stop` that reached Python inside a compiled (numba) kernel,
+    which hands it on wrapped in :class:`SystemError`, as itself."""
+    try:
+        yield
+    except SystemError as exc:
+        cause, seen = exc, set()
+        while cause is not None and id(cause) not in seen:
+            if isinstance(cause, KeyboardInterrupt):
+                raise cause from None
+            seen.add(id(cause))
+            cause = cause.__cause__ or cause.__context__
+        raise
 
 
 def _with_restarts(session: Session, state: RunState, action, rewind):

@@ -361,19 +361,19 @@ class NativeEngine(Engine):
         if phase.beta_s != 0:
             diag[:, self._out] += phase.beta_s
             drive[:, self._out] += phase.beta_s * phase.targets_v
-        cold = lambda: self._limit_junctions(self._solve(diag, drive), known)  # diodes open, then limited  # noqa: E731
+        newton = lambda start: self._newton(start, known, diag, drive, phase.name, phase.sample_ids)  # noqa: E731
+
+        def from_cold():  # diodes open, then limited; a linear circuit is solved by that alone
+            start = self._limit_junctions(self._solve(diag, drive), known)
+            return newton(start) if len(self._diodes) or self._rails else start
+
         if initial_v is None:
-            v_free = cold()
-            if len(self._diodes) or self._rails:
-                v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
-            return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
-        try:
-            v_free = self._newton(np.array(initial_v[:, c.free_slice], dtype=float), known, diag, drive, phase.name, phase.sample_ids)
-        except ConvergenceError:
-            # a warm start can sit where limited steps crawl (amplified nodes at tens of volts): from the cold start
-            v_free = cold()
-            if len(self._diodes) or self._rails:
-                v_free = self._newton(v_free, known, diag, drive, phase.name, phase.sample_ids)
+            v_free = from_cold()
+        else:
+            try:
+                v_free = newton(np.array(initial_v[:, c.free_slice], dtype=float))
+            except ConvergenceError:  # a warm start can sit where limited steps crawl (amplified nodes at tens of volts)
+                v_free = from_cold()
         return self._with_amplifiers(known, v_free, phase.antisymmetric_sign)
 
     def _with_amplifiers(self, known, v_free, antisymmetric_sign: float) -> np.ndarray:

@@ -162,7 +162,9 @@ def _with_diodes(circuit: Circuit, layers: list[Layer], k: int) -> list[Layer] |
 
 
 INNER_TOL = 1e-14  # a node's Newton stops at a step this small relative to max(1 V, |v|)
-INNER_ITERATIONS = 60
+#: Newton steps per node and sweep: one is fastest (measured on 784-1024-10: 2 or more per sweep
+#: save one or two sweeps and cost more than they save), as the neighbours move meanwhile anyway.
+STEPS_PER_SWEEP = 1
 STAGNANT_V = 1e-12  # sweeps whose largest change stops falling below this have reached rounding
 
 
@@ -259,6 +261,15 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
     return largest
 
 
+def _error_left(largest: float, previous: float) -> float:
+    """The error left after a sweep that moved no node by more than ``largest`` and one before it
+    by ``previous``: converging linearly at the rate ``largest / previous``, ``largest^2 / (previous -
+    largest)`` (0 after the first sweep, ``previous`` infinite); infinite while not contracting."""
+    if not largest < previous:
+        return np.inf
+    return largest * largest / (previous - largest)
+
+
 class LayeredSweep:
     """Block Gauss-Seidel settling of a layered crossbar (see the module docstring).
 
@@ -269,7 +280,8 @@ class LayeredSweep:
     gmin_s : conductance across every junction, siemens.
     tol_v : settled when the error left, estimated from the last two sweeps' largest
         changes, is below this, volts.
-    max_sweeps : sweeps before :meth:`settle` gives up (returns None).
+    max_sweeps : sweeps before :meth:`settle` gives up (``settled`` False) and
+        :meth:`solve_linear` returns None.
     """
 
     def __init__(self, circuit: Circuit, layers: list[Layer], gmin_s: float, tol_v: float = 1e-16, max_sweeps: int = 400):
@@ -289,7 +301,6 @@ class LayeredSweep:
         ]
         self._unit_in = [bool(np.all(layer.gain_in == 1.0)) for layer in layers]
         self._unit_back = [bool(np.all(layer.gain_back == 1.0)) for layer in layers]
-        self.inner = 1
         self._drive_key: np.ndarray | None = None
 
     def set_conductances(self, g_s: np.ndarray) -> None:
@@ -340,34 +351,18 @@ class LayeredSweep:
         previous = np.inf
         for sweep in range(self.max_sweeps):
             largest = 0.0
-            for i, layer in enumerate(self.layers):
-                ci = c[i]
-                if i > 0:
-                    below = views[i - 1] if self._unit_in[i] else views[i - 1] * layer.gain_in
-                    np.matmul(below, self.g[i][: layer.lower], out=ci)
-                    ci += fixed[i]
+            for i in range(len(self.layers)):
+                ci = self._inflow(i, views, fixed[i], c[i])
                 if i < last:
-                    if i == 0:
-                        np.matmul(views[1], self._g_up_t[0], out=ci)
-                        if not self._unit_back[0]:
-                            ci *= layer.gain_back
-                        ci += fixed[0]
-                    else:
-                        up = views[i + 1] @ self._g_up_t[i]
-                        ci += up if self._unit_back[i] else layer.gain_back * up
-                    largest = max(largest, self._hidden(i, views[i], ci, sweep == 0, sweep == 0 and initial_free is None))
+                    largest = max(largest, self._hidden(i, views[i], ci, sweep == 0 and initial_free is None))
                 else:
-                    if i == 0:  # no hidden layer: the outputs see only known nodes
-                        ci[...] = fixed[0]
                     ci /= d_out
                     largest = max(largest, float(np.abs(ci - views[i]).max(initial=0.0)))
                     views[i][...] = ci
-            # linear convergence at the rate largest / previous leaves about largest^2 / (previous - largest);
             # a change that no longer falls below 1e-12 V is rounding: the sweeps are done
-            converging = largest < min(previous, 1e-9)
             if (
                 largest <= self.tol_v
-                or (converging and largest * largest <= self.tol_v * (previous - largest))
+                or (largest < 1e-9 and _error_left(largest, previous) <= self.tol_v)
                 or (largest >= previous and largest <= STAGNANT_V)
             ):
                 self.sweeps, self.settled = sweep + 1, True
@@ -398,24 +393,42 @@ class LayeredSweep:
             diag.append(total)
         x = [np.zeros((len(rhs), layer.n)) for layer in self.layers]
         fixed = [rhs[:, layer.free] for layer in self.layers]
-        previous, last = np.inf, len(self.layers) - 1
+        c = [np.empty((len(rhs), layer.n)) for layer in self.layers]
+        previous = np.inf
         for sweep in range(self.max_sweeps):
             largest = 0.0
-            for i, layer in enumerate(self.layers):
-                c = fixed[i].copy() if i == 0 else fixed[i] + x[i - 1] @ self.g[i][: layer.lower]
-                if i < last:
-                    c += x[i + 1] @ self.g[i + 1][: layer.n].T
-                new = c / diag[i]
+            for i in range(len(self.layers)):
+                new = self._inflow(i, x, fixed[i], c[i]) / diag[i]
                 largest = max(largest, float(np.abs(new - x[i]).max(initial=0.0)))
                 x[i] = new
             tol = rtol * max(float(np.abs(xi).max(initial=0.0)) for xi in x)
-            if largest <= tol or (largest < previous < np.inf and largest * largest <= tol * (previous - largest)):
+            if largest <= tol or (previous < np.inf and _error_left(largest, previous) <= tol):
                 self.sweeps = sweep + 1
                 return np.hstack(x)
             previous = largest
         return None
 
-    def _hidden(self, i: int, v: np.ndarray, c: np.ndarray, first: bool, cold: bool) -> float:
+    def _inflow(self, i: int, v: list[np.ndarray], fixed: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Current into layer ``i``'s nodes from its neighbours ``v[i - 1]``, ``v[i + 1]`` (amplified
+        as the circuit has it) and ``fixed`` (known rows, nudge, injected), written into ``out``."""
+        layer, upper = self.layers[i], i + 1 < len(self.layers)
+        if i > 0:
+            below = v[i - 1] if self._unit_in[i] else v[i - 1] * layer.gain_in
+            np.matmul(below, self.g[i][: layer.lower], out=out)
+            out += fixed
+            if upper:
+                up = v[i + 1] @ self._g_up_t[i]
+                out += up if self._unit_back[i] else layer.gain_back * up
+        elif upper:
+            np.matmul(v[1], self._g_up_t[0], out=out)
+            if not self._unit_back[0]:
+                out *= layer.gain_back
+            out += fixed
+        else:  # no hidden layer: the outputs see only known nodes
+            out[...] = fixed
+        return out
+
+    def _hidden(self, i: int, v: np.ndarray, c: np.ndarray, cold: bool) -> float:
         layer = self.layers[i]
         if layer.diode_sign.shape[1] == 0:
             new = c / self.degree[i]
@@ -424,5 +437,5 @@ class LayeredSweep:
             return change
         return _diode_layer_solve(
             v, c, self.degree[i], layer.diode_other, layer.diode_sign, self.is_a[i],
-            self.vte, self.vcrit, self.gmin_s, INNER_TOL, self.inner, cold,
+            self.vte, self.vcrit, self.gmin_s, INNER_TOL, STEPS_PER_SWEEP, cold,
         )

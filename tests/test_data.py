@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runs import whole_and_resumed
+
+from eqspice.learning.run.config import ConfigError, load_config
+from eqspice.learning.run.loop import train
 
 from eqspice.learning.run.data import (
     FASHION_MNIST_DIR,
     DataError,
     Dataset,
+    augmented,
     load_dataset,
     read_idx,
     validate_features,
@@ -302,3 +307,71 @@ def test_real_fashion_mnist_loads_from_the_debian_directory():
     assert data.x_train.shape == (100, 784) and data.x_test.shape == (50, 784)
     assert data.n_classes == 10
     assert len(np.unique(data.y_train)) > 5
+
+
+# --- augmentation ------------------------------------------------------------------------
+
+
+class _Draws:
+    """A generator stand-in that returns the given shifts and flip draws (and counts the calls)."""
+
+    def __init__(self, shifts, flips):
+        self.shifts, self.flips = np.array(shifts), np.array(flips, dtype=float)
+
+    def integers(self, low, high, size):
+        assert (low, high) == (-1, 2) and size == self.shifts.shape
+        return self.shifts
+
+    def random(self, n):
+        assert n == len(self.flips)
+        return self.flips
+
+
+def test_augmentation_moves_and_mirrors_each_image_by_its_draws():
+    image = np.arange(1.0, 10.0).reshape(3, 3)  # 1 2 3 / 4 5 6 / 7 8 9
+    x = np.stack([image.ravel(), image.ravel()]) / 10
+    # image 0: down by 1 (dy = 1), not moved sideways, not mirrored (draw 0.7 >= 0.5)
+    # image 1: up by 1 (dy = -1) and right by 1 (dx = 1), mirrored (draw 0.2 < 0.5) before it moves
+    out = augmented(x, 3, 1, True, _Draws(shifts=[[1, -1], [0, 1]], flips=[0.7, 0.2]))
+    by_hand = [
+        [[0, 0, 0], [1, 2, 3], [4, 5, 6]],
+        [[0, 6, 5], [0, 9, 8], [0, 0, 0]],  # mirrored: 3 2 1 / 6 5 4 / 9 8 7
+    ]
+    np.testing.assert_array_equal(out.reshape(2, 3, 3), np.array(by_hand) / 10)
+    np.testing.assert_array_equal(x[0], image.ravel() / 10)  # the data are not written
+
+
+def test_augmentation_is_drawn_from_the_run_generator():
+    x = load_dataset("digits").x_train[:50]
+    a = augmented(x, 8, 2, True, np.random.default_rng(5))
+    b = augmented(x, 8, 2, True, np.random.default_rng(5))
+    c = augmented(x, 8, 2, True, np.random.default_rng(6))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # a shift moves pixels, never makes them: every image keeps or loses ink, it never gains
+    assert np.all(a.sum(axis=1) <= x.sum(axis=1) + 1e-12)
+
+
+def test_an_augmented_training_run_resumes_bit_for_bit(tmp_path):
+    overrides = {
+        "engine.backend": "native", "training.epochs": 3, "data.limit_train": 64, "data.limit_test": 20,
+        "data.augment_shift_px": 1, "data.augment_flip": True,
+    }  # fmt: skip
+    whole, resumed = whole_and_resumed(load_config("examples/digits.toml", overrides), tmp_path)
+    np.testing.assert_array_equal(whole.g_s, resumed.g_s)
+    plain = train(load_config("examples/digits.toml", {**overrides, "data.augment_shift_px": 0, "data.augment_flip": False}), tmp_path / "plain", progress=False)
+    assert not np.array_equal(plain.g_s, whole.g_s)  # the images the circuit saw were moved
+
+
+@pytest.mark.parametrize(
+    "overrides, mentioned",
+    [
+        ({"data.name": "iris", "network.layers": [4, 8, 3], "data.augment_flip": True}, "iris has no images"),
+        ({"data.augment_shift_px": 9}, "augment_shift_px"),
+        ({"data.augment_shift_px": -1}, "augment_shift_px"),
+    ],
+)
+def test_bad_augmentation_is_refused_before_anything_runs(overrides, mentioned):
+    with pytest.raises(ConfigError, match=mentioned) as error:
+        load_config("examples/digits.toml", overrides)
+    assert_one_line(error)

@@ -47,7 +47,7 @@ from eqspice.learning.rules.equilibrium import (
 from eqspice.learning.rules.optimizers import SGD, Adam
 from eqspice.learning.run.checkpoint import RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig
-from eqspice.learning.run.data import Dataset, load_dataset
+from eqspice.learning.run.data import IMAGE_SIDES, Dataset, load_dataset
 from eqspice.learning.run.report import SQUARED_LOSS_LABEL
 from eqspice.simulator.engine import Engine
 from eqspice.simulator.native import NativeEngine
@@ -222,6 +222,13 @@ def check_sizes(config: RunConfig, data: Dataset) -> None:
         raise ConfigError(
             f"network.layers[-1] = {layers[-1]} but {data.name} has {data.n_classes} classes; "
             f"set layers = [{data.n_features}, ..., {data.n_classes}]"
+        )
+    d = config.data
+    side = IMAGE_SIDES.get(d.name)
+    if (d.augment_shift_px or d.augment_flip) and (side is None or data.n_features != side * side):
+        raise ConfigError(
+            f"data.augment_shift_px/augment_flip need {d.name} images of {side} x {side} pixels but the data has "
+            f"{data.n_features} features per sample; turn augmentation off for this data"
         )
 
 

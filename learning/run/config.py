@@ -49,6 +49,7 @@ from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DEVICE_MODELS, IdealDevice, PulsedDevice, Siemens
 from eqspice.learning.devices.programming import Programming
 from eqspice.learning.devices.presets import PRESETS, UnknownPreset, preset_values
+from eqspice.learning.run.data import IMAGE_SIDES
 from eqspice.learning.run.legacy import note, old_names, renamed, upgrade, upgrade_dotted
 
 
@@ -66,6 +67,19 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share for iris and digits")
     limit_train: int | None = Field(None, ge=1, description="keep only the first N training samples")
     limit_test: int | None = Field(None, ge=1, description="keep only the first N test samples")
+    augment_shift_px: int = Field(
+        0, ge=0, le=4, description="move each training image by up to N pixels each way, drawn per image and epoch"
+    )
+    augment_flip: bool = Field(False, description="mirror half the training images left to right, drawn per image")
+
+    @model_validator(mode="after")
+    def _augment_needs_images(self) -> "DataConfig":
+        if (self.augment_shift_px or self.augment_flip) and self.name not in IMAGE_SIDES:
+            raise ValueError(
+                f"augment_shift_px and augment_flip move image pixels, and {self.name} has no images; "
+                f"drop them or use one of {', '.join(IMAGE_SIDES)}"
+            )
+        return self
 
 
 @spec

@@ -25,6 +25,9 @@ FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 
 KNOWN_DATASETS = ("xor", "iris", "digits", "fashion_mnist", "mnist")
 
+# data sets whose features are the pixels of square images, row by row: name -> side in pixels
+IMAGE_SIDES = {"digits": 8, "fashion_mnist": 28, "mnist": 28}
+
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -369,3 +372,38 @@ def _parse_idx_header(path: Path, raw: bytes) -> tuple[np.dtype, tuple[int, ...]
         )
     shape = tuple(int(size) for size in np.frombuffer(raw, dtype=">i4", count=n_dims, offset=4))
     return _IDX_DTYPES[type_code], shape, offset
+
+
+def augmented(x: np.ndarray, side: int, shift_px: int, flip: bool, rng: np.random.Generator) -> np.ndarray:
+    """Training images moved and mirrored at random, a new array (``x`` is not written).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, side * side)
+        Images, row by row, values in ``[0, 1]``.
+    side : int
+        Image side in pixels.
+    shift_px : int
+        Each image moves by ``dy, dx`` drawn uniformly from ``-shift_px..shift_px``; pixels
+        moved in from outside are 0 (the background of these data sets).
+    flip : bool
+        Mirror each image left to right with probability 1/2.
+    rng : numpy.random.Generator
+        The run's generator; draws ``2 n`` integers for the shifts (if ``shift_px``),
+        then ``n`` for the flips (if ``flip``), in that order.
+    """
+    n = len(x)
+    images = x.reshape(n, side, side)
+    if shift_px:
+        dy, dx = rng.integers(-shift_px, shift_px + 1, size=(2, n))
+    if flip:
+        mirrored = rng.random(n) < 0.5
+        images = np.where(mirrored[:, None, None], images[:, :, ::-1], images)
+    if shift_px:
+        s = shift_px
+        padded = np.zeros((n, side + 2 * s, side + 2 * s), dtype=x.dtype)
+        padded[:, s : s + side, s : s + side] = images
+        rows = (s - dy)[:, None] + np.arange(side)  # output row r reads padded row r + s - dy
+        cols = (s - dx)[:, None] + np.arange(side)
+        images = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return np.ascontiguousarray(images.reshape(n, side * side))

@@ -37,6 +37,7 @@ from eqspice.learning.run.build import Session, exact_gradient_rule, initial_sta
 from eqspice.learning.run.build import record as record_mismatch
 from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
+from eqspice.learning.run.data import IMAGE_SIDES, augmented
 from eqspice.learning.run.energy import RUNNING_SUMS, account_phases, account_write, energy_metrics
 from eqspice.learning.run.progress import progress_bar
 from eqspice.learning.run.report import (
@@ -141,6 +142,9 @@ def read_voltages(phases: Phases, resolution_v: float) -> Phases:
 def train_step(session: Session, state: RunState, ids: np.ndarray) -> tuple[float, int]:
     """One mini-batch: phases, local updates, device writes.  Returns summed loss and hits."""
     x, labels = session.data.x_train[ids], session.data.y_train[ids]
+    d = session.config.data
+    if d.augment_shift_px or d.augment_flip:
+        x = augmented(x, IMAGE_SIDES[d.name], d.augment_shift_px, d.augment_flip, state.rng)
     targets = session.targets_v(labels)
     now_sec = run_clock_sec(session, state)
     g_now = state.g_s if session.drift is None else session.drift.conductances(state.g_s, state.device, now_sec)

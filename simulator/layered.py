@@ -168,7 +168,7 @@ STEPS_PER_SWEEP = 1
 STAGNANT_V = 1e-12  # sweeps whose largest change stops falling below this have reached rounding
 
 
-@numba.njit(cache=True, fastmath={"nsz", "arcp", "contract", "afn"})
+@numba.njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "afn"})
 def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_inner, cold):
     """Newton steps on every node's scalar KCL of one hidden layer, in place; returns the largest change (V).
 

@@ -47,6 +47,7 @@ from eqspice.simulator.engine import (
     free_end_incidence,
 )
 from eqspice.simulator.layered import LayeredSweep, layered_structure
+from eqspice.simulator.recycled import Recycled
 from eqspice.simulator.wired import WireElimination
 
 PAIR_PRODUCTS_MAX = 4_000_000  # 32 MB
@@ -130,6 +131,8 @@ class NativeEngine(Engine):
         self._wires: WireElimination | None = None
         self._layered: LayeredSweep | None = None
         self._general_g: np.ndarray | None = None
+        self.g_s: np.ndarray | None = None
+        self._recycled = Recycled()
 
     # -- structure, once per circuit ------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
@@ -234,7 +237,10 @@ class NativeEngine(Engine):
         the general structures (coupling blocks, Schur products) are built when first needed."""
         if self.circuit is None:
             raise EngineError("no circuit loaded; call load(circuit, g_s) first")
-        self.g_s = np.array(g_s, dtype=float)
+        # a new array each time (a caller may keep the old one), from arrays no one refers to any more
+        old, self.g_s = self.g_s, self._recycled.take(len(g_s))
+        np.copyto(self.g_s, g_s)
+        self._recycled.give(old)
         self._general_g = None
         if self._layered is not None:
             self._layered.set_conductances(self.g_s)

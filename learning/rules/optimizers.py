@@ -8,10 +8,12 @@ controller can keep per device.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+
+from eqspice.simulator.recycled import Recycled
 
 
 def check_learning_rate(lr: float) -> None:
@@ -73,6 +75,7 @@ class Adam:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
+    _recycled: Recycled = field(default_factory=Recycled, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_learning_rate(self.lr)
@@ -94,7 +97,10 @@ class Adam:
         whole without copying them).
         """
         t, constants = self._constants(state, lr_scale, grad_divisor, grad_factor, step_factor)
-        m, s, step = _adam(np.ascontiguousarray(dl_dw, dtype=float), state["m"], state["s"], *constants)
+        n, take = len(state["m"]), self._recycled.take
+        m, s, step = take(n), take(n), np.empty(n)
+        _adam(np.ascontiguousarray(dl_dw, dtype=float), state["m"], state["s"], *constants, m, s, step)
+        self._recycled.give(state["m"], state["s"])
         state["m"], state["s"], state["t"] = m, s, np.array([t])
         return step
 
@@ -106,7 +112,10 @@ class Adam:
         """
         t, constants = self._constants(state, lr_scale, grad_divisor, grad_factor, step_factor)
         dl_dw, g_s = np.ascontiguousarray(dl_dw, dtype=float), np.ascontiguousarray(g_s, dtype=float)
-        m, s, g, sign = _adam_written(dl_dw, state["m"], state["s"], *constants, g_s, low_s, high_s)
+        n, take = len(g_s), self._recycled.take
+        m, s, g, sign = take(n), take(n), take(n), take(n, np.int8)
+        _adam_written(dl_dw, state["m"], state["s"], *constants, g_s, low_s, high_s, m, s, g, sign)
+        self._recycled.give(state["m"], state["s"], g_s)  # g_s comes back only once the caller lets it go
         state["m"], state["s"], state["t"] = m, s, np.array([t])
         return g, sign
 
@@ -118,7 +127,7 @@ class Adam:
         return t, (b1, b2, bias2, factor, self.eps, float(grad_divisor), float(grad_factor), float(step_factor))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _adam_device(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor):
     """One device's Adam: the whole-array formulas ``g' = g / divisor * g_factor``,
     ``m' = b1 m + (1 - b1) g'``, ``s' = b2 s + (1 - b2) g'^2``,
@@ -130,23 +139,19 @@ def _adam_device(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step
     return mi, si, (mi * factor) / (np.sqrt(si / bias2) + eps) * step_factor
 
 
-@numba.njit(cache=True)
-def _adam(g, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor):
-    """:func:`_adam_device` over all devices, in one pass."""
-    m_new, s_new, step = np.empty_like(m), np.empty_like(s), np.empty_like(m)
+@numba.njit(cache=True, error_model="numpy")
+def _adam(g, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor, m_new, s_new, step):
+    """:func:`_adam_device` over all devices, in one pass, into ``m_new, s_new, step``."""
     for i in range(len(g)):
         m_new[i], s_new[i], step[i] = _adam_device(g[i], m[i], s[i], b1, b2, bias2, factor, eps, divisor, g_factor, step_factor)
-    return m_new, s_new, step
 
 
-@numba.njit(cache=True)
-def _adam_written(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor, g, low, high):
-    """:func:`_adam_device`, then ``min(max(g + step, low), high)`` and the sign of the change, per device."""
-    m_new, s_new, g_new = np.empty_like(m), np.empty_like(s), np.empty_like(g)
-    sign = np.empty(len(g), dtype=np.int8)
+@numba.njit(cache=True, error_model="numpy")
+def _adam_written(grad, m, s, b1, b2, bias2, factor, eps, divisor, g_factor, step_factor, g, low, high, m_new, s_new, g_new, sign):
+    """:func:`_adam_device`, then ``min(max(g + step, low), high)`` and the sign of the change, per
+    device, into ``m_new, s_new, g_new, sign``."""
     for i in range(len(grad)):
         m_new[i], s_new[i], step = _adam_device(grad[i], m[i], s[i], b1, b2, bias2, factor, eps, divisor, g_factor, step_factor)
         after = min(max(g[i] + step, low), high)
         g_new[i] = after
         sign[i] = (after > g[i]) - (after < g[i])
-    return m_new, s_new, g_new, sign

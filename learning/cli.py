@@ -397,9 +397,10 @@ def _results_table(source: str) -> Path | None:
     return None
 
 
-def cmd_report_sweep(table: Path, output: str | None) -> int:
-    """``eqspice report SWEEP_DIR``: the atlas of a sweep, accuracy against each swept field, one line per arm."""
-    from eqspice.learning.run.report import atlas_table, plot_atlas, read_results
+def _sweep_results(table: Path) -> tuple[list[dict], list[str]]:
+    """A sweep's results rows and its swept fields (besides seed), or a one-line ConfigError."""
+    from eqspice.learning.run.report import read_results
+    from eqspice.learning.run.sweep import REFERENCE_COLUMN, RESULT_COLUMNS
 
     try:
         rows = read_results(table)
@@ -407,11 +408,41 @@ def cmd_report_sweep(table: Path, output: str | None) -> int:
         raise ConfigError(f"{table}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
     if not rows or "test_accuracy" not in rows[0] or "cell" not in rows[0]:
         raise ConfigError(f"{table}: not a sweep's results table (no cell and test_accuracy columns); give results.csv")
-    from eqspice.learning.run.sweep import REFERENCE_COLUMN, RESULT_COLUMNS
-
     fields = [k for k in rows[0] if k not in ("cell", "arm", "seed", REFERENCE_COLUMN, *RESULT_COLUMNS)]
     if not fields:
         raise ConfigError(f"{table}: no swept field besides seed; nothing to plot against")
+    return rows, fields
+
+
+def cmd_report_atlas(tables: list[Path], output: str | None) -> int:
+    """``eqspice report SWEEP_DIR SWEEP_DIR ...``: the atlas of one-field sweeps, one panel each,
+    their drops as a table, and all their rows in one tidy CSV beside the figure."""
+    from eqspice.learning.run.report import atlas_summary, plot_atlas_grid, write_atlas_table
+
+    sweeps = {}
+    for table in tables:
+        rows, fields = _sweep_results(table)
+        if len(fields) > 1:
+            raise ConfigError(f"{table}: sweeps {', '.join(fields)}; an atlas panel needs a sweep of one field besides seed")
+        name = table.parent.name
+        if name in sweeps:
+            raise ConfigError(f"two sweeps named {name}; give each sweep folder once")
+        sweeps[name] = (rows, fields[0])
+    if output is not None and not output.endswith(".png"):
+        raise ConfigError(f"--output {output}: give a .png file name")
+    path = Path(output) if output else tables[0].parent.parent / "atlas.png"
+    print(atlas_summary(sweeps))
+    plot_atlas_grid(path, sweeps)
+    write_atlas_table(path.with_suffix(".csv"), sweeps)
+    print(f"wrote {path} and {path.with_suffix('.csv')}")
+    return 0
+
+
+def cmd_report_sweep(table: Path, output: str | None) -> int:
+    """``eqspice report SWEEP_DIR``: the atlas of a sweep, accuracy against each swept field, one line per arm."""
+    from eqspice.learning.run.report import atlas_table, plot_atlas
+
+    rows, fields = _sweep_results(table)
     if output and (not output.endswith(".png") or len(fields) > 1):
         raise ConfigError(f"--output {output}: give a .png file name (and a sweep of one field; else leave it out)")
     for field in fields:
@@ -427,8 +458,10 @@ def cmd_report(args) -> int:
 
     tables = [_results_table(source) for source in args.run_dirs]
     if any(tables):
+        if not all(tables):
+            raise ConfigError("give either sweep folders (an atlas) or run folders, not both")
         if len(tables) > 1:
-            raise ConfigError("a sweep's results table is reported alone; give one sweep folder or results.csv")
+            return cmd_report_atlas(tables, args.output)
         return cmd_report_sweep(tables[0], args.output)
     runs = {}
     for source in args.run_dirs:

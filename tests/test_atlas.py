@@ -66,6 +66,35 @@ def test_the_atlas_is_the_mean_and_spread_over_seeds_and_the_first_value_that_dr
     assert (tmp_path / "atlas.png").stat().st_size > 0
 
 
+def write_results(path, field, table):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"cell": str(k), "arm": a, "seed": s, field: v, "test_accuracy": acc} for k, (a, s, v, acc) in enumerate(table)]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*rows[0], "test_loss"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_report_on_several_sweeps_draws_one_panel_each_and_writes_one_tidy_table(tmp_path):
+    write_results(tmp_path / "atlas" / "stuck" / "results.csv", "device.stuck_min", TABLE)
+    levels = [("in_situ", 0, 0, 0.90), ("in_situ", 0, 8, 0.80), ("off_chip", 0, 0, 0.90), ("off_chip", 0, 8, 0.895)]
+    write_results(tmp_path / "atlas" / "levels" / "results.csv", "device.levels", levels)
+    result = eqspice("report", tmp_path / "atlas" / "stuck", tmp_path / "atlas" / "levels")
+    assert result.returncode == 0, result.stderr
+    assert "| stuck | device.stuck_min | in situ | 91.0 | 0.1 | 0.3 |" in result.stdout
+    assert "| levels | device.levels | in situ | 90.0 | 8 | 8 |" in result.stdout
+    assert "| levels | device.levels | off chip | 90.0 | not reached | not reached |" in result.stdout
+    assert (tmp_path / "atlas" / "atlas.png").stat().st_size > 0
+    with open(tmp_path / "atlas" / "atlas.csv") as fh:
+        tidy = list(csv.DictReader(fh))
+    assert len(tidy) == len(TABLE) + len(levels)
+    assert tidy[-1] == {"sweep": "levels", "field": "device.levels", "value": "8", "arm": "off_chip", "seed": "0",
+                        "test_accuracy": "0.895", "reference_accuracy": "", "train_sec": ""}  # fmt: skip
+
+    mixed = eqspice("report", tmp_path / "atlas" / "stuck", tmp_path)
+    assert mixed.returncode != 0 and "not both" in mixed.stderr and len(mixed.stderr.strip().splitlines()) == 1
+
+
 def test_a_sweep_with_arms_trains_each_reference_once_and_deploys_it_into_every_chip(tmp_path):
     sweep = load_sweep(sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.5]'))
     cells = sweep.cells()

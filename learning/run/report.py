@@ -293,10 +293,16 @@ def plot_atlas(path: str | Path, rows: list[dict], field: str, title: str = "") 
     The axis values are evenly spaced categories in the order swept; an
     off-chip arm's software reference (``reference_accuracy``) is a dashed line.
     """
-    points = atlas_points(rows, field)
-    values = list(dict.fromkeys(str(r[field]) for r in rows))
     fig = new_figure((5.5, 3.8))
     ax = fig.subplots()
+    _draw_atlas(ax, rows, field, legend_size=8)
+    ax.set_title(title or f"accuracy against {field} (mean, std over seeds)")
+    return save_png(fig, path)
+
+
+def _draw_atlas(ax, rows: list[dict], field: str, legend_size: float) -> None:
+    points = atlas_points(rows, field)
+    values = list(dict.fromkeys(str(r[field]) for r in rows))
     for k, (arm, line) in enumerate(points.items()):
         x = [values.index(v) for v, *_ in line]
         ax.errorbar(x, [m for _, m, _, _ in line], yerr=[s for _, _, s, _ in line], fmt="-o", capsize=4,
@@ -305,8 +311,67 @@ def plot_atlas(path: str | Path, rows: list[dict], field: str, title: str = "") 
     if reference:
         ax.axhline(np.mean(reference), color="0.4", linestyle="--", linewidth=1, label="software reference")
     ax.set_xticks(range(len(values)), values)
-    ax.set(xlabel=field, ylabel="test accuracy (%)", title=title or f"accuracy against {field} (mean, std over seeds)")
+    ax.set(xlabel=field, ylabel="test accuracy (%)")
     ax.grid(alpha=0.3)
     if len(points) > 1 or reference:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=legend_size)
+
+
+#: Columns of the atlas's tidy table (:func:`atlas_rows`): one row per sweep, arm, value and seed.
+ATLAS_COLUMNS = ("sweep", "field", "value", "arm", "seed", "test_accuracy", "reference_accuracy", "train_sec")
+
+
+def atlas_rows(sweeps: dict[str, tuple[list[dict], str]]) -> list[dict]:
+    """The results of several one-field sweeps as one tidy table (:data:`ATLAS_COLUMNS`).
+
+    ``sweeps`` maps a sweep's name to its results rows and its swept field.
+    """
+    return [
+        {
+            "sweep": name, "field": field, "value": r[field], "arm": r.get("arm", "all"), "seed": r.get("seed", ""),
+            "test_accuracy": r["test_accuracy"], "reference_accuracy": r.get("reference_accuracy", ""),
+            "train_sec": r.get("train_sec", ""),
+        }  # fmt: skip
+        for name, (rows, field) in sweeps.items()
+        for r in rows
+    ]
+
+
+def write_atlas_table(path: str | Path, sweeps: dict[str, tuple[list[dict], str]]) -> Path:
+    """:func:`atlas_rows` as a CSV file, written atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=ATLAS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(atlas_rows(sweeps))
+    write_atomic(Path(path), text.getvalue().encode())
+    return Path(path)
+
+
+def atlas_summary(sweeps: dict[str, tuple[list[dict], str]]) -> str:
+    """A Markdown table: per sweep and arm, the ideal accuracy and the first values 1 and 5 points below it."""
+    lines = ["| sweep | field | arm | ideal (%) | -1 point at | -5 points at |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, (rows, field) in sweeps.items():
+        for arm, line in atlas_points(rows, field).items():
+            levels = failure_levels(line)
+            said = [v if v is not None else "not reached" for v in levels.values()]
+            lines.append(f"| {name} | {field} | {arm.replace('_', ' ')} | {line[0][1]:.1f} | {said[0]} | {said[1]} |")
+    return "\n".join(lines)
+
+
+def plot_atlas_grid(path: str | Path, sweeps: dict[str, tuple[list[dict], str]], columns: int = 4) -> Path:
+    """One panel per sweep (accuracy against its field, one line per arm, error bars over seeds)."""
+    n = len(sweeps)
+    columns = min(columns, n)
+    rows_n = -(-n // columns)
+    fig = new_figure((3.6 * columns, 2.9 * rows_n))
+    axes = np.atleast_1d(fig.subplots(rows_n, columns, squeeze=False)).ravel()
+    for ax, (name, (rows, field)) in zip(axes, sweeps.items()):
+        _draw_atlas(ax, rows, field, legend_size=6)
+        ax.set_title(name, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
     return save_png(fig, path)

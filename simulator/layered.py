@@ -161,6 +161,7 @@ def _with_diodes(circuit: Circuit, layers: list[Layer], k: int) -> list[Layer] |
     ]
 
 
+_NO_EXP = np.empty((0, 0, 0))
 INNER_TOL = 1e-14  # a node's Newton stops at a step this small relative to max(1 V, |v|)
 #: Newton steps per node and sweep: one is fastest (measured on 784-1024-10: 2 or more per sweep
 #: save one or two sweeps and cost more than they save), as the neighbours move meanwhile anyway.
@@ -169,12 +170,14 @@ STAGNANT_V = 1e-12  # sweeps whose largest change stops falling below this have 
 
 
 @numba.njit(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "afn"})
-def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_inner, cold):
+def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_inner, cold, exp_start):
     """Newton steps on every node's scalar KCL of one hidden layer, in place; returns the largest change (V).
 
     ``v, c`` ``[batch, n]`` (V, A); ``d`` ``[n]`` (S); ``other, sign, is_a`` ``[n, j]``.
     At most ``max_inner`` steps per node, fewer once a step is below ``tol_v``
-    (relative to 1 V or |v|).
+    (relative to 1 V or |v|).  ``exp_start`` ``[batch, n, j]``: ``exp(vj / Vte)`` of every
+    junction at the starting ``v`` (not cold), for the first step, computed beforehand by
+    whole-array (SIMD) arithmetic; an empty array to compute it here.
 
     With a junction forward-biased (``y > 0``) and conducting more than the rest of
     the node (its ``dI/dv`` above the node's other conductance), the step is Newton's on the same
@@ -202,7 +205,8 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
                         excess = s * (c[b, i] - d[i] * other[i, j]) - d[i] * vcrit + is_a[i, j]
                         if excess > is_a[i, j]:  # one fixed-point step from Vcrit: within a few Vte of the root
                             x = other[i, j] + s * vte * np.log(excess / is_a[i, j])
-            for _ in range(max_inner):
+            given = not cold and exp_start.shape[0] > 0
+            for step_k in range(max_inner):
                 f = d[i] * x - c[b, i]
                 df = d[i]
                 best, jb, cur_b, g_b = 0.0, -1, 0.0, 0.0  # the most forward-biased junction
@@ -212,7 +216,7 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
                         continue
                     vj = s * (x - other[i, j])
                     if vj >= knee:
-                        ev = np.exp(vj / vte)
+                        ev = exp_start[b, i, j] if given and step_k == 0 else np.exp(vj / vte)
                         cur = is_a[i, j] * (ev - 1.0)
                         g = is_a[i, j] * ev / vte
                     else:
@@ -302,6 +306,7 @@ class LayeredSweep:
         self._unit_in = [bool(np.all(layer.gain_in == 1.0)) for layer in layers]
         self._unit_back = [bool(np.all(layer.gain_back == 1.0)) for layer in layers]
         self._drive_key: np.ndarray | None = None
+        self._exp_buffers: dict[tuple, np.ndarray] = {}
 
     def set_conductances(self, g_s: np.ndarray) -> None:
         """Views of each crossbar and each node's total conductance (no copies of ``g_s``)."""
@@ -435,7 +440,21 @@ class LayeredSweep:
             change = float(np.abs(new - v).max(initial=0.0))
             v[...] = new
             return change
+        if cold:
+            exp_start = _NO_EXP
+        else:  # the first step's exponentials, by whole-array arithmetic (numpy's SIMD exp), not one by one
+            exp_start = np.subtract(v[:, :, None], layer.diode_other, out=self._exp_buffer(v.shape, layer))
+            exp_start *= layer.diode_sign / self.vte
+            with np.errstate(over="ignore"):  # inf, as the kernel's own exp gives
+                np.exp(exp_start, out=exp_start)
         return _diode_layer_solve(
             v, c, self.degree[i], layer.diode_other, layer.diode_sign, self.is_a[i],
-            self.vte, self.vcrit, self.gmin_s, INNER_TOL, STEPS_PER_SWEEP, cold,
+            self.vte, self.vcrit, self.gmin_s, INNER_TOL, STEPS_PER_SWEEP, cold, exp_start,
         )
+
+    def _exp_buffer(self, shape: tuple[int, int], layer: Layer) -> np.ndarray:
+        want = (*shape, layer.diode_sign.shape[1])
+        buffer = self._exp_buffers.get(want)
+        if buffer is None:
+            buffer = self._exp_buffers[want] = np.empty(want)
+        return buffer

@@ -134,6 +134,19 @@ def test_a_sweep_with_arms_trains_each_reference_once_and_deploys_it_into_every_
     assert (out / "accuracy_vs_device_stuck_min.png").stat().st_size > 0
 
 
+def test_sweeps_that_name_one_references_folder_train_each_reference_once(tmp_path):
+    shared = tmp_path / "references"
+    first = sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.3]', f'arms = ["off_chip"]\nreferences = "{shared}"')
+    rows = run_sweep(load_sweep(first), workers=1, progress=False)
+    trained = {p.name: p.stat().st_mtime_ns for p in (shared / "cells").iterdir()}
+    assert len(trained) == 1 and not (tmp_path / "out" / "reference").exists()
+    second = load_sweep(sweep_file(tmp_path, 'seed = [0]\n"device.stuck_max" = [0.3]', f'arms = ["off_chip"]\nreferences = "{shared}"'),
+                        out=tmp_path / "second")  # fmt: skip
+    other = run_sweep(second, workers=1, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (shared / "cells").iterdir()} == trained  # not trained again
+    assert other[0]["reference_accuracy"] == rows[0]["reference_accuracy"]
+
+
 @pytest.mark.parametrize(
     "arms, words",
     [

@@ -65,6 +65,8 @@ def test_sweep_runs_each_cell_once_and_a_restart_runs_only_missing_cells(tmp_pat
         ('"device.c2c" = [-0.1]', "", ["device.c2c"]),
         ('"device.step" = ["cubic"]', "", ["device.step"]),
         ('seed = [0, 1]\n"device.c2c" = [0.1]', 'mode = "list"', ["equal length"]),
+        ('seed = [0]', 'references = "runs/refs"', ["references", "with arms"]),
+        ('seed = [0]', 'arms = ["off_chip"]\nreferences = 3', ["references = 3", "folder"]),
     ],
 )
 def test_bad_sweeps_are_refused_before_any_run(tmp_path, axes, extra, words):

@@ -31,7 +31,10 @@ per arm, and the table gets an ``arm`` column:
   ideal device of the same window) trained once and deployed into the cell's
   chip (:func:`~eqspice.learning.run.deploy.deploy`, programmed as the cell's
   ``[deploy]`` says, write-verify by default).  Cells that share a reference
-  (the seeds of a device axis) share one training, in ``reference/``.
+  (the seeds of a device axis) share one training, in ``reference/``, or in the
+  folder ``references = "..."`` of the sweep file names: sweeps of one base (the
+  axes of an atlas) that name the same folder train each seed's reference once
+  for all of them (run them one after another, not at the same time).
 
 Both arms report the chip's test accuracy as
 :func:`~eqspice.learning.run.deploy.chip_evaluation` measures it (drift and
@@ -89,6 +92,12 @@ class Sweep:
     mode: str
     out: Path
     arms: tuple[str, ...] = ()
+    #: where the off-chip arm's software references are trained and kept (default ``out/reference``)
+    reference_dir: Path | None = None
+
+    @property
+    def references_at(self) -> Path:
+        return self.reference_dir or self.out / "reference"
 
     def cells(self) -> list[Cell]:
         names = list(self.axes)
@@ -134,9 +143,13 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         raise ConfigError(f"{path}: no such sweep file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides", "arms"}
+    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides", "arms", "references"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides, arms")
+        raise ConfigError(
+            f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides, arms, references"
+        )
+    if "references" in raw and (not isinstance(raw["references"], str) or not raw["references"] or not raw.get("arms")):
+        raise ConfigError(f"{path}: references = {raw['references']!r}; give the folder of the off-chip arm's software references (with arms)")
     arms = raw.get("arms", [])
     if not isinstance(arms, list) or not arms and "arms" in raw or len(set(map(str, arms))) != len(arms):
         raise ConfigError(f"{path}: arms = {arms!r}; give a list of distinct arms from {list(ARMS)}")
@@ -163,6 +176,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         mode=mode,
         out=Path(out or raw.get("out") or Path("runs") / path.stem),
         arms=tuple(arms),
+        reference_dir=Path(raw["references"]) if "references" in raw else None,
     )
     for name in [*axes, *sweep.overrides]:
         if name != "seed" and (name.count(".") < 1 or "" in name.split(".")):
@@ -219,13 +233,13 @@ def _chip_accuracy(config: RunConfig, state) -> tuple[float, float]:
         session.engine.close()
 
 
-def run_reference(cell: Cell, out: str) -> dict:
-    """Train a software reference once (``out/reference``); its row."""
-    (Path(out) / "reference" / "cells").mkdir(parents=True, exist_ok=True)
-    return run_cell(cell, str(Path(out) / "reference"))
+def run_reference(cell: Cell, references: str) -> dict:
+    """Train a software reference once (in the folder ``references``); its row."""
+    (Path(references) / "cells").mkdir(parents=True, exist_ok=True)
+    return run_cell(cell, references)
 
 
-def run_off_chip(cell: Cell, out: str, reference: dict) -> dict:
+def run_off_chip(cell: Cell, out: str, reference: dict, references: str) -> dict:
     """Deploy the cell's trained reference into the cell's chip (a run folder of its own) and record the row."""
     from eqspice.learning.run.checkpoint import RunState
     from eqspice.learning.run.deploy import deploy
@@ -237,7 +251,7 @@ def run_off_chip(cell: Cell, out: str, reference: dict) -> dict:
     run_dir = out / "runs" / cell.id
     if run_dir.exists():
         shutil.rmtree(run_dir)  # an attempt that died while writing it
-    reference_dir = out / "reference" / "runs" / cell.reference.id
+    reference_dir = Path(references) / "runs" / cell.reference.id
     summary = deploy(RunState.load(reference_dir), cell.config, run_dir, source=str(reference_dir))
     row = {
         "cell": cell.id,
@@ -320,14 +334,15 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
         cells = sweep.cells()
         todo = [c for c in cells if not (sweep.out / "cells" / f"{c.id}.json").exists()]
         references = {
-            r.id: client.submit(run_reference, r, str(sweep.out), key=f"reference-{r.id}", retries=2)
+            r.id: client.submit(run_reference, r, str(sweep.references_at), key=f"reference-{r.id}", retries=2)
             for r in {c.reference.id: c.reference for c in todo if c.reference is not None}.values()
         }
         futures = [
             client.submit(run_cell, c, str(sweep.out), key=f"cell-{c.id}", retries=2)
             if c.reference is None
             else client.submit(
-                run_off_chip, c, str(sweep.out), references[c.reference.id], key=f"cell-{c.id}", retries=2
+                run_off_chip, c, str(sweep.out), references[c.reference.id], str(sweep.references_at),
+                key=f"cell-{c.id}", retries=2,
             )
             for c in todo
         ]

@@ -268,8 +268,9 @@ def _diode_layer_solve(v, c, d, other, sign, is_a, vte, vcrit, gmin, tol_v, max_
 def _error_left(largest: float, previous: float) -> float:
     """The error left after a sweep that moved no node by more than ``largest`` and one before it
     by ``previous``: converging linearly at the rate ``largest / previous``, ``largest^2 / (previous -
-    largest)`` (0 after the first sweep, ``previous`` infinite); infinite while not contracting."""
-    if not largest < previous:
+    largest)``; infinite after the first sweep (``previous`` infinite: no rate known yet, however small
+    the change) and while not contracting."""
+    if not largest < previous or previous == np.inf:
         return np.inf
     return largest * largest / (previous - largest)
 
@@ -407,7 +408,7 @@ class LayeredSweep:
                 largest = max(largest, float(np.abs(new - x[i]).max(initial=0.0)))
                 x[i] = new
             tol = rtol * max(float(np.abs(xi).max(initial=0.0)) for xi in x)
-            if largest <= tol or (previous < np.inf and _error_left(largest, previous) <= tol):
+            if largest <= tol or _error_left(largest, previous) <= tol:
                 self.sweeps = sweep + 1
                 return np.hstack(x)
             previous = largest

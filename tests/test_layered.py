@@ -153,3 +153,23 @@ def test_sweeps_that_do_not_settle_hand_over_to_newton_with_the_same_voltages():
     reference = newton.settle(x)
     np.testing.assert_allclose(v, reference, rtol=1e-12, atol=1e-12)
     assert np.abs(reference).max() > 100  # amplified twice by 30: the slow mode is real, not a trivial circuit
+
+
+def test_a_warm_start_a_fraction_of_a_nanovolt_off_still_sweeps_to_the_solution():
+    """A linear chain whose sweeps contract slowly (about 180 sweeps from a cold start): one sweep
+    from a start 3e-10 V off moves the nodes by less than a nanovolt, which says nothing yet about
+    the error left, so the sweeps go on until two of them show how fast they converge (stopping
+    there left 2.5e-10 V)."""
+    circuit = crossbar(CrossbarSpec(layers=(1, 1, 1, 2), bias_v=0.0, nonlinearity="none",
+                                    differential_inputs=False, differential_outputs=False))  # fmt: skip
+    g = np.full(circuit.n_edges, 1e-5)
+    x = np.array([[0.7]]) @ circuit.input_gain.T
+    sweeps, newton = NativeEngine(), NativeEngine(layered=False)
+    sweeps.load(circuit, g)
+    newton.load(circuit, g)
+    exact = newton.settle(x)
+    start = exact.copy()
+    start[:, circuit.free_slice] += 3e-10
+    v = sweeps.settle(x, initial_v=start)
+    assert sweeps._layered.settled and sweeps.iterations > 2
+    np.testing.assert_allclose(v, exact, rtol=0, atol=1e-13)

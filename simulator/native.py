@@ -133,6 +133,7 @@ class NativeEngine(Engine):
         self._general_g: np.ndarray | None = None
         self.g_s: np.ndarray | None = None
         self._recycled = Recycled()
+        self._node_arrays = Recycled(keep=4, largest_bytes=16 << 20)  # settles' node voltages: 64 MB at most
 
     # -- structure, once per circuit ------------------------------------------
     def load(self, circuit: Circuit, g_s: np.ndarray) -> None:
@@ -339,7 +340,7 @@ class NativeEngine(Engine):
         c = self.circuit
         inputs_v, batch = phase.inputs_v, len(phase.inputs_v)
         if self._layered is not None:  # the node voltages written in place: inputs, fixed, free, amplifiers
-            v = np.empty((batch, len(c.node_names)))
+            v = self._node_arrays.lend((batch, len(c.node_names)))  # the caller's; reused once it lets go
             n_in = inputs_v.shape[1]
             v[:, :n_in] = inputs_v
             v[:, n_in : self._n_known] = self._fixed_v

@@ -18,22 +18,30 @@ class Recycled:
     elsewhere (a saved state, a caller's variable, a view) is never handed out.
     """
 
-    KEEP = 8  # arrays kept for reuse; older ones are let go
-
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 8, largest_bytes: int | None = None) -> None:
+        self.keep, self.largest_bytes = keep, largest_bytes  # arrays kept (older ones are let go), and the largest
         self._arrays: list[np.ndarray] = []
 
     def give(self, *arrays: np.ndarray) -> None:
-        self._arrays.extend(a for a in arrays if isinstance(a, np.ndarray) and a.base is None)
-        del self._arrays[: -self.KEEP]
+        self._arrays.extend(
+            a for a in arrays
+            if isinstance(a, np.ndarray) and a.base is None and (self.largest_bytes is None or a.nbytes <= self.largest_bytes)
+        )  # fmt: skip
+        del self._arrays[: -self.keep]
 
-    def take(self, n: int, dtype=np.float64) -> np.ndarray:
-        """An array of ``n`` elements of ``dtype``, contents undefined."""
-        dtype = np.dtype(dtype)
+    def take(self, shape: int | tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        """An array of ``shape`` and ``dtype``, contents undefined."""
+        dtype, shape = np.dtype(dtype), (shape,) if isinstance(shape, int) else tuple(shape)
         for k in range(len(self._arrays)):
             a = self._arrays[k]
             # referenced by the list, by a and by the call only: no one else can see it change
-            if a.shape == (n,) and a.dtype == dtype and sys.getrefcount(a) <= 3:
+            if a.shape == shape and a.dtype == dtype and sys.getrefcount(a) <= 3:
                 del a
                 return self._arrays.pop(k)
-        return np.empty(n, dtype)
+        return np.empty(shape, dtype)
+
+    def lend(self, shape: int | tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        """:meth:`take`, kept here too: the array comes back for reuse once its borrower lets it go."""
+        a = self.take(shape, dtype)
+        self.give(a)
+        return a

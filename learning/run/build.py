@@ -188,7 +188,9 @@ class Session:
         if self._input_lines is None:
             return x @ self.circuit.input_gain.T
         feature, scale = self._input_lines
-        return x[:, feature] * scale + 0.0  # + 0.0: the dense product's +0 where a feature is 0
+        # take, not x[:, feature]: a row-major result (the fancy index gives column-major, which
+        # every later row-wise copy and product then pays for); + 0.0: the dense product's +0 where a feature is 0
+        return x.take(feature, axis=1) * scale + 0.0
 
     def targets_v(self, labels: np.ndarray) -> np.ndarray:
         t = self.config.training

@@ -18,6 +18,7 @@ command reads its config (a file or a run directory) through :func:`load_source`
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tomllib
@@ -633,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RunError, EngineError) as exc:
         print(f"eqspice: error: {exc}", file=sys.stderr)
         return EXIT_RUN_STOPPED
+    except BrokenPipeError:  # the reader of stdout went away (eqspice report ... | head): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return EXIT_SIGNAL_BASE + signal.SIGPIPE
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         what = " before the run's first checkpoint; nothing was written" if args.command == "train" else ""

@@ -354,3 +354,20 @@ def test_eval_limits_a_trained_run_to_the_first_samples(two_epoch_run):
     result = eqspice("eval", two_epoch_run, "--limit", "2", "--backend", "native")
     assert result.returncode == 0, result.stderr
     assert f"trained run {two_epoch_run}: native engine, 2 test samples of xor" in result.stdout
+
+
+def test_a_reader_that_stops_early_ends_the_report_quietly(tmp_path):
+    """``eqspice report ... | head -1``: no traceback when the pipe closes, the exit code of a SIGPIPE."""
+    table = tmp_path / "sweep" / "results.csv"
+    table.parent.mkdir()
+    rows = "".join(f"{k},in_situ,{k % 3},{k // 3 * 0.1},0.9,0.1\n" for k in range(3000))  # a long atlas table
+    table.write_text("cell,arm,seed,device.c2c,test_accuracy,test_loss\n" + rows)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eqspice.learning.cli", "report", str(table.parent), "-o", str(tmp_path / "a.png")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert "Traceback" not in err and err == ""

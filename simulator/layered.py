@@ -42,6 +42,7 @@ import numpy as np
 
 from eqspice.circuits.network import Circuit
 from eqspice.simulator.diode import diode_current, thermal_voltage
+from eqspice.simulator.recycled import Recycled
 
 
 @dataclass(frozen=True)
@@ -307,7 +308,7 @@ class LayeredSweep:
         self._unit_in = [bool(np.all(layer.gain_in == 1.0)) for layer in layers]
         self._unit_back = [bool(np.all(layer.gain_back == 1.0)) for layer in layers]
         self._drive_key: np.ndarray | None = None
-        self._exp_buffers: dict[tuple, np.ndarray] = {}
+        self._exp_scratch = Recycled(keep=4)  # the warm sweeps' exponentials, one array per batch shape in use
 
     def set_conductances(self, g_s: np.ndarray) -> None:
         """Views of each crossbar and each node's total conductance (no copies of ``g_s``)."""
@@ -444,7 +445,8 @@ class LayeredSweep:
         if cold:
             exp_start = _NO_EXP
         else:  # the first step's exponentials, by whole-array arithmetic (numpy's SIMD exp), not one by one
-            exp_start = np.subtract(v[:, :, None], layer.diode_other, out=self._exp_buffer(v.shape, layer))
+            scratch = self._exp_scratch.lend((*v.shape, layer.diode_sign.shape[1]))
+            exp_start = np.subtract(v[:, :, None], layer.diode_other, out=scratch)
             exp_start *= layer.diode_sign / self.vte
             with np.errstate(over="ignore"):  # inf, as the kernel's own exp gives
                 np.exp(exp_start, out=exp_start)
@@ -452,10 +454,3 @@ class LayeredSweep:
             v, c, self.degree[i], layer.diode_other, layer.diode_sign, self.is_a[i],
             self.vte, self.vcrit, self.gmin_s, INNER_TOL, STEPS_PER_SWEEP, cold, exp_start,
         )
-
-    def _exp_buffer(self, shape: tuple[int, int], layer: Layer) -> np.ndarray:
-        want = (*shape, layer.diode_sign.shape[1])
-        buffer = self._exp_buffers.get(want)
-        if buffer is None:
-            buffer = self._exp_buffers[want] = np.empty(want)
-        return buffer

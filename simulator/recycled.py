@@ -8,14 +8,16 @@ import numpy as np
 
 
 class Recycled:
-    """Device-sized arrays a step replaced, written again by a later step once nothing else holds them.
+    """Arrays that code replaced or lent out, written again once nothing else holds them.
 
     A training step writes new moment and conductance arrays instead of overwriting the old ones,
     so a copy of the run's state taken before the step (the loop's last consistent state) stays
-    whole without copying 1.6 million devices.  Allocating those arrays afresh costs more than
-    the arithmetic that fills them (the pages are faulted in anew), so the arrays that steps
-    replace come back here and are reused once no one else refers to them; an array still held
-    elsewhere (a saved state, a caller's variable, a view) is never handed out.
+    whole without copying 1.6 million devices; a settle hands its caller a new node-voltage array;
+    a sweep needs scratch space of the batch's shape.  Allocating such arrays afresh costs more
+    than the arithmetic that fills them (the pages are faulted in anew), so they come back here
+    (:meth:`give`, or :meth:`lend` for an array handed out) and are reused once no one else
+    refers to them; an array still held elsewhere (a saved state, a caller's variable, a view)
+    is never handed out.  At most ``keep`` arrays are kept, none above ``largest_bytes``.
     """
 
     def __init__(self, keep: int = 8, largest_bytes: int | None = None) -> None:

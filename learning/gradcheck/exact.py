@@ -17,8 +17,6 @@ and the cosine of
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from threadpoolctl import threadpool_limits
 from eqspice.learning.rules.adjoint import ImplicitGradient
 from eqspice.learning.rules.equilibrium import CrossEntropyPropagation, EquilibriumPropagation
 from eqspice.learning.run.build import initial_state, open_session
-from eqspice.learning.run.checkpoint import write_atomic
+from eqspice.learning.run.checkpoint import write_csv_atomic
 from eqspice.learning.run.config import ConfigError, load_config
 from eqspice.learning.run.report import new_figure
 
@@ -117,11 +115,7 @@ def main(argv: list[str]) -> int:
         print(f"{r['loss']:>14} {r['estimator']:>10} {r['beta_s']:>9.0e} {r['relative_error']:>10.2e} {1 - r['cosine']:>11.2e}")
     print(f"({time.perf_counter() - started:.1f} s)")
     if args.csv:
-        text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomic(Path(args.csv), text.getvalue().encode())
+        write_csv_atomic(args.csv, COLUMNS, rows)
     if args.plot:
         plot(args.plot, rows, f"EP vs the exact gradient, {Path(args.config).stem}, {args.batch} samples")
     return 0

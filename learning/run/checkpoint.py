@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -34,6 +35,17 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_csv_atomic(path: str | Path, columns, rows, extrasaction: str = "raise") -> Path:
+    """``rows`` (dicts) as a CSV file of ``columns``, written atomically (:func:`write_atomic`).
+    ``extrasaction="ignore"`` drops keys that are not columns (see :class:`csv.DictWriter`)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n", extrasaction=extrasaction)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode())
+    return Path(path)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from eqspice.circuits.network import Circuit
-from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
+from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic, write_csv_atomic
 from eqspice.learning.run.energy import ENERGY_COLUMNS
 
 METRIC_COLUMNS = (
@@ -42,12 +42,8 @@ def write_metrics(run_dir: str | Path, rows: list[dict]) -> None:
     mini-batches, ``pulses``: programming pulses applied in the epoch (0 for an ideal device),
     ``gradient_cosine``, ``gradient_relative_error`` (only if measured): mean cosine and relative
     error ``|g - g_exact| / |g_exact|`` of the rule's estimate against the exact gradient."""
-    text = io.StringIO()
     optional = tuple(k for k in OPTIONAL_COLUMNS if any(k in row for row in rows))
-    writer = csv.DictWriter(text, fieldnames=METRIC_COLUMNS + optional, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(Path(run_dir) / "metrics.csv", text.getvalue().encode())
+    write_csv_atomic(Path(run_dir) / "metrics.csv", METRIC_COLUMNS + optional, rows)
 
 
 def new_figure(figsize: tuple[float, float]):
@@ -339,12 +335,7 @@ def atlas_rows(sweeps: dict[str, tuple[list[dict], str]]) -> list[dict]:
 
 def write_atlas_table(path: str | Path, sweeps: dict[str, tuple[list[dict], str]]) -> Path:
     """:func:`atlas_rows` as a CSV file, written atomically."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=ATLAS_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(atlas_rows(sweeps))
-    write_atomic(Path(path), text.getvalue().encode())
-    return Path(path)
+    return write_csv_atomic(path, ATLAS_COLUMNS, atlas_rows(sweeps))
 
 
 def atlas_summary(sweeps: dict[str, tuple[list[dict], str]]) -> str:

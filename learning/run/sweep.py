@@ -46,9 +46,7 @@ its most ideal value: ``eqspice report`` measures each arm's drop from there.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import itertools
 import json
 import shutil
@@ -58,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic
+from eqspice.learning.run.checkpoint import OLD_METRIC_NAMES, write_atomic, write_csv_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config, load_config
 
 RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "train_sec")
@@ -149,7 +147,10 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
             f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides, arms, references"
         )
     if "references" in raw and (not isinstance(raw["references"], str) or not raw["references"] or not raw.get("arms")):
-        raise ConfigError(f"{path}: references = {raw['references']!r}; give the folder of the off-chip arm's software references (with arms)")
+        raise ConfigError(
+            f"{path}: references = {raw['references']!r}; "
+            "give the folder of the off-chip arm's software references (with arms)"
+        )
     arms = raw.get("arms", [])
     if not isinstance(arms, list) or not arms and "arms" in raw or len(set(map(str, arms))) != len(arms):
         raise ConfigError(f"{path}: arms = {arms!r}; give a list of distinct arms from {list(ARMS)}")
@@ -284,13 +285,7 @@ def write_table(sweep: Sweep, rows: list[dict]) -> Path:
     arms = ["arm"] if sweep.arms else []
     extra = [REFERENCE_COLUMN] if "off_chip" in sweep.arms else []
     columns = ["cell", *arms, *sweep.axes, *RESULT_COLUMNS, *extra]
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    path = sweep.out / "results.csv"
-    write_atomic(path, text.getvalue().encode())
-    return path
+    return write_csv_atomic(sweep.out / "results.csv", columns, rows, extrasaction="ignore")
 
 
 def plot_axes(sweep: Sweep, rows: list[dict]) -> list[Path]:

@@ -147,6 +147,30 @@ def test_sweeps_that_name_one_references_folder_train_each_reference_once(tmp_pa
     assert other[0]["reference_accuracy"] == rows[0]["reference_accuracy"]
 
 
+def test_an_in_situ_run_that_two_sweeps_share_is_trained_once(tmp_path):
+    shared = tmp_path / "references"
+    arms = f'arms = ["in_situ"]\nreferences = "{shared}"'
+    first = run_sweep(load_sweep(sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.3]', arms)), workers=1, progress=False)
+    second_sweep = load_sweep(sweep_file(tmp_path, 'seed = [0]\n"device.stuck_max" = [0.0, 0.3]', arms), out=tmp_path / "second")
+    second = run_sweep(second_sweep, workers=1, progress=False)
+    # stuck_min = 0 and stuck_max = 0 are one config: its run lives in the first sweep only
+    ideal, faulty = second_sweep.cells()
+    assert not (tmp_path / "second" / "runs" / ideal.id).exists()
+    assert (tmp_path / "second" / "runs" / faulty.id).exists()
+    assert second[0]["run"] == str(tmp_path / "out" / "runs" / first[0]["cell"])
+    for key in ("test_accuracy", "test_loss", "train_loss", "pulses"):
+        assert second[0][key] == first[0][key]
+    assert second[0]["device.stuck_max"] == 0.0 and "device.stuck_min" not in second[0]
+    assert second[1]["test_accuracy"] != first[1]["test_accuracy"] or second[1]["pulses"] != first[1]["pulses"]
+    assert len(list((shared / "cells").glob("in_situ-*.json"))) == 3  # one per distinct config
+
+    for entry in (shared / "cells").glob("in_situ-*.json"):  # an index lost, or older than the runs
+        entry.unlink()
+    run_sweep(second_sweep, workers=1, progress=False)  # nothing to train: finished runs enter the index
+    entries = [json.loads(p.read_text()) for p in (shared / "cells").glob("in_situ-*.json")]
+    assert sorted(e["run"] for e in entries) == sorted([second[0]["run"], str(tmp_path / "second" / "runs" / faulty.id)])
+
+
 @pytest.mark.parametrize(
     "arms, words",
     [

@@ -34,7 +34,10 @@ per arm, and the table gets an ``arm`` column:
   (the seeds of a device axis) share one training, in ``reference/``, or in the
   folder ``references = "..."`` of the sweep file names: sweeps of one base (the
   axes of an atlas) that name the same folder train each seed's reference once
-  for all of them (run them one after another, not at the same time).
+  for all of them (run them one after another, not at the same time).  That
+  folder also keeps an index of the in-situ runs by the digest of their config:
+  an in-situ cell that is the same run as one another axis already trained
+  (the most ideal value of every device axis is one run) takes its result.
 
 Both arms report the chip's test accuracy as
 :func:`~eqspice.learning.run.deploy.chip_evaluation` measures it (drift and
@@ -191,8 +194,20 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
     return sweep
 
 
-def run_cell(cell: Cell, out: str) -> dict:
-    """Train one cell (resuming its own run if an earlier attempt stopped) and record its result."""
+def shared_result_path(shared: str | Path, config: RunConfig) -> Path:
+    """Where a shared folder keeps the result of an in-situ run of ``config`` (keyed by the config's digest)."""
+    digest = hashlib.sha1(dump_config(config).encode()).hexdigest()[:12]
+    return Path(shared) / "cells" / f"in_situ-{digest}.json"
+
+
+def run_cell(cell: Cell, out: str, shared: str | None = None) -> dict:
+    """Train one cell (resuming its own run if an earlier attempt stopped) and record its result.
+
+    With a ``shared`` folder (the sweep file's ``references``), an in-situ cell
+    whose config another sweep of that folder already trained (each axis's most
+    ideal value is the same run) takes that run's result instead of training it
+    again; a new training is entered there for the sweeps that follow.
+    """
     from eqspice.learning.run.loop import train  # imported in the worker
 
     out = Path(out)
@@ -200,6 +215,11 @@ def run_cell(cell: Cell, out: str) -> dict:
     result_path = out / "cells" / f"{cell.id}.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
+    known = shared_result_path(shared, cell.config) if shared is not None else None
+    if known is not None and known.exists():
+        row = {"cell": cell.id, **cell.values, **json.loads(known.read_text())}
+        write_atomic(result_path, json.dumps(row).encode())
+        return row
     resume = (run_dir / "checkpoint.npz").exists()
     if run_dir.exists() and not resume:
         shutil.rmtree(run_dir)  # an attempt that died before its first checkpoint
@@ -220,7 +240,17 @@ def run_cell(cell: Cell, out: str) -> dict:
         "train_sec": round(sum(m["train_sec"] for m in state.metrics), 2),
     }
     write_atomic(result_path, json.dumps(row).encode())
+    if shared is not None:
+        _enter_shared(shared, cell, out, row)
     return row
+
+
+def _enter_shared(shared: str, cell: Cell, out: Path, row: dict) -> None:
+    """Enter an in-situ run's result in the shared folder's index, unless it is there already."""
+    known = shared_result_path(shared, cell.config)
+    if not known.exists():
+        result = {key: row[key] for key in RESULT_COLUMNS}
+        write_atomic(known, json.dumps({**result, "run": row.get("run", str(out / "runs" / cell.id))}).encode())
 
 
 def _chip_accuracy(config: RunConfig, state) -> tuple[float, float]:
@@ -328,12 +358,19 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
         (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
         cells = sweep.cells()
         todo = [c for c in cells if not (sweep.out / "cells" / f"{c.id}.json").exists()]
+        shared = str(sweep.reference_dir) if sweep.reference_dir is not None and sweep.arms else None
+        if shared is not None:
+            (sweep.reference_dir / "cells").mkdir(parents=True, exist_ok=True)
+            waiting = {c.id for c in todo}
+            for cell in cells:  # runs finished before the index existed enter it too
+                if cell.reference is None and cell.id not in waiting:
+                    _enter_shared(shared, cell, sweep.out, json.loads((sweep.out / "cells" / f"{cell.id}.json").read_text()))
         references = {
             r.id: client.submit(run_reference, r, str(sweep.references_at), key=f"reference-{r.id}", retries=2)
             for r in {c.reference.id: c.reference for c in todo if c.reference is not None}.values()
         }
         futures = [
-            client.submit(run_cell, c, str(sweep.out), key=f"cell-{c.id}", retries=2)
+            client.submit(run_cell, c, str(sweep.out), shared, key=f"cell-{c.id}", retries=2)
             if c.reference is None
             else client.submit(
                 run_off_chip, c, str(sweep.out), references[c.reference.id], str(sweep.references_at),

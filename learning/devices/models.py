@@ -309,6 +309,31 @@ class PulsedDevice:
         return base * np.ones_like(g_s)
 
     def update(self, g_s, dg_s, state, rng) -> tuple[np.ndarray, np.ndarray]:
+        shape = STEP_SHAPES.index(self.step)
+        lo, hi, scale, stuck = state["lo"], state["hi"], state["step_scale"], state["stuck"]
+        factors = (self.dw_min_s, 1 + self.up_down, 1 - self.up_down, shape, self.gamma)
+        count = _pulse_counts(g_s, dg_s, lo, hi, scale, stuck, *factors, self.max_pulses, rng.random(g_s.shape))
+        if self.c2c or self.levels:
+            # the draws every pulse takes, in the order of the pulse-by-pulse loop (update_reference): pulse k
+            # draws for the devices with more than k pulses, in index order, c2c normals first, then level uniforms
+            most = int(count.max(initial=0))
+            active = np.cumsum(np.bincount(count, minlength=most + 1)[::-1])[::-1][1:]  # devices with > k pulses
+            offsets = np.concatenate([[0], np.cumsum(active)])
+            noise, uniforms = np.empty(offsets[-1]), np.empty(offsets[-1])
+            for k in range(most):
+                if self.c2c:
+                    noise[offsets[k] : offsets[k + 1]] = rng.standard_normal(active[k])
+                if self.levels:
+                    uniforms[offsets[k] : offsets[k + 1]] = rng.random(active[k])
+        else:
+            offsets, noise, uniforms = np.zeros(1, dtype=np.int64), np.empty(0), np.empty(0)
+        return _apply_pulses(
+            g_s, dg_s > 0, count, lo, hi, scale, stuck, *factors, self.c2c, self.c2c_additive,
+            noise, offsets, self.level_spacing_s, self.g_min_s, self.g_max_s, uniforms,
+        )  # fmt: skip
+
+    def update_reference(self, g_s, dg_s, state, rng) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`update` written as whole-array steps, one pulse at a time (the test's reference)."""
         up = dg_s > 0
         step = np.where(up, self.step_size(g_s, True, state), self.step_size(g_s, False, state))
         wanted = np.abs(dg_s) / np.maximum(step, 1e-300)
@@ -333,6 +358,89 @@ class PulsedDevice:
     def _pin(self, g_s: np.ndarray, state: dict) -> np.ndarray:
         stuck = state["stuck"]
         return np.where(stuck < 0, self.g_min_s, np.where(stuck > 0, self.g_max_s, g_s))
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _step(g, up, lo, hi, scale, dw, up_factor, down_factor, shape, gamma):
+    """One pulse's conductance change (magnitude) at ``g`` (:meth:`PulsedDevice.step_size`'s arithmetic)."""
+    x = (g - lo) / (hi - lo)
+    base = dw * scale * (up_factor if up else down_factor)
+    if shape == 1:
+        return base * 2 * ((1 - x) if up else x)
+    if shape == 2:
+        return base * np.exp(-gamma * ((x - 0.5) if up else (0.5 - x)))
+    return base
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _pulse_counts(g, dg, lo, hi, scale, stuck, dw, up_factor, down_factor, shape, gamma, max_pulses, rounding):
+    """Pulses per device for the requests ``dg``: ``|dg| / step`` rounded up with probability its fraction."""
+    count = np.zeros(g.size, dtype=np.int64)
+    for i in range(g.size):
+        if stuck[i] != 0:
+            continue
+        up = dg[i] > 0
+        wanted = abs(dg[i]) / max(_step(g[i], up, lo[i], hi[i], scale[i], dw, up_factor, down_factor, shape, gamma), 1e-300)
+        whole = np.floor(wanted)
+        count[i] = int(min(whole + (1.0 if rounding[i] < wanted - whole else 0.0), max_pulses))
+    return count
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _apply_pulses(g_s, up, count, lo, hi, scale, stuck, dw, up_factor, down_factor, shape, gamma,
+                  c2c, additive, noise, offsets, level_s, g_min, g_max, uniforms):  # fmt: skip
+    """Every device's pulses one after another, then stuck devices pinned; new conductances and signed counts.
+
+    :meth:`PulsedDevice.update_reference`'s arithmetic.  ``shape`` indexes
+    :data:`STEP_SHAPES`; pulse ``k`` of the ``r``-th device (in index order)
+    among those with more than ``k`` pulses takes ``noise[offsets[k] + r]``
+    and ``uniforms[offsets[k] + r]``.  Without draws (no c2c, no levels) every
+    device runs its pulses in one go.
+    """
+    g = g_s.copy()
+    if not (c2c or level_s):
+        for i in range(g.size):
+            gi = g[i]
+            for _ in range(count[i]):
+                size = _step(gi, up[i], lo[i], hi[i], scale[i], dw, up_factor, down_factor, shape, gamma)
+                gi = min(max(gi + (size if up[i] else -size), lo[i]), hi[i])
+            g[i] = gi
+    else:
+        order = np.flatnonzero(count > 0)
+        m = order.size
+        k = 0
+        while m > 0:
+            start = offsets[k]
+            kept = 0
+            for r in range(m):
+                i = order[r]
+                size = _step(g[i], up[i], lo[i], hi[i], scale[i], dw, up_factor, down_factor, shape, gamma)
+                if c2c and additive:
+                    size = size + c2c * dw * scale[i] * noise[start + r]
+                elif c2c:
+                    size = size * (1 + c2c * noise[start + r])
+                moved = min(max(g[i] + (size if up[i] else -size), lo[i]), hi[i])
+                if level_s:
+                    position = (moved - g_min) / level_s
+                    lower = np.floor(position)
+                    level = lower + (1.0 if uniforms[start + r] < position - lower else 0.0)
+                    low = np.ceil((lo[i] - g_min) / level_s - 1e-9)
+                    high = max(np.floor((hi[i] - g_min) / level_s + 1e-9), low)
+                    moved = g_min + min(max(level, low), high) * level_s
+                g[i] = moved
+                if count[i] > k + 1:
+                    order[kept] = i
+                    kept += 1
+            m = kept
+            k += 1
+    signed = np.empty(g.size, dtype=np.int64)
+    for i in range(g.size):
+        if stuck[i] < 0:
+            g[i] = g_min
+        elif stuck[i] > 0:
+            g[i] = g_max
+        signed[i] = count[i] if up[i] else -count[i]
+    return g, signed
 
 
 #: Builds a device model, told apart by its ``model`` tag (``[device]`` of a run config).

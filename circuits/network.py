@@ -210,11 +210,14 @@ class CrossbarSpec:
     nonlinearity : {"diode_pair", "diode", "none"}
         ``diode_pair``: diodes to a high and a low bias source, a soft clip;
         ``diode``: one diode from the node to a bias source; ``none``: linear.
-    diode_bias_v : tuple of float
+    diode_bias_v : tuple of float, or one such pair per hidden layer
         Volts of the source at the lower diode's anode and of the source at the
         upper diode's cathode (``diode_pair``; ``diode`` uses the second).  The
         node is softly clipped to about [first - 0.5, second + 0.5] V at
-        microampere currents.
+        microampere currents.  One pair: sources ``vd_dn``, ``vd_up`` shared by
+        every hidden layer; one pair per hidden layer (``[[lo, hi], [lo, hi]]``):
+        layer k's diodes go to its own sources ``vd_dn_k``, ``vd_up_k``, so each
+        layer's knee can sit where its voltages are.
     diode_model : DiodeModel
         The diode ``.model`` card (``[network.diode_model]`` in a config).
     output_load_s : float
@@ -259,7 +262,7 @@ class CrossbarSpec:
     input_scale_v: Annotated[float, Field(gt=0)] = 1.0
     bias_v: Annotated[float, Field(ge=0)] = 1.0
     nonlinearity: Literal["diode_pair", "diode", "none"] = "diode_pair"
-    diode_bias_v: tuple[float, float] = (0.3, -0.3)
+    diode_bias_v: tuple[float, float] | tuple[tuple[float, float], ...] = (0.3, -0.3)
     diode_model: DiodeModel = DiodeModel()
     output_load_s: Annotated[float, Field(ge=0)] = 0.0
     node_capacitance_f: Annotated[float, Field(ge=0)] = 1e-14
@@ -295,6 +298,19 @@ class CrossbarSpec:
                 raise FieldError(where, f"gain {gain!r}; give a positive finite gain (V/V or A/A)")
         return tuple(float(g) for g in value) if many else float(value)
 
+    @field_validator("diode_bias_v", mode="before")
+    @classmethod
+    def _diode_bias(cls, value):
+        pairs = isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, (list, tuple)) for v in value)
+        for k, pair in enumerate(value if pairs else [value]):
+            where = (k,) if pairs else ()
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise FieldError(where, f"{show(pair)}; give two volts [low source, high source], or one such pair per hidden layer")
+            for v in pair:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise FieldError(where, f"{show(pair)}: {show(v)} is not a finite number of volts")
+        return tuple((float(a), float(b)) for a, b in value) if pairs else (float(value[0]), float(value[1]))
+
     @field_validator("amplifier_rails_v")
     @classmethod
     def _rails(cls, rails: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -309,6 +325,10 @@ class CrossbarSpec:
             value = getattr(self, name)
             if isinstance(value, tuple) and len(value) != n_hidden:
                 raise FieldError(name, f"{len(value)} gains for {n_hidden} hidden layers; give one number or one per hidden layer")
+        if self.per_layer_diode_bias and len(self.diode_bias_v) != n_hidden:
+            raise FieldError(
+                "diode_bias_v", f"{len(self.diode_bias_v)} pairs for {n_hidden} hidden layers; give one pair or one per hidden layer"
+            )
         if self.amplifier_gain is None and (self.amplifier_backward_gain is not None or self.amplifier_rails_v is not None):
             raise FieldError("amplifier_gain", "not set; the backward gain and rails need amplifiers (set amplifier_gain)")
         if self.amplifier_gain is not None and n_hidden == 0:
@@ -316,6 +336,18 @@ class CrossbarSpec:
         if self.amplifier_gain is not None and (self.wire_resistance_ohm or self.driver_resistance_ohm):
             raise FieldError("amplifier_gain", "amplifiers with resistive wires are not modelled; set wire_resistance_ohm and driver_resistance_ohm to 0")
         return self
+
+    @property
+    def per_layer_diode_bias(self) -> bool:
+        return isinstance(self.diode_bias_v[0], tuple)
+
+    def diode_sources(self) -> list[tuple[tuple[str, float], tuple[str, float]]]:
+        """Per hidden layer, the (name, volts) of its lower (anode) and upper (cathode) diode source."""
+        n_hidden = len(self.layers) - 2
+        if self.per_layer_diode_bias:
+            return [((f"vd_dn_{k + 1}", lo), (f"vd_up_{k + 1}", hi)) for k, (lo, hi) in enumerate(self.diode_bias_v)]
+        lo, hi = self.diode_bias_v
+        return [(("vd_dn", lo), ("vd_up", hi))] * n_hidden
 
     def amplifier_gains(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Forward and backward gain of each hidden layer's amplifiers, or None without amplifiers."""
@@ -380,12 +412,12 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
     if spec.bias_v:
         fixed_nodes += ["bias_p", "bias_n"]
         fixed_volts += [spec.bias_v, -spec.bias_v]
-    if hidden and spec.nonlinearity == "diode_pair":
-        fixed_nodes += ["vd_dn", "vd_up"]
-        fixed_volts += list(spec.diode_bias_v)
-    elif hidden and spec.nonlinearity == "diode":
-        fixed_nodes += ["vd_up"]
-        fixed_volts += [spec.diode_bias_v[1]]
+    sources = spec.diode_sources()
+    used = sources if spec.per_layer_diode_bias else sources[:1]  # shared sources: listed once
+    for low, high in used if spec.nonlinearity != "none" else []:
+        for name, volts in (low, high) if spec.nonlinearity == "diode_pair" else (high,):
+            fixed_nodes.append(name)
+            fixed_volts.append(volts)
     bias_nodes = [n for n in ("bias_p", "bias_n") if n in fixed_nodes]
 
     hidden_layers = [tuple(f"h{k + 1}_{j}" for j in range(n)) for k, n in enumerate(hidden)]
@@ -423,13 +455,13 @@ def crossbar(spec: CrossbarSpec | None = None, **fields) -> Circuit:
         previous = list(layer)
 
     diodes: list[tuple[int, int]] = []
-    for layer in hidden_layers:
+    for layer, ((low, _), (high, _)) in zip(hidden_layers, sources):
         for name in layer:
             if spec.nonlinearity == "diode_pair":
-                diodes.append((index[name], index["vd_up"]))
-                diodes.append((index["vd_dn"], index[name]))
+                diodes.append((index[name], index[high]))
+                diodes.append((index[low], index[name]))
             elif spec.nonlinearity == "diode":
-                diodes.append((index[name], index["vd_up"]))
+                diodes.append((index[name], index[high]))
 
     sizes = "-".join(str(n) for n in spec.layers)
     comments = (

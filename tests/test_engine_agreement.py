@@ -15,14 +15,18 @@ layer_sizes = st.lists(st.integers(1, 6), min_size=2, max_size=4).map(tuple)
 
 @st.composite
 def circuits(draw):
+    layers = draw(layer_sizes)
+    pair = lambda: (draw(st.floats(-0.5, 0.5)), draw(st.floats(-0.5, 0.5)))  # noqa: E731
+    # one pair of diode sources for every hidden layer, or each layer its own
+    diode_bias_v = tuple(pair() for _ in layers[1:-1]) if len(layers) > 2 and draw(st.booleans()) else pair()
     spec = CrossbarSpec(
-        layers=draw(layer_sizes),
+        layers=layers,
         differential_inputs=draw(st.booleans()),
         differential_outputs=draw(st.booleans()),
         input_scale_v=draw(st.floats(0.2, 3.0)),
         bias_v=draw(st.sampled_from([0.0, 0.5, 1.0])),
         nonlinearity=draw(st.sampled_from(["diode_pair", "diode", "none"])),
-        diode_bias_v=(draw(st.floats(-0.5, 0.5)), draw(st.floats(-0.5, 0.5))),
+        diode_bias_v=diode_bias_v,
         diode_model=DiodeModel(is_a=10 ** draw(st.floats(-16, -9)), n=draw(st.floats(1.0, 2.0))),
         output_load_s=draw(st.sampled_from([0.0, 1e-6])),
     )

@@ -104,6 +104,37 @@ def test_diode_network_balances_current_at_every_free_node(ngspice, rng, nonline
     assert max(diode_current) > 1e-6, "diodes should carry microamperes in this test"
 
 
+@pytest.mark.parametrize("nonlinearity", ["diode_pair", "diode"])
+def test_each_hidden_layer_may_have_its_own_diode_sources(ngspice, rng, nonlinearity):
+    sources = ((0.4, -0.4), (0.1, -0.1))  # the second layer clips closer to 0 V
+    spec = dict(layers=(4, 5, 4, 2), nonlinearity=nonlinearity, input_scale_v=2.0, diode_model=DiodeModel(is_a=1e-12, n=1.3))
+    circuit = crossbar(CrossbarSpec(**spec, diode_bias_v=sources))
+    volts = dict(zip(circuit.fixed_nodes, circuit.fixed_volts))
+    names = circuit.node_names
+    for a, c in circuit.diodes:  # every diode goes from its node to its own layer's source
+        node, source = (names[a], names[c]) if names[c].startswith("vd_") else (names[c], names[a])
+        layer = int(node[1]) - 1
+        low, high = sources[layer]
+        assert (source, volts[source]) in ((f"vd_dn_{layer + 1}", low), (f"vd_up_{layer + 1}", high))
+    g = rng.uniform(1e-6, 1e-4, circuit.n_edges)
+    inputs = rng.uniform(0, 1, (4, circuit.n_features)) @ circuit.input_gain.T
+    ngspice.load(circuit, g)
+    v = ngspice.settle(inputs)
+    native = NativeEngine()
+    native.load(circuit, g)
+    assert np.max(np.abs(native.settle(inputs) - v)) < 1e-9
+    for b in range(4):
+        assert np.max(np.abs(kcl_residual(circuit, g, v[b]))) < 1e-12
+    # the same pair for both layers is the shared-source circuit: the same voltages
+    shared = crossbar(CrossbarSpec(**spec, diode_bias_v=sources[0]))
+    same = crossbar(CrossbarSpec(**spec, diode_bias_v=[sources[0]] * 2))
+    native.load(shared, g)
+    v_shared = native.settle(inputs)[:, shared.free_slice]
+    native.load(same, g)
+    np.testing.assert_allclose(native.settle(inputs)[:, same.free_slice], v_shared, rtol=0, atol=1e-12)
+    assert np.max(np.abs(v_shared - v[:, circuit.free_slice])) > 1e-3  # the second layer's own sources do move them
+
+
 def test_native_engine_matches_ngspice_on_diode_networks(ngspice, rng):
     circuit = crossbar(CrossbarSpec(layers=(6, 5, 3), diode_bias_v=(0.4, -0.4), input_scale_v=2.0))
     g = rng.uniform(1e-6, 1e-4, circuit.n_edges)

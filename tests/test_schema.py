@@ -62,7 +62,11 @@ CASES = [
     ("non-finite", CrossbarSpec, "network", {**LAYERS, "bias_v": INF}, ["bias_v", "finite", "inf"]),
     ("non-finite", CrossbarSpec, "network", {**LAYERS, "output_load_s": NAN}, ["output_load_s", "finite", "nan"]),
     ("type", CrossbarSpec, "network", {**LAYERS, "input_scale_v": "big"}, ["input_scale_v", "number", "'big'"]),
-    ("type", CrossbarSpec, "network", {**LAYERS, "diode_bias_v": [0.4, -0.4, 0.1]}, ["diode_bias_v", "at most 2"]),
+    ("type", CrossbarSpec, "network", {**LAYERS, "diode_bias_v": [0.4, -0.4, 0.1]}, ["diode_bias_v", "give two volts"]),
+    ("fit", CrossbarSpec, "network", {"layers": [2, 8, 4, 2], "diode_bias_v": [[0.4, -0.4]] * 3},
+     ["diode_bias_v", "3 pairs for 2 hidden layers", "one per hidden layer"]),  # fmt: skip
+    ("non-finite", CrossbarSpec, "network", {"layers": [2, 8, 4, 2], "diode_bias_v": [[0.4, -0.4], [0.1, INF]]},
+     ["diode_bias_v[1]", "inf", "not a finite number"]),  # fmt: skip
     ("type", CrossbarSpec, "network", {**LAYERS, "diode_model": "1n4148"}, ["diode_model", "table"]),
     ("unknown", CrossbarSpec, "network", {**LAYERS, "diode_is_ampere": 1e-14}, ["diode_is_ampere", "unknown key"]),
     # DiodeModel: [network.diode_model]

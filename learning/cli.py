@@ -124,11 +124,11 @@ def _parse_input(text: str, n_features: int) -> np.ndarray:
 
 
 def _setting(text: str) -> tuple[str, object]:
-    """``section.key=value`` from ``--set``; the value is read as TOML (a bare word as a string)."""
+    """``section.key=value`` (or ``seed=N``) from ``--set``; the value is read as TOML (a bare word as a string)."""
     key, sep, value = text.partition("=")
     key = key.strip()
-    if not sep or "." not in key or not value.strip():
-        raise ConfigError(f"--set {text!r}: give section.key=value, e.g. --set training.epochs=2")
+    if not sep or ("." not in key and key != "seed") or not value.strip():
+        raise ConfigError(f"--set {text!r}: give section.key=value or seed=N, e.g. --set training.epochs=2")
     try:
         return key, tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:

@@ -316,9 +316,11 @@ def test_set_overrides_config_values_and_records_them(tmp_path):
     result = eqspice(
         "train", XOR, "--run-dir", run_dir, "--backend", "native", "--quiet",
         "--set", "training.epochs=2", "--set", "training.lr_schedule=cosine", "--set", "network.layers=[2, 3, 2]",
+        "--set", "seed=7",
     )
     assert result.returncode == 0, result.stderr
     recorded = load_config(run_dir / "config.toml")
+    assert recorded.seed == 7 != load_config(XOR).seed
     assert recorded.training.epochs == 2
     assert recorded.training.lr_schedule == "cosine"
     assert list(recorded.network.layers) == [2, 3, 2]

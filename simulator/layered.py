@@ -27,6 +27,16 @@ between free layers and one pass over the hidden nodes; the product with the
 input crossbar is made once per batch of inputs.  Nothing of size ``n_free^2``
 is formed, and a conductance update costs a column and a row sum.
 
+Non-reciprocal couplings (``K_pq = G + a``, ``K_qp = G - a`` on the edge from row p
+to column q; :func:`eqspice.circuits.network.with_nonreciprocal`) keep each node's
+scalar equation and its total conductance ``d_n`` (the resistors ``G``); only the
+currents its neighbours push in change, so the same sweeps settle them with the
+crossbars ``G - a`` (into a column from its rows) and ``G + a`` (into a row from its
+columns).  There is no co-content then, so nothing guarantees a sweep contracts; a
+settle that does not converge reports so and the engine falls back to Newton.
+``antisymmetric_sign = -1`` reverses ``a`` between free nodes (the learning phases of
+asymmetric EP) and keeps it on the known rows, as the Newton path does.
+
 References
 ----------
 Scellier et al., "A fast algorithm to simulate nonlinear resistive networks",
@@ -80,9 +90,11 @@ def layered_structure(circuit: Circuit) -> list[Layer] | str:
     """The circuit's layers, or a sentence saying why it is not a layered crossbar the sweeps can settle."""
     if circuit.wires is not None:
         return "resistive wires couple every node of a line"
-    if not circuit.conservative:
-        return "non-reciprocal couplings or amplifier gains: no co-content to descend"
     amps = circuit.amplifiers
+    if amps is not None and not amps.conservative:
+        return "amplifier gains that differ from node to node: no co-content to descend"
+    if amps is not None and circuit.nonreciprocal is not None:
+        return "non-reciprocal couplings with amplifiers"
     if amps is not None and amps.rails_v is not None:
         return "saturating amplifiers"
     k = len(circuit.input_nodes) + len(circuit.fixed_nodes)
@@ -313,7 +325,22 @@ class LayeredSweep:
     def set_conductances(self, g_s: np.ndarray) -> None:
         """Views of each crossbar and each node's total conductance (no copies of ``g_s``)."""
         self.g = [g_s[layer.group].reshape(layer.shape) for layer in self.layers]
-        self._g_up_t = [g[: layer.n].T for layer, g in zip(self.layers, self.g[1:])]  # [upper, this layer]
+        up_t = [g[: layer.n].T for layer, g in zip(self.layers, self.g[1:])]  # [upper, this layer]
+        #: per antisymmetric sign: the crossbars into each layer's columns from its rows, and into
+        #: each layer's nodes from the layer above ([upper, this layer]); the resistors if reciprocal
+        self._coupling = {1.0: (self.g, up_t)}
+        delta = self.circuit.nonreciprocal
+        if delta is not None:
+            a = [(delta * g_s)[layer.group].reshape(layer.shape) for layer in self.layers]
+            for sign in (1.0, -1.0):
+                into_cols = []
+                for layer, g, a_l in zip(self.layers, self.g, a):
+                    k = g - a_l  # the known rows (inputs, bias lines) keep +a whatever the sign
+                    k[: layer.lower] = g[: layer.lower] - sign * a_l[: layer.lower]
+                    into_cols.append(k)
+                into_rows_t = [(g[: layer.n] + sign * a_l[: layer.n]).T for layer, g, a_l in zip(self.layers, self.g[1:], a[1:])]
+                self._coupling[sign] = (into_cols, into_rows_t)
+        self._use_sign(1.0)
         self.degree = []
         for i, (layer, g) in enumerate(zip(self.layers, self.g)):
             d = g.sum(axis=0)
@@ -324,6 +351,9 @@ class LayeredSweep:
             self.degree.append(d)
         self._drive_key = None
 
+    def _use_sign(self, antisymmetric_sign: float) -> None:
+        self._g_in, self._g_up_t = self._coupling.get(antisymmetric_sign, self._coupling[1.0])
+
     def _known_drive(self, known: np.ndarray) -> list[np.ndarray]:
         """Current each layer's known rows push in ``[batch, n]``.  Kept while the known voltages
         repeat, also as a whole number of copies of the last batch (a rule's nudged phases settled
@@ -333,14 +363,15 @@ class LayeredSweep:
             repeats = len(known) // len(key)
             if np.array_equal(known.reshape(repeats, *key.shape), np.broadcast_to(key, (repeats, *key.shape))):
                 return self._drive if repeats == 1 else [np.tile(d, (repeats, 1)) for d in self._drive]
-        self._drive = [known[:, rows] @ g[layer.lower :] for layer, rows, g in zip(self.layers, self._known_index, self.g)]
+        self._drive = [known[:, rows] @ g[layer.lower :] for layer, rows, g in zip(self.layers, self._known_index, self._g_in)]
         self._drive_key = np.array(known)
         return self._drive
 
-    def settle(self, known, beta_s: float, targets_v, injected_a, initial_free, out=None) -> np.ndarray:
+    def settle(self, known, beta_s: float, targets_v, injected_a, initial_free, out=None, antisymmetric_sign: float = 1.0) -> np.ndarray:
         """Free-node voltages ``[batch, free]`` after the sweeps, written into ``out`` if given (a view
         of the caller's node voltages); :attr:`settled` says whether they settled."""
         batch = len(known)
+        self._use_sign(antisymmetric_sign)
         drive = self._known_drive(known)
         v = np.empty((batch, self.n_free)) if out is None else out
         if initial_free is None:
@@ -387,8 +418,9 @@ class LayeredSweep:
         stops when the error left is below ``rtol`` of the largest ``|x|``.  None with
         amplifiers (their ``J`` is not symmetric) or if the sweeps do not settle.
         """
-        if self.circuit.amplifiers is not None:
+        if self.circuit.amplifiers is not None or self.circuit.nonreciprocal is not None:
             return None
+        self._use_sign(1.0)
         diag = []
         for layer, d in zip(self.layers, self.degree):
             total = np.broadcast_to(d, (len(rhs), layer.n)).copy()
@@ -421,7 +453,7 @@ class LayeredSweep:
         layer, upper = self.layers[i], i + 1 < len(self.layers)
         if i > 0:
             below = v[i - 1] if self._unit_in[i] else v[i - 1] * layer.gain_in
-            np.matmul(below, self.g[i][: layer.lower], out=out)
+            np.matmul(below, self._g_in[i][: layer.lower], out=out)
             out += fixed
             if upper:
                 up = v[i + 1] @ self._g_up_t[i]

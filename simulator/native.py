@@ -346,7 +346,10 @@ class NativeEngine(Engine):
             v[:, n_in : self._n_known] = self._fixed_v
             initial_free = None if initial_v is None else initial_v[:, c.free_slice]
             known, v_free = v[:, : self._n_known], v[:, c.free_slice]
-            self._layered.settle(known, phase.beta_s, phase.targets_v, phase.injected_a, initial_free, out=v_free)
+            self._layered.settle(
+                known, phase.beta_s, phase.targets_v, phase.injected_a, initial_free, out=v_free,
+                antisymmetric_sign=phase.antisymmetric_sign,
+            )  # fmt: skip
             self.iterations = self._layered.sweeps
             if self._layered.settled:
                 if self._amp is not None:

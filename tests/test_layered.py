@@ -6,6 +6,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from eqspice.circuits import CrossbarSpec, DiodeModel, crossbar
+from eqspice.circuits.mismatch import with_mismatch
 from eqspice.circuits.network import with_nonreciprocal
 from eqspice.simulator.diode import diode_current
 from eqspice.simulator.engine import ConvergenceError, Nudge
@@ -14,10 +15,10 @@ from eqspice.simulator.native import NativeEngine
 
 
 @st.composite
-def layered_circuits(draw):
+def layered_circuits(draw, amplified=True):
     layers = tuple(draw(st.lists(st.integers(1, 7), min_size=2, max_size=5)))
     n_hidden = len(layers) - 2
-    gain = draw(st.sampled_from([None, 1.0, 4.0, 30.0])) if n_hidden else None
+    gain = draw(st.sampled_from([None, 1.0, 4.0, 30.0])) if n_hidden and amplified else None
     spec = CrossbarSpec(
         layers=layers,
         differential_inputs=draw(st.booleans()),
@@ -91,13 +92,35 @@ def test_circuits_the_sweeps_cannot_settle_go_to_newton_and_say_why():
     spec = CrossbarSpec(layers=(3, 4, 2))
     plain = crossbar(spec)
     assert isinstance(layered_structure(plain), list)
-    skew = with_nonreciprocal(plain, np.full(plain.n_edges, 0.1))
-    assert "non-reciprocal" in layered_structure(skew)
     rails = crossbar(CrossbarSpec(layers=(3, 4, 2), amplifier_gain=2.0, amplifier_rails_v=(-1.0, 1.0)))
     assert "saturating" in layered_structure(rails)
+    spread = with_mismatch(crossbar(CrossbarSpec(layers=(3, 4, 2), amplifier_gain=2.0)), amplifier_gain_scale=np.linspace(0.9, 1.1, 4))
+    assert "differ from node to node" in layered_structure(spread)
     engine = NativeEngine()
-    engine.load(skew, np.full(skew.n_edges, 1e-5))
-    assert "non-reciprocal" in engine.layered_reason
+    engine.load(spread, np.full(spread.n_edges, 1e-5))
+    assert "differ from node to node" in engine.layered_reason
+
+
+@settings(max_examples=40, deadline=None)
+@given(layered_circuits(amplified=False), st.sampled_from([0.05, 0.3]), st.sampled_from([1.0, -1.0]))
+def test_non_reciprocal_couplings_sweep_to_newtons_voltages(case, sigma, sign):
+    """K_pq = G + a, K_qp = G - a: the same sweeps with G - a into columns and G + a into rows."""
+    circuit, seed, beta = case
+    rng = np.random.default_rng(seed)
+    circuit = with_nonreciprocal(circuit, sigma * rng.standard_normal(circuit.n_edges))
+    g = 10 ** rng.uniform(-7, -4, circuit.n_edges)
+    inputs = rng.uniform(-1, 1, (4, circuit.n_features)) @ circuit.input_gain.T
+    nudge = Nudge(targets_v=rng.uniform(-0.5, 0.5, (4, len(circuit.output_nodes))), beta_s=beta, antisymmetric_sign=sign)
+    sweeps, newton = NativeEngine(), NativeEngine(layered=False)
+    sweeps.load(circuit, g)
+    newton.load(circuit, g)
+    assert sweeps.layered_reason is None
+    try:
+        reference = newton.settle(inputs, nudge)
+    except ConvergenceError:
+        assume(False)
+    np.testing.assert_allclose(sweeps.settle(inputs, nudge), reference, rtol=1e-11, atol=1e-12)
+    assert sweeps._layered.settled  # by the sweeps themselves, not the fallback to Newton
 
 
 @pytest.mark.parametrize("width", [1, 2])

@@ -504,7 +504,7 @@ def _add_set(p: argparse.ArgumentParser) -> None:
         "--set",
         action="append",
         metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. --set training.epochs=2 --set network.wire_resistance_ohm=2",
+        help="override one config value (or seed=N), e.g. --set training.epochs=2 --set seed=3",
     )
 
 

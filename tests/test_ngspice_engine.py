@@ -187,3 +187,28 @@ def test_a_note_from_ngspice_is_not_a_failed_operating_point():
             with pytest.raises(NonConvergence):
                 worker.operating_point()
             assert worker.ng.commands.count("op") == len(CONVERGENCE_AIDS)
+
+
+def test_the_run_config_sets_ngspice_tolerances_and_they_bound_the_error():
+    """A run's ``engine.ngspice_*`` keys reach the netlist: at ngspice's loosest reltol the diode crossbar's
+    voltages are microvolts from the native engine's, at the default a fraction of a picovolt."""
+    from eqspice.learning.run.build import make_engine
+    from eqspice.learning.run.config import ConfigError, parse_config
+
+    circuit = crossbar(CrossbarSpec(layers=(6, 8, 3)))
+    g = np.random.default_rng(0).uniform(1e-6, 1e-4, circuit.n_edges)
+    inputs = np.random.default_rng(1).uniform(-1, 1, (16, 6)) @ circuit.input_gain.T
+    native = NativeEngine()
+    native.load(circuit, g)
+    expected = native.settle(inputs)
+    base = {"network": {"layers": [6, 8, 3]}, "data": {"name": "xor"}}
+    errors = {}
+    for reltol in (1e-2, 1e-9):
+        config = parse_config({**base, "engine": {"ngspice_reltol": reltol, "workers": 1}}, "run.toml")
+        with make_engine(config) as engine:
+            assert engine.options["reltol"] == reltol and engine.options["gmin"] == 1e-12
+            engine.load(circuit, g)
+            errors[reltol] = np.abs(engine.settle(inputs) - expected).max()
+    assert errors[1e-2] > 1e-7 and errors[1e-9] < 1e-10
+    with pytest.raises(ConfigError, match=r"^run.toml: engine.ngspice_vntol_v: must be greater than 0 \(got -1"):
+        parse_config({**base, "engine": {"ngspice_vntol_v": -1e-9}}, "run.toml")

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from eqspice.circuits.mismatch import split_diode_bias, with_mismatch
+from eqspice.circuits.netlist import TIGHT_OPTIONS
 from eqspice.circuits.network import Circuit, crossbar, nonreciprocal_draw, with_nonreciprocal
 from eqspice.learning.devices.drift import RetentionDrift
 from eqspice.learning.devices.models import DeviceModel
@@ -261,7 +262,8 @@ def make_engine(config: RunConfig) -> Engine:
     e = config.engine
     if e.backend == "native":
         return NativeEngine()
-    return NgspiceEngine(timeout_sec=e.timeout_sec, workers=e.workers, mode=e.ngspice_mode)
+    options = {**TIGHT_OPTIONS, "reltol": e.ngspice_reltol, "vntol": e.ngspice_vntol_v, "abstol": e.ngspice_abstol_a}
+    return NgspiceEngine(timeout_sec=e.timeout_sec, workers=e.workers, mode=e.ngspice_mode, options=options)
 
 
 def make_device(config: RunConfig) -> DeviceModel:

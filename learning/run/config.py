@@ -414,6 +414,15 @@ class EngineConfig(_Section):
         description="sweep: a mini-batch's samples and phases as the points of one DC sweep; "
         "op: one operating point per sample and phase, inputs changed by alter",
     )
+    ngspice_reltol: float = Field(
+        1e-9, gt=0, le=1e-2, description="ngspice's relative convergence tolerance (.options reltol)"
+    )
+    ngspice_vntol_v: float = Field(
+        1e-12, gt=0, lt=1e-3, description="ngspice's absolute voltage tolerance, volts (.options vntol)"
+    )
+    ngspice_abstol_a: float = Field(
+        1e-15, gt=0, lt=1e-6, description="ngspice's absolute current tolerance, amperes (.options abstol)"
+    )
 
 
 @spec

@@ -221,3 +221,24 @@ def test_a_programming_scheme_refuses_bad_values_in_python_as_in_a_config():
         Programming(cycles=0)
     with pytest.raises(ProgrammingSpecError, match="tolerance_s"):
         Programming(tolerance_s=-1e-6)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_deployment_interrupted_while_writing_leaves_no_half_written_run(trained, tmp_path, monkeypatch, existing):
+    """Ctrl-C while the deployed run's files are written: the folder is emptied, and removed if deploy made it."""
+    import eqspice.learning.run.deploy as deploy_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    _, _, run_dir = trained
+    out = tmp_path / "chip"
+    if existing:
+        out.mkdir()
+    monkeypatch.setattr(deploy_module, "plot_conductance_histograms", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        deploy(RunState.load(run_dir), chip(), out)
+    assert out.exists() == existing and (not existing or not any(out.iterdir()))
+    monkeypatch.undo()
+    deploy(RunState.load(run_dir), chip(), out)  # the next attempt meets a folder it can use
+    assert (out / DEPLOYMENT).exists()

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +35,21 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def emptied_on_failure(folder: Path, remove_folder: bool):
+    """Run the body; if it raises (disk full, Ctrl-C), delete the files it left in ``folder``, and
+    ``folder`` itself with ``remove_folder``, so that no half-written run is left behind."""
+    try:
+        yield
+    except BaseException:
+        if folder.exists():
+            for path in folder.iterdir():
+                path.unlink()
+            if remove_folder:
+                folder.rmdir()
         raise
 
 

@@ -39,7 +39,7 @@ from eqspice.learning.devices.drift import PROGRAMMED_AT
 from eqspice.learning.devices.models import read_conductances
 from eqspice.learning.devices.programming import Programming, program_conductances, write_energy_j
 from eqspice.learning.run.build import Session, initial_state, open_session
-from eqspice.learning.run.checkpoint import RunState, write_atomic
+from eqspice.learning.run.checkpoint import RunState, emptied_on_failure, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, parse_config
 from eqspice.learning.run.loop import conductances_at_evaluation, evaluate, run_clock_sec, start_run_dir
 from eqspice.learning.run.report import plot_conductance_histograms, write_metrics
@@ -218,15 +218,9 @@ def deploy(trained: RunState, chip: RunConfig, out_dir: str | Path | None = None
 def write_deployed(out_dir: Path, session: Session, state: RunState, summary: dict) -> None:
     """The deployed run folder (see the module notes); an incomplete one is emptied again."""
     existed = out_dir.exists()
-    start_run_dir(out_dir, session.config, session, state)
-    try:
+    start_run_dir(out_dir, session.config, session, state)  # refuses a non-empty folder, cleans up after itself
+    with emptied_on_failure(out_dir, remove_folder=not existed):
         write_metrics(out_dir, state.metrics)
         d = session.config.device
         plot_conductance_histograms(out_dir, session.circuit, state.g_s, d.g_min_s, d.g_max_s)
         write_atomic(out_dir / DEPLOYMENT, json.dumps(summary, indent=1).encode())
-    except BaseException:
-        for path in out_dir.iterdir():
-            path.unlink()
-        if not existed:
-            out_dir.rmdir()
-        raise

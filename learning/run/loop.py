@@ -35,7 +35,7 @@ from eqspice.learning.rules.equilibrium import (
 from eqspice.learning.rules.lines import at_devices, devices_on_lines
 from eqspice.learning.run.build import Session, exact_gradient_rule, initial_state, open_session
 from eqspice.learning.run.build import record as record_mismatch
-from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, write_atomic
+from eqspice.learning.run.checkpoint import CHECKPOINT, CheckpointError, RunState, emptied_on_failure, write_atomic
 from eqspice.learning.run.config import ConfigError, RunConfig, dump_config
 from eqspice.learning.run.data import IMAGE_SIDES, augmented
 from eqspice.learning.run.energy import RUNNING_SUMS, account_phases, account_write, energy_metrics
@@ -236,15 +236,9 @@ def start_run_dir(run_dir: Path, config: RunConfig, session: Session, state: Run
     """
     existed = run_dir.exists()
     prepare_run_dir(run_dir, config, resume=False)  # refuses a non-empty folder: all that is in it is ours
-    try:
+    with emptied_on_failure(run_dir, remove_folder=not existed):
         state.save(run_dir)
         record_mismatch(run_dir, config, session.circuit)
-    except BaseException:
-        for path in run_dir.iterdir():
-            path.unlink()
-        if not existed:
-            run_dir.rmdir()
-        raise
 
 
 def check_resumable(run_dir: Path, state: RunState, fresh: RunState) -> None:

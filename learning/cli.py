@@ -380,11 +380,39 @@ def cmd_deploy(args) -> int:
 def cmd_sweep(args) -> int:
     from eqspice.learning.run.sweep import load_sweep, run_sweep
 
-    sweep = load_sweep(args.sweep, out=args.out)
+    sweep = load_sweep(args.sweep, out=None if args.check else args.out)
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give at least 1")
+    if args.check:
+        return _spot_check(sweep, args)
     rows = run_sweep(sweep, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     print(f"sweep {sweep.out}: {len(rows)} cells in results.csv, plots accuracy_vs_*.png")
+    return 0
+
+
+def _spot_check(sweep, args) -> int:
+    """``eqspice sweep FILE --check RESULTS``: re-run a few recorded cells from nothing; 1 if any differs."""
+    from eqspice.learning.run.sweep import spot_check
+
+    out = Path(args.out) if args.out else sweep.out.with_name(sweep.out.name + "_check")
+    rows = spot_check(
+        sweep, args.check, args.cells, out, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet
+    )
+    fields = [k for k in rows[0] if k not in ("cell", "recorded_accuracy", "rerun_accuracy", "recorded_loss", "rerun_loss", "agrees")]
+    print("| cell | " + " | ".join(fields) + " | recorded accuracy | re-run | recorded loss | re-run | same |")
+    print("| --- " * (len(fields) + 6) + "|")
+    for r in rows:
+        values = " | ".join(str(r[f]) for f in fields)
+        print(
+            f"| {r['cell']} | {values} | {r['recorded_accuracy']:.4f} | {r['rerun_accuracy']:.4f} | "
+            f"{r['recorded_loss']:.6g} | {r['rerun_loss']:.6g} | {'yes' if r['agrees'] else 'NO'} |"
+        )
+    differ = [r["cell"] for r in rows if not r["agrees"]]
+    if differ:
+        print(f"error: {len(differ)} of {len(rows)} cells re-ran to another test accuracy ({', '.join(differ)}); runs in {out}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"{len(rows)} cells re-ran to their recorded test accuracy (runs in {out})")
     return 0
 
 
@@ -580,7 +608,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", metavar="SWEEP.toml")
     p.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
-    p.add_argument("--out", help="folder of the study (default: the sweep file's out)")
+    p.add_argument("--out", help="folder of the study (default: the sweep file's out; with --check, that name + _check)")
+    p.add_argument(
+        "--check", metavar="RESULTS.csv",
+        help="spot check: re-run --cells recorded cells of this table (and their references) from nothing and "
+        "compare their test accuracy; exit 1 if any differs",
+    )  # fmt: skip
+    p.add_argument("--cells", type=int, default=3, help="with --check: how many cells, drawn by seed 0 (default 3)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

@@ -203,3 +203,32 @@ def test_the_atlas_sweeps_compare_both_arms_from_the_most_ideal_value(name, tmp_
     assert sweep.axes[field][0] == 0  # no stuck devices; a continuous device
     assert len(sweep.references()) == 3  # one software reference per seed
     assert all(c.config.engine.backend == "native" and list(c.config.network.layers) == [64, 32, 10] for c in sweep.cells())
+
+
+def test_a_spot_check_reruns_recorded_cells_from_nothing_and_names_a_cell_that_differs(tmp_path):
+    path = sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.5]')
+    run_sweep(load_sweep(path), workers=2, progress=False)
+    table = tmp_path / "out" / "results.csv"
+    check = eqspice("sweep", path, "--check", table, "--cells", "3", "--out", tmp_path / "check", "--workers", "1", "--quiet")
+    assert check.returncode == 0, check.stderr
+    lines = [line for line in check.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(lines) == 3 and all(line.endswith("| yes |") for line in lines)
+    assert not (tmp_path / "check" / "runs" / "reference").exists() and (tmp_path / "check" / "reference").is_dir()
+
+    with open(table) as fh:
+        recorded = list(csv.DictReader(fh))
+    recorded[1]["test_accuracy"] = str(float(recorded[1]["test_accuracy"]) - 0.25)  # one table row altered by hand
+    altered = tmp_path / "altered.csv"
+    with open(altered, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(recorded[0]))
+        writer.writeheader()
+        writer.writerows(recorded)
+    differs = eqspice("sweep", path, "--check", altered, "--cells", "4", "--out", tmp_path / "again", "--workers", "1", "--quiet")
+    assert differs.returncode == 1 and recorded[1]["cell"] in differs.stderr
+    assert len(differs.stderr.strip().splitlines()) == 1 and "| NO |" in differs.stdout
+
+    (tmp_path / "other").mkdir()
+    other = sweep_file(tmp_path / "other", "seed = [1]")
+    foreign = eqspice("sweep", other, "--check", table, "--out", tmp_path / "never")
+    assert foreign.returncode == 2 and "is not a cell of this sweep file" in foreign.stderr
+    assert len(foreign.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()

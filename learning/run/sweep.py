@@ -338,12 +338,72 @@ def connect(workers: int, scheduler: str | None):
             return Client(scheduler, timeout="5s")
         except (OSError, TimeoutError) as exc:
             raise ConfigError(f"--scheduler {scheduler}: cannot reach it ({exc}); check the address") from None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    # a free port of its own: two sweeps at once on one machine do not meet at 8787
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     return Client(cluster)
 
 
-def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, progress: bool = True) -> list[dict]:
-    """Run every cell without a result; return all rows (old and new) in cell order."""
+def spot_check_cells(sweep: Sweep, table: str | Path, n: int, seed: int = 0) -> tuple[list[Cell], dict[str, dict]]:
+    """``n`` cells of the recorded ``table`` (a ``results.csv`` of this sweep file), drawn by ``seed``, and
+    the recorded rows by cell id; a one-line :class:`ConfigError` if the table is not this sweep's."""
+    import csv
+
+    table = Path(table)
+    if table.is_dir():
+        table = table / "results.csv"
+    try:
+        with open(table, newline="") as fh:
+            recorded = {row["cell"]: row for row in csv.DictReader(fh)}
+    except (OSError, KeyError, csv.Error) as exc:
+        raise ConfigError(f"--check {table}: cannot read a results table with a cell column ({exc})") from None
+    cells = {c.id: c for c in sweep.cells()}
+    foreign = sorted(set(recorded) - set(cells))
+    if foreign:
+        raise ConfigError(
+            f"--check {table}: cell {foreign[0]} is not a cell of this sweep file (another file's table, "
+            "or the file changed since); give the results.csv this sweep file wrote"
+        )
+    if not recorded:
+        raise ConfigError(f"--check {table}: the table has no rows; give a sweep's results.csv")
+    if n < 1:
+        raise ConfigError(f"--cells {n}: give at least 1")
+    order = [c for c in cells if c in recorded]
+    picked = np.random.default_rng(seed).choice(len(order), size=min(n, len(order)), replace=False)
+    return [cells[order[i]] for i in sorted(picked)], recorded
+
+
+def spot_check(
+    sweep: Sweep, table: str | Path, n: int, out: str | Path, seed: int = 0, workers: int = 2,
+    scheduler: str | None = None, progress: bool = True, tolerance: float = 0.0,
+) -> list[dict]:
+    """Run ``n`` recorded cells again from nothing in ``out`` (their software references too) and compare.
+
+    Each returned row has the cell's values, the recorded and re-run test accuracy and loss, and
+    ``agrees``: the accuracies differ by at most ``tolerance`` (a fraction; 0: the same test images
+    right).  Nothing is taken from the sweep's own folder or its shared references.
+    """
+    cells, recorded = spot_check_cells(sweep, table, n, seed)
+    fresh = Sweep(sweep.base, sweep.axes, sweep.overrides, sweep.mode, Path(out), sweep.arms)
+    if fresh.out.exists() and any(fresh.out.iterdir()):
+        raise ConfigError(f"--out {fresh.out}: not an empty folder; a spot check re-runs its cells from nothing")
+    run_sweep(fresh, workers, scheduler, progress, only={c.id for c in cells})
+    rows = []
+    for cell in cells:
+        again = json.loads((fresh.out / "cells" / f"{cell.id}.json").read_text())
+        was = recorded[cell.id]
+        rows.append({
+            "cell": cell.id, **cell.values,
+            "recorded_accuracy": float(was["test_accuracy"]), "rerun_accuracy": again["test_accuracy"],
+            "recorded_loss": float(was["test_loss"]), "rerun_loss": again["test_loss"],
+            "agrees": abs(again["test_accuracy"] - float(was["test_accuracy"])) <= tolerance + 1e-12,
+        })
+    return rows
+
+
+def run_sweep(
+    sweep: Sweep, workers: int = 2, scheduler: str | None = None, progress: bool = True, only: set[str] | None = None
+) -> list[dict]:
+    """Run every cell without a result (of ``only``, if given: cell ids); return all rows (old and new) in cell order."""
     from concurrent.futures import CancelledError
 
     from dask.distributed import as_completed
@@ -357,6 +417,8 @@ def run_sweep(sweep: Sweep, workers: int = 2, scheduler: str | None = None, prog
     try:
         (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
         cells = sweep.cells()
+        if only is not None:
+            cells = [c for c in cells if c.id in only]
         todo = [c for c in cells if not (sweep.out / "cells" / f"{c.id}.json").exists()]
         shared = str(sweep.reference_dir) if sweep.reference_dir is not None and sweep.arms else None
         if shared is not None:

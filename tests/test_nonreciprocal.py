@@ -335,3 +335,43 @@ def test_exported_netlist_of_a_mismatched_run_holds_the_vccs_pairs(tmp_path):
     assert result.returncode == 0, result.stderr
     netlist = (tmp_path / "x.cir").read_text()
     assert netlist.count("\nGf") == netlist.count("\nGb") == build_circuit(load_config(config)).n_edges
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.2])
+def test_corrected_cross_entropy_estimator_is_the_gradient_of_the_cross_entropy(sigma):
+    """Asymmetric EP nudged by softmax currents against central finite differences of the cross-entropy
+    (times scale_v^2, the units of the cross-entropy rules); plain cross-entropy EP is biased by the mismatch."""
+    from eqspice.learning.rules.equilibrium import CrossEntropyPropagation, cross_entropy
+
+    circuit, g, inputs, _ = diode_network(7, sigma, layers=(3, 5, 3), batch=4)
+    labels = np.eye(3)[[0, 2, 1, 2]]  # one-hot class targets
+    scale = 0.02
+    engine = NativeEngine()
+    engine.load(circuit, g)
+
+    def loss(gg):
+        engine.set_conductances(gg)
+        return cross_entropy(circuit, engine.settle(inputs), labels, scale).sum()
+
+    fd = np.array([(loss(g + h) - loss(g - h)) / (2 * h.max()) for h in np.eye(circuit.n_edges) * g * 1e-4])
+    engine.set_conductances(g)
+    fd *= scale**2
+    beta = 1e-8
+    corrected = AsymmetricEquilibriumPropagation(beta, scale_v=scale)
+    estimate = corrected.gradient(circuit, corrected.phases(engine, inputs, labels))
+    assert relative_error(estimate, fd) < 1e-6  # 2e-9 measured
+    plain = CrossEntropyPropagation(beta, scale)
+    plain_error = relative_error(plain.gradient(circuit, plain.phases(engine, inputs, labels)), fd)
+    assert plain_error < 1e-6 if sigma == 0 else plain_error > 1e-2  # 0.41 measured at sigma 0.2
+
+
+def test_a_run_with_the_cross_entropy_takes_the_corrected_rule_and_refuses_it_with_noise():
+    from eqspice.learning.run.build import make_rule
+
+    base = {"network": {"layers": [2, 4, 2]}, "data": {"name": "xor"}, "mismatch": {"nonreciprocal": 0.1}}
+    config = parse_config({**base, "training": {"loss": "cross_entropy", "estimator": "corrected", "softmax_scale_v": 0.05}}, "run.toml")
+    assert make_rule(config) == AsymmetricEquilibriumPropagation(config.training.beta_s, scale_v=0.05)
+    with pytest.raises(ConfigError, match="^run.toml: .*corrected"):
+        parse_config({**base, "training": {"loss": "cross_entropy", "estimator": "corrected"}, "noise": {"model": "johnson"}}, "run.toml")
+    with pytest.raises(ValueError, match="scale_v = -1"):
+        AsymmetricEquilibriumPropagation(1e-8, scale_v=-1.0)

@@ -31,6 +31,7 @@ arXiv 2602.03670 (Asymmetric EP).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,7 @@ import scipy.sparse as sp
 from eqspice.circuits.amplifiers import edge_energy_weights
 from eqspice.circuits.netlist import free_free_edges
 from eqspice.circuits.network import Circuit, antisymmetric_coupling
-from eqspice.learning.rules.equilibrium import Phases, check_beta, energy_contrast
+from eqspice.learning.rules.equilibrium import Phases, check_beta, energy_contrast, softmax_nudge_currents
 from eqspice.simulator.engine import FREE, Engine, Nudge
 
 
@@ -129,10 +130,18 @@ class AsymmetricEquilibriumPropagation:
     (``engine.circuit``, ``engine.g_s``), i.e. it knows its chip's calibrated
     mismatch.  On a reciprocal circuit it is centred EP, phase for phase.
 
+    With ``scale_v`` the loss is the softmax cross-entropy of the class scores:
+    the learning phases are nudged by the constant currents of
+    :func:`~eqspice.learning.rules.equilibrium.softmax_nudge_currents`, ``+``
+    then ``-``, on top of the correction currents, and the estimate is
+    ``scale_v^2 dL/dG``, as :class:`~eqspice.learning.rules.equilibrium.CrossEntropyPropagation`'s.
+
     Parameters
     ----------
     beta_s : float
         Nudge strength, siemens (positive, finite).
+    scale_v : float or None
+        Cross-entropy: volts of class score per unit of logit; None: the squared error.
 
     References
     ----------
@@ -141,29 +150,31 @@ class AsymmetricEquilibriumPropagation:
     """
 
     beta_s: float
+    scale_v: float | None = None
 
     def __post_init__(self) -> None:
         check_beta(type(self).__name__, self.beta_s)
+        if self.scale_v is not None and not (math.isfinite(self.scale_v) and self.scale_v > 0):
+            raise ValueError(f"AsymmetricEquilibriumPropagation.scale_v = {self.scale_v!r}: give a positive finite voltage or None")
 
     def phases(self, engine: Engine, inputs_v, targets_v, sample_ids=None) -> Phases:
         circuit = engine.circuit
         free = engine.settle(inputs_v, sample_ids=sample_ids)
         if circuit.conservative:
-            plus = Nudge(targets_v=targets_v, beta_s=self.beta_s)
-            names = None
+            correction, sign, names = None, 1.0, None
         else:  # the learning circuit: A reversed, its beta = 0 state held at the free state by injected currents
-            plus = Nudge(
-                targets_v=targets_v,
-                beta_s=self.beta_s,
-                injected_a=correction_currents(circuit, engine.g_s, free),
-                antisymmetric_sign=-1.0,
-            )
+            correction, sign = correction_currents(circuit, engine.g_s, free), -1.0
             names = ["learning (+beta, A reversed)", "learning (-beta, A reversed)"]
-        nudge = plus
-        plus, minus = engine.settle_phases(
-            inputs_v, [nudge, nudge.opposite()], phases=names, sample_ids=sample_ids, initial_v=free
-        )
-        return Phases(free, plus, minus, (FREE, nudge, nudge.opposite()))
+        if self.scale_v is None:
+            plus = Nudge(targets_v=targets_v, beta_s=self.beta_s, injected_a=correction, antisymmetric_sign=sign)
+            minus = plus.opposite()
+        else:
+            nudge = softmax_nudge_currents(circuit, free, targets_v, self.beta_s, self.scale_v)
+            base = 0.0 if correction is None else correction
+            plus = Nudge(injected_a=base + nudge, antisymmetric_sign=sign)
+            minus = Nudge(injected_a=base - nudge, antisymmetric_sign=sign)
+        plus_v, minus_v = engine.settle_phases(inputs_v, [plus, minus], phases=names, sample_ids=sample_ids, initial_v=free)
+        return Phases(free, plus_v, minus_v, (FREE, plus, minus))
 
     def gradient(self, circuit: Circuit, phases: Phases) -> np.ndarray:
         """Estimate of ``dL/dG[edge]`` summed over the batch, V^2/S."""

@@ -245,10 +245,10 @@ def make_rule(config: RunConfig) -> LearningRule:
         return make_noisy_rule(config)
     if t.estimator == "implicit":
         return exact_gradient_rule(config)
+    if t.estimator == "corrected":
+        return AsymmetricEquilibriumPropagation(t.beta_s, t.softmax_scale_v if t.loss == "cross_entropy" else None)
     if t.loss == "cross_entropy":
         return CrossEntropyPropagation(t.beta_s, t.softmax_scale_v)
-    if t.estimator == "corrected":
-        return AsymmetricEquilibriumPropagation(t.beta_s)
     return EquilibriumPropagation(t.beta_s, centred=t.estimator == "centred")
 
 

@@ -599,7 +599,7 @@ class RunConfig(_Section):
         if exact and self.training.readout_resolution_v and estimator == "implicit":
             raise ValueError("training.estimator = 'implicit' is no controller readout: set training.readout_resolution_v to 0")
         if self.training.loss == "cross_entropy":
-            allowed = ("centred", "implicit") if model == "none" else ("centred", "one_sided", "contrastive")
+            allowed = ("centred", "corrected", "implicit") if model == "none" else ("centred", "one_sided", "contrastive")
             if estimator not in allowed:
                 raise ValueError(
                     f"training.loss = 'cross_entropy' with noise.model = {model!r} needs training.estimator in "

@@ -178,6 +178,10 @@ def test_an_in_situ_run_that_two_sweeps_share_is_trained_once(tmp_path):
         ("arms = []", ["distinct arms"]),
         ('arms = ["off_chip", "off_chip"]', ["distinct arms"]),
         ('arms = "off_chip"', ["give a list"]),
+        ('arms = ["hw_aware"]', ["hw_aware_noise = s"]),
+        ('arms = ["off_chip"]\nhw_aware_noise = 0.1', ["add \"hw_aware\" to arms"]),
+        ('arms = ["hw_aware"]\nhw_aware_noise = 0', ["hw_aware_noise = 0", "(0, 1]"]),
+        ('arms = ["hw_aware"]\nhw_aware_noise = "high"', ["hw_aware_noise = 'high'"]),
     ],
 )
 def test_bad_arms_are_refused_before_anything_runs(tmp_path, arms, words):
@@ -198,10 +202,10 @@ def test_report_refuses_a_table_that_is_not_a_sweeps(tmp_path):
 @pytest.mark.parametrize("name", ["digits_stuck_min.toml", "digits_levels.toml"])
 def test_the_atlas_sweeps_compare_both_arms_from_the_most_ideal_value(name, tmp_path):
     sweep = load_sweep(Path(__file__).resolve().parents[1] / "examples" / "atlas" / name, tmp_path / "out")
-    assert sweep.arms == ("in_situ", "off_chip") and sweep.axes["seed"] == [0, 1, 2]
+    assert sweep.arms == ("in_situ", "off_chip", "hw_aware") and sweep.axes["seed"] == [0, 1, 2]
     (field,) = [k for k in sweep.axes if k != "seed"]
     assert sweep.axes[field][0] == 0  # no stuck devices; a continuous device
-    assert len(sweep.references()) == 3  # one software reference per seed
+    assert len(sweep.references()) == 6  # per seed one software reference and one trained with weight noise
     assert all(c.config.engine.backend == "native" and list(c.config.network.layers) == [64, 32, 10] for c in sweep.cells())
 
 
@@ -232,3 +236,24 @@ def test_a_spot_check_reruns_recorded_cells_from_nothing_and_names_a_cell_that_d
     foreign = eqspice("sweep", other, "--check", table, "--out", tmp_path / "never")
     assert foreign.returncode == 2 and "is not a cell of this sweep file" in foreign.stderr
     assert len(foreign.stderr.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+
+
+def test_the_hardware_aware_arm_trains_its_reference_with_weight_noise_and_deploys_it(tmp_path):
+    path = sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.3]', 'arms = ["off_chip", "hw_aware"]\nhw_aware_noise = 0.2')
+    sweep = load_sweep(path)
+    off, hw = (c for c in sweep.cells()[:2])
+    assert hw.values["arm"] == "hw_aware" and hw.reference.id != off.reference.id
+    assert hw.reference.config.device.read_noise == 0.2 and off.reference.config.device.read_noise == 0.0
+    assert hw.reference.config.device.model == "ideal" and hw.reference.config.mismatch == off.reference.config.mismatch
+    rows = run_sweep(sweep, workers=2, progress=False)
+    assert [r["arm"] for r in rows] == ["off_chip", "hw_aware"] * 2
+    out = tmp_path / "out"
+    trained = {p.name: RunState.load(p).g_s for p in (out / "reference" / "runs").iterdir()}
+    assert len(trained) == 2  # one reference per arm for the one seed
+    # the same seed, data and schedule: only the injected noise tells the two trainings apart
+    assert not np.allclose(trained[off.reference.id], trained[hw.reference.id], rtol=1e-3)
+    for cell, row in zip(sweep.cells(), rows):  # each chip holds its own arm's reference, programmed
+        assert row["reference_accuracy"] == json.loads(
+            (out / "reference" / "cells" / f"{cell.reference.id}.json").read_text())["test_accuracy"]  # fmt: skip
+    with open(out / "results.csv") as fh:
+        assert "reference_accuracy" in fh.readline()

@@ -84,6 +84,26 @@ def software_reference(config: RunConfig) -> RunConfig:
     return parse_config(raw, "software reference")
 
 
+def hardware_aware_reference(config: RunConfig, weight_noise: float) -> RunConfig:
+    """:func:`software_reference` trained with injected weight noise: hardware-aware training.
+
+    Every mini-batch's phases see the conductances ``G (1 + weight_noise N(0, 1))``, one
+    draw per mini-batch from the run's generator (the device's ``read_noise`` mechanism),
+    and the update lands on the noiseless ``G``: a network trained in software to
+    tolerate perturbed weights before it is programmed into the chip.
+
+    Raises
+    ------
+    ConfigError
+        ``weight_noise`` is not a positive number of at most 1 (one line).
+    """
+    if not (isinstance(weight_noise, (int, float)) and 0 < weight_noise <= 1):
+        raise ConfigError(f"hw_aware_noise = {weight_noise!r}: give the relative weight noise of training, in (0, 1]")
+    raw = software_reference(config).model_dump(mode="json", exclude_none=True)
+    raw["device"]["read_noise"] = float(weight_noise)
+    return parse_config(raw, "hardware-aware reference")
+
+
 def deploy_state(session: Session, trained: RunState) -> tuple[RunState, dict]:
     """The chip of ``session.config`` programmed with ``trained``'s conductances.
 

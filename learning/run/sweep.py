@@ -30,7 +30,11 @@ per arm, and the table gets an ``arm`` column:
   (:func:`~eqspice.learning.run.deploy.software_reference`: the same run on the
   ideal device of the same window) trained once and deployed into the cell's
   chip (:func:`~eqspice.learning.run.deploy.deploy`, programmed as the cell's
-  ``[deploy]`` says, write-verify by default).  Cells that share a reference
+  ``[deploy]`` says, write-verify by default);
+* ``hw_aware``: as ``off_chip``, but the reference is trained with injected
+  weight noise, ``hw_aware_noise = s`` in the sweep file
+  (:func:`~eqspice.learning.run.deploy.hardware_aware_reference`: every
+  mini-batch sees ``G (1 + s N(0, 1))``), hardware-aware training in software.  Cells that share a reference
   (the seeds of a device axis) share one training, in ``reference/``, or in the
   folder ``references = "..."`` of the sweep file names: sweeps of one base (the
   axes of an atlas) that name the same folder train each seed's reference once
@@ -65,7 +69,9 @@ from eqspice.learning.run.config import ConfigError, RunConfig, dump_config, loa
 RESULT_COLUMNS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "pulses", "epochs", "train_sec")
 
 #: The arms a sweep may compare (``arms`` of a sweep file).
-ARMS = ("in_situ", "off_chip")
+ARMS = ("in_situ", "off_chip", "hw_aware")
+#: Arms that deploy a reference trained in software.
+DEPLOYED_ARMS = ("off_chip", "hw_aware")
 
 #: Column of an off-chip row: the software reference's own test accuracy.
 REFERENCE_COLUMN = "reference_accuracy"
@@ -95,6 +101,8 @@ class Sweep:
     arms: tuple[str, ...] = ()
     #: where the off-chip arm's software references are trained and kept (default ``out/reference``)
     reference_dir: Path | None = None
+    #: hw_aware arm: relative weight noise its references are trained with
+    hw_aware_noise: float | None = None
 
     @property
     def references_at(self) -> Path:
@@ -112,7 +120,7 @@ class Sweep:
             if not self.arms:
                 cells.append(Cell(values, load_config(self.base, {**self.overrides, **values})))
             for arm in self.arms:
-                cells.append(arm_cell(arm, values, load_config(self.base, {**self.overrides, **values})))
+                cells.append(arm_cell(arm, values, load_config(self.base, {**self.overrides, **values}), self.hw_aware_noise))
         return cells
 
     def references(self) -> list[Cell]:
@@ -120,17 +128,17 @@ class Sweep:
         return list({c.reference.id: c.reference for c in self.cells() if c.reference is not None}.values())
 
 
-def arm_cell(arm: str, values: dict, config: RunConfig) -> Cell:
-    """The cell of ``values`` in ``arm``; an off-chip one with its reference and a ``[deploy]`` section."""
+def arm_cell(arm: str, values: dict, config: RunConfig, hw_aware_noise: float | None = None) -> Cell:
+    """The cell of ``values`` in ``arm``; a deployed one with its reference and a ``[deploy]`` section."""
     if arm == "in_situ":
         return Cell({"arm": arm, **values}, config)
-    from eqspice.learning.run.deploy import software_reference
+    from eqspice.learning.run.deploy import hardware_aware_reference, software_reference
 
     if config.deploy is None:
         from eqspice.learning.devices.programming import Programming
 
         config = config.model_copy(update={"deploy": Programming()})
-    reference = software_reference(config)
+    reference = software_reference(config) if arm == "off_chip" else hardware_aware_reference(config, hw_aware_noise)
     digest = hashlib.sha1(dump_config(reference).encode()).hexdigest()[:12]
     return Cell({"arm": arm, **values}, config, Cell({"reference": digest}, reference))
 
@@ -144,10 +152,10 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         raise ConfigError(f"{path}: no such sweep file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides", "arms", "references"}
+    unknown = set(raw) - {"base", "mode", "out", "axes", "overrides", "arms", "references", "hw_aware_noise"}
     if unknown:
         raise ConfigError(
-            f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides, arms, references"
+            f"{path}: unknown key {sorted(unknown)[0]!r}; use base, mode, out, axes, overrides, arms, references, hw_aware_noise"
         )
     if "references" in raw and (not isinstance(raw["references"], str) or not raw["references"] or not raw.get("arms")):
         raise ConfigError(
@@ -159,7 +167,13 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         raise ConfigError(f"{path}: arms = {arms!r}; give a list of distinct arms from {list(ARMS)}")
     bad = [a for a in arms if a not in ARMS]
     if bad:
-        raise ConfigError(f"{path}: arms: unknown arm {bad[0]!r}; use {' and/or '.join(ARMS)}")
+        raise ConfigError(f"{path}: arms: unknown arm {bad[0]!r}; use {', '.join(ARMS)}")
+    if ("hw_aware" in arms) != ("hw_aware_noise" in raw):
+        raise ConfigError(
+            f"{path}: the hw_aware arm and hw_aware_noise go together; "
+            + ("give hw_aware_noise = s, the relative weight noise its training injects" if "hw_aware" in arms
+               else "add \"hw_aware\" to arms or remove hw_aware_noise")
+        )  # fmt: skip
     if "base" not in raw:
         raise ConfigError(f"{path}: base is missing; name the run configuration the sweep varies")
     axes = raw.get("axes") or {}
@@ -181,6 +195,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         out=Path(out or raw.get("out") or Path("runs") / path.stem),
         arms=tuple(arms),
         reference_dir=Path(raw["references"]) if "references" in raw else None,
+        hw_aware_noise=raw.get("hw_aware_noise"),
     )
     for name in [*axes, *sweep.overrides]:
         if name != "seed" and (name.count(".") < 1 or "" in name.split(".")):
@@ -313,7 +328,7 @@ def collect(sweep: Sweep) -> list[dict]:
 
 def write_table(sweep: Sweep, rows: list[dict]) -> Path:
     arms = ["arm"] if sweep.arms else []
-    extra = [REFERENCE_COLUMN] if "off_chip" in sweep.arms else []
+    extra = [REFERENCE_COLUMN] if set(DEPLOYED_ARMS) & set(sweep.arms) else []
     columns = ["cell", *arms, *sweep.axes, *RESULT_COLUMNS, *extra]
     return write_csv_atomic(sweep.out / "results.csv", columns, rows, extrasaction="ignore")
 
@@ -383,7 +398,7 @@ def spot_check(
     right).  Nothing is taken from the sweep's own folder or its shared references.
     """
     cells, recorded = spot_check_cells(sweep, table, n, seed)
-    fresh = Sweep(sweep.base, sweep.axes, sweep.overrides, sweep.mode, Path(out), sweep.arms)
+    fresh = Sweep(sweep.base, sweep.axes, sweep.overrides, sweep.mode, Path(out), sweep.arms, hw_aware_noise=sweep.hw_aware_noise)
     if fresh.out.exists() and any(fresh.out.iterdir()):
         raise ConfigError(f"--out {fresh.out}: not an empty folder; a spot check re-runs its cells from nothing")
     run_sweep(fresh, workers, scheduler, progress, only={c.id for c in cells})

@@ -385,6 +385,10 @@ def cmd_sweep(args) -> int:
         raise ConfigError(f"--workers {args.workers}: give at least 1")
     if args.check:
         return _spot_check(sweep, args)
+    if args.known:
+        from eqspice.learning.run.sweep import take_known
+
+        print(f"{take_known(sweep, args.known)} cells taken from {args.known}; running the others")
     rows = run_sweep(sweep, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     print(f"sweep {sweep.out}: {len(rows)} cells in results.csv, plots accuracy_vs_*.png")
     return 0
@@ -615,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
         "compare their test accuracy; exit 1 if any differs",
     )  # fmt: skip
     p.add_argument("--cells", type=int, default=3, help="with --check: how many cells, drawn by seed 0 (default 3)")
+    p.add_argument(
+        "--known", metavar="RESULTS.csv",
+        help="take the cells of this recorded table as finished (their run folders gone) and run only the "
+        "others: new values or arms of an axis",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sweep)
 

@@ -257,3 +257,31 @@ def test_the_hardware_aware_arm_trains_its_reference_with_weight_noise_and_deplo
             (out / "reference" / "cells" / f"{cell.reference.id}.json").read_text())["test_accuracy"]  # fmt: skip
     with open(out / "results.csv") as fh:
         assert "reference_accuracy" in fh.readline()
+
+
+def test_a_recorded_table_is_taken_as_known_and_only_new_values_run(tmp_path):
+    """An axis extended after its run folders are gone: the recorded rows are entered, only new cells train."""
+    first = sweep_file(tmp_path, 'seed = [0]\n"device.stuck_min" = [0.0, 0.5]')
+    run_sweep(load_sweep(first), workers=2, progress=False)
+    with open(tmp_path / "out" / "results.csv") as fh:
+        recorded = list(csv.DictReader(fh))
+    (tmp_path / "later").mkdir()
+    extended = sweep_file(tmp_path / "later", 'seed = [0]\n"device.stuck_min" = [0.0, 0.5, 0.3]')
+    result = eqspice("sweep", extended, "--known", tmp_path / "out" / "results.csv", "--workers", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "4 cells taken from" in result.stdout
+    out = tmp_path / "later" / "out"
+    with open(out / "results.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [(r["arm"], r["device.stuck_min"]) for r in table] == [
+        ("in_situ", "0.0"), ("off_chip", "0.0"), ("in_situ", "0.5"), ("off_chip", "0.5"), ("in_situ", "0.3"), ("off_chip", "0.3")
+    ]
+    assert table[:4] == recorded  # the recorded rows, unchanged to the last digit
+    new = {r["cell"] for r in table[4:]}
+    assert {p.name for p in (out / "runs").iterdir()} == new  # nothing else was trained or deployed again
+
+    (tmp_path / "other").mkdir()
+    other = sweep_file(tmp_path / "other", 'seed = [1]\n"device.stuck_min" = [0.0]')
+    foreign = eqspice("sweep", other, "--known", tmp_path / "out" / "results.csv")
+    assert foreign.returncode == 2 and "is not a cell of this sweep file" in foreign.stderr
+    assert len(foreign.stderr.strip().splitlines()) == 1 and not (tmp_path / "other" / "out").exists()

@@ -358,9 +358,9 @@ def connect(workers: int, scheduler: str | None):
     return Client(cluster)
 
 
-def spot_check_cells(sweep: Sweep, table: str | Path, n: int, seed: int = 0) -> tuple[list[Cell], dict[str, dict]]:
-    """``n`` cells of the recorded ``table`` (a ``results.csv`` of this sweep file), drawn by ``seed``, and
-    the recorded rows by cell id; a one-line :class:`ConfigError` if the table is not this sweep's."""
+def recorded_rows(sweep: Sweep, table: str | Path, option: str) -> tuple[dict[str, dict], dict[str, Cell]]:
+    """The rows of a recorded ``table`` (a ``results.csv`` of this sweep file, or its folder) by cell id,
+    and the sweep's cells by id; a one-line :class:`ConfigError` (naming ``option``) if the table is not this sweep's."""
     import csv
 
     table = Path(table)
@@ -370,21 +370,48 @@ def spot_check_cells(sweep: Sweep, table: str | Path, n: int, seed: int = 0) -> 
         with open(table, newline="") as fh:
             recorded = {row["cell"]: row for row in csv.DictReader(fh)}
     except (OSError, KeyError, csv.Error) as exc:
-        raise ConfigError(f"--check {table}: cannot read a results table with a cell column ({exc})") from None
+        raise ConfigError(f"{option} {table}: cannot read a results table with a cell column ({exc})") from None
     cells = {c.id: c for c in sweep.cells()}
     foreign = sorted(set(recorded) - set(cells))
     if foreign:
         raise ConfigError(
-            f"--check {table}: cell {foreign[0]} is not a cell of this sweep file (another file's table, "
+            f"{option} {table}: cell {foreign[0]} is not a cell of this sweep file (another file's table, "
             "or the file changed since); give the results.csv this sweep file wrote"
         )
     if not recorded:
-        raise ConfigError(f"--check {table}: the table has no rows; give a sweep's results.csv")
+        raise ConfigError(f"{option} {table}: the table has no rows; give a sweep's results.csv")
+    return recorded, cells
+
+
+def spot_check_cells(sweep: Sweep, table: str | Path, n: int, seed: int = 0) -> tuple[list[Cell], dict[str, dict]]:
+    """``n`` cells of the recorded ``table`` (a ``results.csv`` of this sweep file), drawn by ``seed``, and
+    the recorded rows by cell id; a one-line :class:`ConfigError` if the table is not this sweep's."""
+    recorded, cells = recorded_rows(sweep, table, "--check")
     if n < 1:
         raise ConfigError(f"--cells {n}: give at least 1")
     order = [c for c in cells if c in recorded]
     picked = np.random.default_rng(seed).choice(len(order), size=min(n, len(order)), replace=False)
     return [cells[order[i]] for i in sorted(picked)], recorded
+
+
+def take_known(sweep: Sweep, table: str | Path) -> int:
+    """Enter the rows of a recorded ``table`` as finished cells of ``sweep.out`` (those without a result
+    there yet), so that :func:`run_sweep` runs only the others: an axis extended by new values or arms
+    after its run folders are gone.  Returns how many cells were entered."""
+    recorded, cells = recorded_rows(sweep, table, "--known")
+    (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
+    entered = 0
+    for cell_id, was in recorded.items():
+        path = sweep.out / "cells" / f"{cell_id}.json"
+        if path.exists():
+            continue
+        row = {"cell": cell_id, **cells[cell_id].values}
+        for key in (*RESULT_COLUMNS, REFERENCE_COLUMN):
+            if was.get(key) not in (None, ""):
+                row[key] = int(was[key]) if key in ("pulses", "epochs") else float(was[key])
+        write_atomic(path, json.dumps(row).encode())
+        entered += 1
+    return entered
 
 
 def spot_check(

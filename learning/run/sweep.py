@@ -58,7 +58,7 @@ import itertools
 import json
 import shutil
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -359,17 +359,19 @@ def connect(workers: int, scheduler: str | None):
 
 
 def recorded_rows(sweep: Sweep, table: str | Path, option: str) -> tuple[dict[str, dict], dict[str, Cell]]:
-    """The rows of a recorded ``table`` (a ``results.csv`` of this sweep file, or its folder) by cell id,
-    and the sweep's cells by id; a one-line :class:`ConfigError` (naming ``option``) if the table is not this sweep's."""
+    """The rows of a recorded ``table`` (a ``results.csv`` of this sweep file, or its folder) by cell id, numbers
+    parsed (:func:`~eqspice.learning.run.report.read_results`), and the sweep's cells by id; a one-line
+    :class:`ConfigError` (naming ``option``) if the table is not this sweep's."""
     import csv
+
+    from eqspice.learning.run.report import read_results
 
     table = Path(table)
     if table.is_dir():
         table = table / "results.csv"
     try:
-        with open(table, newline="") as fh:
-            recorded = {row["cell"]: row for row in csv.DictReader(fh)}
-    except (OSError, KeyError, csv.Error) as exc:
+        recorded = {row["cell"]: row for row in read_results(table)}
+    except (OSError, UnicodeDecodeError, KeyError, csv.Error) as exc:
         raise ConfigError(f"{option} {table}: cannot read a results table with a cell column ({exc})") from None
     cells = {c.id: c for c in sweep.cells()}
     foreign = sorted(set(recorded) - set(cells))
@@ -406,9 +408,7 @@ def take_known(sweep: Sweep, table: str | Path) -> int:
         if path.exists():
             continue
         row = {"cell": cell_id, **cells[cell_id].values}
-        for key in (*RESULT_COLUMNS, REFERENCE_COLUMN):
-            if was.get(key) not in (None, ""):
-                row[key] = int(was[key]) if key in ("pulses", "epochs") else float(was[key])
+        row.update({key: was[key] for key in (*RESULT_COLUMNS, REFERENCE_COLUMN) if was.get(key) not in (None, "")})
         write_atomic(path, json.dumps(row).encode())
         entered += 1
     return entered
@@ -425,7 +425,7 @@ def spot_check(
     right).  Nothing is taken from the sweep's own folder or its shared references.
     """
     cells, recorded = spot_check_cells(sweep, table, n, seed)
-    fresh = Sweep(sweep.base, sweep.axes, sweep.overrides, sweep.mode, Path(out), sweep.arms, hw_aware_noise=sweep.hw_aware_noise)
+    fresh = replace(sweep, out=Path(out), reference_dir=None)  # references trained again, in ``out``
     if fresh.out.exists() and any(fresh.out.iterdir()):
         raise ConfigError(f"--out {fresh.out}: not an empty folder; a spot check re-runs its cells from nothing")
     run_sweep(fresh, workers, scheduler, progress, only={c.id for c in cells})
@@ -435,9 +435,9 @@ def spot_check(
         was = recorded[cell.id]
         rows.append({
             "cell": cell.id, **cell.values,
-            "recorded_accuracy": float(was["test_accuracy"]), "rerun_accuracy": again["test_accuracy"],
-            "recorded_loss": float(was["test_loss"]), "rerun_loss": again["test_loss"],
-            "agrees": abs(again["test_accuracy"] - float(was["test_accuracy"])) <= tolerance + 1e-12,
+            "recorded_accuracy": was["test_accuracy"], "rerun_accuracy": again["test_accuracy"],
+            "recorded_loss": was["test_loss"], "rerun_loss": again["test_loss"],
+            "agrees": abs(again["test_accuracy"] - was["test_accuracy"]) <= tolerance + 1e-12,
         })
     return rows
 
